@@ -1,0 +1,69 @@
+"""The error taxonomy: every failure of a step belongs to exactly one class, and the class alone
+decides what happens next (retry, ask a human, or stop).
+
+Activities raise ``step_failure(...)``; the Temporal ``ApplicationError.type`` carries the class
+name so the workflow (and operators in the Web UI) can read it without parsing messages.
+Messages name status codes, FHIR issue codes and field paths, never resource content.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from enum import StrEnum
+
+from temporalio.exceptions import ApplicationError
+
+
+class ErrorClass(StrEnum):
+    TRANSPORT = "transport"  # the request never reached the EHR (connect refused, DNS, TLS)
+    TRANSIENT = "transient"  # the EHR said "not now": 5xx, 429
+    AMBIGUOUS = "ambiguous"  # sent, but no answer: it may or may not have committed
+    VALIDATION = "validation"  # our validation, or the EHR's 400/422
+    AUTHORIZATION = "authorization"  # policy denied, or the EHR's 401/403
+    CONFLICT = "conflict"  # 409/412 on a version
+    DUPLICATE = "duplicate"  # the EHR already holds more than one resource for this command
+    NOT_FOUND = "not_found"  # 404/410
+    UNSUPPORTED = "unsupported"  # the tenant cannot do this kind of write
+    EHR_REJECTED = "ehr_rejected"  # any other 4xx: retrying cannot fix it
+    MISMATCH = "mismatch"  # read-back found the resource, but not as we sent it
+
+
+#: Only these retry automatically. An ambiguous create is retried because every create we send is
+#: idempotent at the EHR (conditional create, or search-before-create on the command identifier).
+RETRYABLE = frozenset({ErrorClass.TRANSPORT, ErrorClass.TRANSIENT, ErrorClass.AMBIGUOUS})
+
+BACKOFF_BASE = timedelta(seconds=1)
+BACKOFF_CAP = timedelta(minutes=5)
+
+
+def full_jitter_delay(
+    attempt: int, retry_after: timedelta | None = None, rng: random.Random | None = None
+) -> timedelta:
+    """Exponential backoff with full jitter (uniform in [0, min(cap, base * 2**(attempt-1))]),
+    never shorter than the EHR's ``Retry-After``. Temporal's own retry policy has no jitter."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(attempt - 1, 0)))
+    delay = timedelta(seconds=(rng or random).uniform(0, ceiling.total_seconds()))
+    if retry_after is not None and retry_after > delay:
+        return retry_after
+    return delay
+
+
+def step_failure(
+    error_class: ErrorClass,
+    message: str,
+    *,
+    attempt: int = 1,
+    retry_after: timedelta | None = None,
+) -> ApplicationError:
+    """The ApplicationError for a failed step: non-retryable unless its class is retryable."""
+    retryable = error_class in RETRYABLE
+    return ApplicationError(
+        message,
+        type=error_class.value,
+        non_retryable=not retryable,
+        next_retry_delay=full_jitter_delay(attempt, retry_after) if retryable else None,
+    )
+
+
+NON_RETRYABLE_TYPES = sorted(cls.value for cls in ErrorClass if cls not in RETRYABLE)

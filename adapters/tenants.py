@@ -1,0 +1,122 @@
+"""Tenant profiles: which EHR a tenant is, where it lives, how to authenticate, what it can do.
+
+Loaded from a TOML file: ``--tenants PATH`` beats ``$WRITEBACK_TENANTS`` beats the demo file
+shipped with the package (``adapters/default_tenants.toml``, tenants pointing at the sandbox).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+TENANTS_ENV = "WRITEBACK_TENANTS"
+DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
+
+
+class Vendor(StrEnum):
+    EPIC = "epic"
+    CERNER = "cerner"
+    ATHENA = "athena"
+    VERADIGM = "veradigm"
+    GENERIC_R4 = "generic_r4"
+
+
+class Interaction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+
+
+class Capabilities(BaseModel):
+    """What the tenant's FHIR server really supports (VENDORS.md), not what the vendor claims."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    conditional_create: bool = False
+    if_match: bool = False
+    writable: dict[str, list[Interaction]] = Field(
+        default_factory=lambda: {"Observation": [Interaction.CREATE]}
+    )
+
+    def allows(self, resource_type: str, interaction: Interaction) -> bool:
+        return interaction in self.writable.get(resource_type, [])
+
+
+class AuthSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["none"] = "none"
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    vendor: Vendor
+    fhir_base_url: str = Field(pattern=r"^https?://")
+    auth: AuthSettings = AuthSettings()
+    capabilities: Capabilities = Capabilities()
+    allowed_callers: list[str] = Field(
+        default_factory=lambda: ["*"], description="calling services allowed to write; '*' = any"
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    def base_url(self) -> str:
+        return self.fhir_base_url.rstrip("/")
+
+
+class TenantConfigError(Exception):
+    """The tenant file is missing or malformed; the message says where."""
+
+
+class TenantRegistry:
+    def __init__(self, tenants: list[Tenant], source: str) -> None:
+        self.source = source
+        self._by_id = {tenant.id: tenant for tenant in tenants}
+        if len(self._by_id) != len(tenants):
+            raise TenantConfigError(f"{source}: duplicate tenant ids")
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        return self._by_id.get(tenant_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_id.values())
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self._by_id)
+
+
+def resolve_tenants_path(cli_value: str | None = None) -> Path:
+    if cli_value:
+        return Path(cli_value)
+    if env_value := os.environ.get(TENANTS_ENV):
+        return Path(env_value)
+    return DEFAULT_TENANTS_FILE
+
+
+def load_tenants(path: Path) -> TenantRegistry:
+    """Read ``[[tenant]]`` tables from a TOML file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise TenantConfigError(f"tenant file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TenantConfigError(f"{path}: not valid TOML: {exc}") from exc
+    entries = raw.get("tenant", [])
+    if not isinstance(entries, list) or not entries:
+        raise TenantConfigError(f"{path}: expected one or more [[tenant]] tables")
+    tenants = []
+    for index, entry in enumerate(entries):
+        try:
+            tenants.append(Tenant.model_validate(entry))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise TenantConfigError(f"{path}: tenant #{index + 1}: {problems}") from exc
+    return TenantRegistry(tenants, source=str(path))

@@ -1,0 +1,52 @@
+"""Validation of FHIR R4 resources before anything is sent: R4 structure, then clinical rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from adapters.problems import Problem, ResourceInvalid
+from adapters.vital_signs import check_vital_sign
+
+__all__ = ["SUPPORTED_RESOURCE_TYPES", "Problem", "ResourceInvalid", "validate_resource"]
+
+
+#: Clinical rules per resource type, on top of the R4 structure.
+_CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
+    "Observation": check_vital_sign,
+}
+
+SUPPORTED_RESOURCE_TYPES = frozenset(_CLINICAL_RULES)
+
+
+def _structure_problems(resource_type: str, resource: dict[str, Any]) -> list[Problem]:
+    model = get_fhir_model_class(resource_type)
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        return [
+            Problem(".".join(str(part) for part in err["loc"]) or resource_type, err["msg"])
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+    return []
+
+
+def validate_resource(resource: dict[str, Any]) -> str:
+    """Return the resource type when ``resource`` may be written; raise ResourceInvalid if not."""
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        raise ResourceInvalid([Problem("resourceType", "missing")])
+    if resource_type not in SUPPORTED_RESOURCE_TYPES:
+        supported = ", ".join(sorted(SUPPORTED_RESOURCE_TYPES))
+        raise ResourceInvalid(
+            [Problem("resourceType", f"not a supported write type (supported: {supported})")]
+        )
+    problems = _structure_problems(resource_type, resource)
+    if not problems:
+        problems = _CLINICAL_RULES[resource_type](resource)
+    if problems:
+        raise ResourceInvalid(problems)
+    return resource_type

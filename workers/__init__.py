@@ -1,0 +1,1 @@
+"""Process entry points: worker, CLI, client API, settings, and the dev-stack launcher."""

@@ -1,0 +1,320 @@
+"""``writeback``: run the stack, submit writes, follow them, resolve the ones waiting for a person.
+
+Exit codes: 0 done (verified, or accepted without --wait); 1 rejected or abandoned; 2 bad input or
+unreachable service; 3 waiting for a person (pending_confirmation, conflict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.service import RPCError
+
+from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
+from workers.client import WritebackClient, WriteEndedAbnormally, WriteNotFound
+from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.settings import Settings
+from workflows.contract import (
+    Resolution,
+    ResolutionAction,
+    Transition,
+    Urgency,
+    WriteCommand,
+    WriteState,
+    WriteStatus,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input from the person at the terminal: print the message, exit 2."""
+
+
+def default_idempotency_key(tenant: str, resource: dict[str, Any]) -> str:
+    """Same tenant + same content = same command, so resubmitting a file never writes twice."""
+    canonical = json.dumps(resource, sort_keys=True, separators=(",", ":"))
+    return "sha-" + hashlib.sha256(f"{tenant}\n{canonical}".encode()).hexdigest()[:32]
+
+
+def exit_code_for(state: WriteState) -> int:
+    if state in (WriteState.REJECTED, WriteState.ABANDONED):
+        return EXIT_FAILED
+    if state.is_waiting_for_human:
+        return EXIT_WAITING
+    return EXIT_OK
+
+
+def status_json(status: WriteStatus) -> str:
+    return json.dumps(status.model_dump(mode="json"), indent=2)
+
+
+def print_transition(transition: Transition) -> None:
+    detail = f"  {transition.detail}" if transition.detail else ""
+    at = f"{transition.at:%H:%M:%S.%f}"[:-3]
+    print(f"  {at}  {transition.state.value:<21}{detail}", flush=True)
+
+
+def print_status(status: WriteStatus) -> None:
+    print(f"workflow  {status.workflow_id}")
+    print(f"state     {status.state.value}")
+    for label, value in (
+        ("tenant", status.tenant),
+        ("vendor", status.vendor),
+        ("resource", status.resource),
+        ("version", status.version),
+        ("error", status.error_class),
+        ("reason", status.reason),
+    ):
+        if value:
+            print(f"{label:<9} {value}")
+    print("history")
+    for transition in status.transitions:
+        detail = f"  {transition.detail}" if transition.detail else ""
+        print(f"  {transition.at:%Y-%m-%d %H:%M:%S}  {transition.state.value:<21}{detail}")
+
+
+def read_resource(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold one FHIR resource (a JSON object)")
+    return data
+
+
+def build_command(args: argparse.Namespace) -> WriteCommand:
+    resource = read_resource(Path(args.file))
+    key = args.key or default_idempotency_key(args.tenant, resource)
+    try:
+        return WriteCommand(
+            tenant=args.tenant,
+            idempotency_key=key,
+            resource=resource,
+            requested_by=args.requested_by,
+            on_behalf_of=args.on_behalf_of,
+            urgency=Urgency(args.urgency),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise UsageError(f"invalid command: {problems}") from None
+
+
+async def _client() -> WritebackClient:
+    settings = Settings.from_env()
+    try:
+        return await WritebackClient.connect(
+            settings.temporal_address, settings.namespace, settings.task_queue
+        )
+    except RuntimeError as exc:
+        raise UsageError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
+            "start the stack with `writeback dev` or set TEMPORAL_ADDRESS"
+        ) from None
+
+
+async def cmd_submit(args: argparse.Namespace) -> int:
+    command = build_command(args)
+    client = await _client()
+    submission = await client.submit(command)
+    if not args.wait:
+        status = await client.status(submission.workflow_id)
+        print(status_json(status) if args.json else f"submitted {submission.workflow_id}")
+        return EXIT_OK
+    if not args.json:
+        print(f"{submission.workflow_id}", flush=True)
+    seen = 0
+
+    def show(status: WriteStatus) -> None:
+        nonlocal seen
+        for transition in status.transitions[seen:]:
+            print_transition(transition)
+        seen = len(status.transitions)
+
+    status = await client.wait(submission.workflow_id, on_change=None if args.json else show)
+    if args.json:
+        print(status_json(status))
+    elif status.resource:
+        print(f"{status.state.value}: {status.resource} version {status.version}")
+    else:
+        print(f"{status.state.value}: {status.reason or ''}")
+    return exit_code_for(status.state)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    client = await _client()
+    try:
+        status = await client.status(args.workflow_id)
+    except WriteNotFound:
+        raise UsageError(f"no write with workflow id {args.workflow_id}") from None
+    if args.json:
+        print(status_json(status))
+    else:
+        print_status(status)
+    return exit_code_for(status.state)
+
+
+async def cmd_resolve(args: argparse.Namespace) -> int:
+    try:
+        resolution = Resolution(
+            action=ResolutionAction(args.action),
+            by=args.by,
+            reason=args.reason,
+            reference=args.reference,
+        )
+    except ValidationError as exc:
+        raise UsageError(f"invalid decision: {exc.error_count()} problem(s): {exc}") from None
+    client = await _client()
+    try:
+        status = await client.resolve(
+            args.workflow_id, resolution, args.decision_id or str(uuid.uuid4())
+        )
+    except RPCError as exc:
+        raise UsageError(f"decision not accepted: {exc.message}") from None
+    print(status_json(status) if args.json else f"{status.workflow_id}: {status.state.value}")
+    return exit_code_for(status.state)
+
+
+def _tenants_path(args: argparse.Namespace) -> Path:
+    path = resolve_tenants_path(args.tenants)
+    load_tenants(path)  # fail fast, with the file's own error message
+    return path
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import run_worker
+
+    tenants = load_tenants(resolve_tenants_path(args.tenants))
+    asyncio.run(run_worker(Settings.from_env(), tenants))
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    db = Path(args.db) if args.db else Settings.from_env().state_dir / "sandbox.db"
+    return subprocess.call(sandbox_command(args.port, db))
+
+
+def _stack_config(args: argparse.Namespace) -> StackConfig:
+    return StackConfig(
+        state_dir=Path(args.state_dir or Settings.from_env().state_dir),
+        tenants_path=_tenants_path(args),
+    )
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    config = _stack_config(args)
+    with running_stack(config) as stack:
+        print(f"Temporal   {config.temporal_address}")
+        print(f"Web UI     {config.ui_url}")
+        print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
+        print(f"Tenants    {config.tenants_path}")
+        print(f"Logs       {config.state_dir / 'logs'}")
+        print("Ctrl-C stops everything.", flush=True)
+        try:
+            while all(process.poll() is None for _name, process in stack.processes):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\nstopping…", flush=True)
+            return EXIT_OK
+        dead = [name for name, process in stack.processes if process.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited (see {config.state_dir / 'logs'})")
+        return EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from workers.demo import run_demo
+
+    config = _stack_config(args)
+    os.environ["TEMPORAL_ADDRESS"] = config.temporal_address
+    with running_stack(config):
+        return asyncio.run(run_demo(config))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="writeback", description=__doc__.split("\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_tenants(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tenants", help="tenant file (default: $WRITEBACK_TENANTS or the demo)")
+
+    dev = sub.add_parser("dev", help="run the embedded stack in the foreground")
+    with_tenants(dev)
+    dev.add_argument("--state-dir", help="where databases and logs go (default ./state)")
+    dev.set_defaults(run=cmd_dev)
+
+    demo = sub.add_parser("demo", help="start the stack, write sample Observations, show outcomes")
+    with_tenants(demo)
+    demo.add_argument("--state-dir")
+    demo.set_defaults(run=cmd_demo)
+
+    worker = sub.add_parser("worker", help="run a worker (Temporal at $TEMPORAL_ADDRESS)")
+    with_tenants(worker)
+    worker.set_defaults(run=cmd_worker)
+
+    sandbox = sub.add_parser("sandbox", help="run the sandbox EHR")
+    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--db", help="SQLite file (default ./state/sandbox.db)")
+    sandbox.set_defaults(run=cmd_sandbox)
+
+    submit = sub.add_parser("submit", help="write a FHIR resource from a JSON file")
+    submit.add_argument("file")
+    submit.add_argument("--tenant", required=True)
+    submit.add_argument("--key", help="idempotency key (default: hash of tenant + content)")
+    submit.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")
+    submit.add_argument("--requested-by", default="cli", help="calling service id")
+    submit.add_argument("--on-behalf-of", help="user reference, e.g. Practitioner/123")
+    submit.add_argument("--wait", action="store_true", help="follow until settled")
+    submit.add_argument("--json", action="store_true", help="print one final JSON object")
+    submit.set_defaults(run=cmd_submit)
+
+    status = sub.add_parser("status", help="what happened to a write")
+    status.add_argument("workflow_id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=cmd_status)
+
+    resolve = sub.add_parser("resolve", help="decide on a write waiting for a person")
+    resolve.add_argument("workflow_id")
+    resolve.add_argument("--action", required=True, choices=[a.value for a in ResolutionAction])
+    resolve.add_argument("--by", required=True, help="your operator id")
+    resolve.add_argument("--reason", required=True)
+    resolve.add_argument("--reference", help="for confirm: e.g. Observation/123")
+    resolve.add_argument("--decision-id", help="makes a resent decision a no-op")
+    resolve.add_argument("--json", action="store_true")
+    resolve.set_defaults(run=cmd_resolve)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("WRITEBACK_LOG_LEVEL", "WARNING"))
+    args = parser().parse_args(argv)
+    try:
+        result = args.run(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)
+    except (UsageError, TenantConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WriteEndedAbnormally as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED

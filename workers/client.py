@@ -1,0 +1,121 @@
+"""The client API services use to start writes and ask what happened to them.
+
+client = await WritebackClient.connect("localhost:7233")
+submission = await client.submit(command)      # durable once this returns: state `requested`
+status = await client.wait(submission.workflow_id)  # until verified / rejected / waiting
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workers.settings import TASK_QUEUE
+from workers.temporal_client import connect
+from workflows import search_attributes as sa
+from workflows.clinical_write import ClinicalWrite
+from workflows.contract import Resolution, WriteCommand, WriteState, WriteStatus
+
+
+class WriteNotFound(Exception):
+    """No write with that workflow id exists."""
+
+
+class WriteEndedAbnormally(Exception):
+    """The workflow was terminated, cancelled, timed out or failed: an operator or a bug stopped
+    it outside the write's own states. Temporal's Web UI has the history."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    workflow_id: str
+    run_id: str | None
+
+
+class WritebackClient:
+    def __init__(self, client: Client, task_queue: str = TASK_QUEUE) -> None:
+        self.temporal = client
+        self.task_queue = task_queue
+
+    @classmethod
+    async def connect(
+        cls, address: str, namespace: str = "default", task_queue: str = TASK_QUEUE
+    ) -> WritebackClient:
+        return cls(await connect(address, namespace), task_queue)
+
+    async def submit(self, command: WriteCommand) -> Submission:
+        """Start the write, or join the one already started for the same tenant + key."""
+        try:
+            handle = await self.temporal.start_workflow(
+                ClinicalWrite.run,
+                command,
+                id=command.workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.STATE, WriteState.REQUESTED.value),
+                        SearchAttributePair(sa.TENANT, command.tenant),
+                        SearchAttributePair(sa.URGENCY, command.urgency.value),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            # The same command already ran to completion: it is the same write, not a new one.
+            return Submission(workflow_id=command.workflow_id, run_id=None)
+        return Submission(workflow_id=handle.id, run_id=handle.result_run_id)
+
+    def _handle(self, workflow_id: str) -> WorkflowHandle[ClinicalWrite, WriteStatus]:
+        return self.temporal.get_workflow_handle_for(ClinicalWrite.run, workflow_id)
+
+    async def status(self, workflow_id: str) -> WriteStatus:
+        handle = self._handle(workflow_id)
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise WriteNotFound(workflow_id) from None
+            raise
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            return await handle.result()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            status_name = description.status.name if description.status else "UNKNOWN"
+            raise WriteEndedAbnormally(f"{workflow_id}: workflow {status_name.lower()}")
+        return await handle.query(ClinicalWrite.status)
+
+    async def wait(
+        self,
+        workflow_id: str,
+        on_change: Callable[[WriteStatus], None] | None = None,
+        poll_seconds: float = 0.2,
+    ) -> WriteStatus:
+        """Follow a write until it is settled (terminal, or waiting for a person)."""
+        seen = -1
+        while True:
+            status = await self.status(workflow_id)
+            if on_change and len(status.transitions) != seen:
+                seen = len(status.transitions)
+                on_change(status)
+            if status.state.is_settled:
+                return status
+            await asyncio.sleep(poll_seconds)
+
+    async def resolve(
+        self, workflow_id: str, resolution: Resolution, decision_id: str
+    ) -> WriteStatus:
+        """Apply a person's decision; ``decision_id`` deduplicates a resent decision."""
+        return await self._handle(workflow_id).execute_update(
+            ClinicalWrite.resolve, resolution, id=decision_id
+        )

@@ -1,0 +1,89 @@
+"""The scripted demo behind ``writeback demo``: a few synthetic vital signs per demo tenant, one
+command submitted twice at once, and one invalid Observation; then a table of what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
+from adapters.tenants import load_tenants
+from workers import samples
+from workers.client import WritebackClient
+from workers.devstack import StackConfig
+from workers.settings import TASK_QUEUE
+from workers.temporal_client import connect
+from workflows.contract import WriteCommand, WriteState, WriteStatus
+
+
+def demo_commands(tenant_ids: list[str], run: str) -> list[tuple[WriteCommand, WriteState]]:
+    """(command, the state it should end in)."""
+    planned: list[tuple[WriteCommand, WriteState]] = []
+    for tenant in tenant_ids:
+        resources: list[tuple[str, dict[str, Any]]] = [
+            ("hr", samples.heart_rate("demo-patient-1", 72)),
+            ("bp", samples.blood_pressure("demo-patient-1", 118, 76)),
+            ("temp", samples.body_temperature("demo-patient-2", 37.2)),
+        ]
+        for name, resource in resources:
+            command = WriteCommand(
+                tenant=tenant, idempotency_key=f"demo-{run}-{name}", resource=resource
+            )
+            planned.append((command, WriteState.VERIFIED))
+    invalid = samples.heart_rate("demo-patient-3", 80)
+    del invalid["code"]
+    planned.append(
+        (
+            WriteCommand(tenant=tenant_ids[0], idempotency_key=f"demo-{run}-bad", resource=invalid),
+            WriteState.REJECTED,
+        )
+    )
+    return planned
+
+
+async def count_in_ehr(base_url: str, command: WriteCommand) -> int:
+    token = f"{COMMAND_IDENTIFIER_SYSTEM}|{command.command_identifier}"
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{base_url}/Observation", params={"identifier": token})
+        return int(response.json().get("total", 0))
+
+
+async def run_demo(config: StackConfig) -> int:
+    tenants = load_tenants(config.tenants_path)
+    client = WritebackClient(
+        await connect(config.temporal_address, wait_seconds=60), task_queue=TASK_QUEUE
+    )
+    run = time.strftime("%Y%m%d%H%M%S")
+    planned = demo_commands(tenants.ids, run)
+    started = time.monotonic()
+    duplicate, _ = planned[0]
+    # The first command is submitted three times at once: one workflow, one resource.
+    await asyncio.gather(*(client.submit(duplicate) for _ in range(3)))
+    submissions = await asyncio.gather(*(client.submit(command) for command, _ in planned))
+    results: list[WriteStatus] = await asyncio.gather(
+        *(client.wait(submission.workflow_id) for submission in submissions)
+    )
+    elapsed = time.monotonic() - started
+
+    print(f"\n{'workflow':<44} {'state':<13} {'resource':<32} detail")
+    ok = True
+    for (command, expected), status in zip(planned, results, strict=True):
+        ok &= status.state is expected
+        detail = status.reason or f"version {status.version}"
+        print(
+            f"{status.workflow_id:<44} {status.state.value:<13} {status.resource or '-':<32} {detail}"
+        )
+    tenant = tenants.get(duplicate.tenant)
+    assert tenant is not None
+    copies = await count_in_ehr(tenant.base_url(), duplicate)
+    ok &= copies == 1
+    print(
+        f"\n{len(planned)} writes in {elapsed:.1f}s; '{duplicate.workflow_id}' was submitted 4 times"
+    )
+    print(f"and the EHR holds {copies} resource(s) carrying its command identifier.")
+    print(f"Web UI: {config.ui_url}  (run `writeback dev` to keep the stack up)")
+    print("demo:", "all writes ended as expected" if ok else "UNEXPECTED OUTCOMES above")
+    return 0 if ok else 1

@@ -1,0 +1,150 @@
+"""The embedded stack for one machine: Temporal dev server (+ Web UI), sandbox EHR, and a worker,
+each a child process, started in order and stopped in reverse on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from workers.settings import venv_binary
+from workflows import search_attributes as sa
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path
+    tenants_path: Path
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    sandbox_port: int = 8090
+    start_worker: bool = True
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+
+@dataclass
+class Stack:
+    config: StackConfig
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+
+def temporal_dev_server_command(
+    temporal_port: int, ui_port: int, db_file: Path | None, log_level: str = "error"
+) -> list[str]:
+    """``temporal server start-dev`` with writeback's search attributes and SQLite tuning."""
+    command = [
+        str(venv_binary("temporal")),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(temporal_port),
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        log_level,
+    ]
+    if db_file is not None:
+        command += ["--db-filename", str(db_file)]
+        command += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+    for key in sa.ALL:
+        command += ["--search-attribute", f"{key.name}=Keyword"]
+    return command
+
+
+def sandbox_command(port: int, db_file: Path) -> list[str]:
+    return [sys.executable, "-m", "sandbox", "--port", str(port), "--db", str(db_file)]
+
+
+def worker_command(tenants_path: Path) -> list[str]:
+    return [sys.executable, "-m", "workers", "worker", "--tenants", str(tenants_path)]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout:.0f}s")
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before serving {url}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+
+
+def stop_processes(stack: Stack, timeout: float = 10.0) -> None:
+    """Terminate children in reverse start order; kill what does not stop in time."""
+    for _name, process in reversed(stack.processes):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    stack.processes.clear()
+
+
+@contextlib.contextmanager
+def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[Stack]:
+    """Start the stack; always stop it on exit (including KeyboardInterrupt)."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    logs = log_dir or config.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(config)
+
+    def spawn(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        log_file = (logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        stack.processes.append((name, process))
+        return process
+
+    try:
+        temporal = spawn(
+            "temporal",
+            temporal_dev_server_command(
+                config.temporal_port, config.ui_port, config.state_dir / "temporal.db"
+            ),
+        )
+        sandbox = spawn(
+            "sandbox", sandbox_command(config.sandbox_port, config.state_dir / "sandbox.db")
+        )
+        wait_for_port(config.temporal_port, 60, temporal)
+        wait_for_http(f"{config.sandbox_url}/healthz", 30, sandbox)
+        if config.start_worker:
+            spawn("worker", worker_command(config.tenants_path))
+        yield stack
+    finally:
+        stop_processes(stack)

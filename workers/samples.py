@@ -1,0 +1,63 @@
+"""Synthetic vital-sign Observations for the demo and examples. No real patient data, ever."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+VITAL_SIGNS_CATEGORY = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs",
+            "display": "Vital Signs",
+        }
+    ]
+}
+
+
+def _loinc(code: str, display: str) -> dict[str, Any]:
+    return {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]}
+
+
+def _quantity(value: float, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+
+def heart_rate(patient: str, bpm: int, when: datetime | None = None) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [VITAL_SIGNS_CATEGORY],
+        "code": _loinc("8867-4", "Heart rate"),
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": (when or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "valueQuantity": _quantity(bpm, "/min"),
+    }
+
+
+def blood_pressure(
+    patient: str, systolic: int, diastolic: int, when: datetime | None = None
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [VITAL_SIGNS_CATEGORY],
+        "code": _loinc("85354-9", "Blood pressure panel with all children optional"),
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": (when or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "component": [
+            {"code": _loinc("8480-6", "Systolic"), "valueQuantity": _quantity(systolic, "mm[Hg]")},
+            {
+                "code": _loinc("8462-4", "Diastolic"),
+                "valueQuantity": _quantity(diastolic, "mm[Hg]"),
+            },
+        ],
+    }
+
+
+def body_temperature(patient: str, celsius: float, when: datetime | None = None) -> dict[str, Any]:
+    resource = heart_rate(patient, 0, when)
+    resource["code"] = _loinc("8310-5", "Body temperature")
+    resource["valueQuantity"] = _quantity(celsius, "Cel")
+    return resource

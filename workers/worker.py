@@ -1,0 +1,87 @@
+"""The writeback worker: runs ClinicalWrite workflows and their activities for every tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.command_steps import CommandSteps
+from activities.ehr_steps import EhrSteps
+from adapters.tenants import TenantRegistry
+from workers.settings import Settings
+from workers.temporal_client import connect
+from workflows.clinical_write import ClinicalWrite
+
+log = logging.getLogger("writeback.worker")
+
+#: Modules the workflow sandbox shares with the worker instead of re-importing per workflow run
+#: (TOOLCHAIN.md: fhir.resources re-imported in the sandbox made workflows 5x slower). They are
+#: deterministic to import and hold no per-workflow state.
+PASSTHROUGH_MODULES = (
+    "pydantic",
+    "pydantic_core",
+    "fhir",
+    "fhir_core",
+    "httpx",
+    "activities",
+    "adapters",
+    "workflows.contract",
+    "workflows.search_attributes",
+)
+
+
+def build_worker(
+    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+) -> Worker:
+    command_steps = CommandSteps(tenants)
+    ehr_steps = EhrSteps(tenants, http)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ClinicalWrite],
+        activities=[
+            command_steps.validate,
+            command_steps.map,
+            command_steps.authorize,
+            ehr_steps.write,
+            ehr_steps.verify,
+        ],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+def ehr_http_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+    )
+
+
+async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
+    """Run until SIGINT/SIGTERM, then finish in-flight tasks (up to the graceful timeout)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
+    async with ehr_http_client() as http:
+        worker = build_worker(client, tenants, http, settings.task_queue)
+        async with worker:
+            log.info(
+                "worker ready: task queue %s, tenants %s from %s",
+                settings.task_queue,
+                ", ".join(tenants.ids),
+                tenants.source,
+            )
+            print(f"worker ready on task queue '{settings.task_queue}'", flush=True)
+            await stop.wait()

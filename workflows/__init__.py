@@ -1,0 +1,1 @@
+"""Deterministic orchestration of clinical writes, and the public contract callers use."""

@@ -1,0 +1,132 @@
+"""The public contract of a clinical write: the command, its states, and what status reports.
+
+Callers (services, the CLI, operators) only ever need this module. It is deliberately free of
+FHIR library types: the resource travels as plain FHIR JSON so workflow code stays deterministic
+and cheap to (de)serialise.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+#: Tenant ids and idempotency keys end up in workflow ids, which are plain text on the Temporal
+#: server. They are restricted to opaque tokens so that patient data cannot ride along by accident.
+TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_TOKEN = re.compile(TOKEN_PATTERN)
+
+
+class WriteState(StrEnum):
+    """Where a write is. README.md ("States") says what each one promises."""
+
+    REQUESTED = "requested"
+    VALIDATED = "validated"
+    AUTHORIZED = "authorized"
+    IN_FLIGHT = "in_flight"
+    ACKNOWLEDGED = "acknowledged"
+    VERIFIED = "verified"
+    PENDING_CONFIRMATION = "pending_confirmation"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+    ABANDONED = "abandoned"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {WriteState.VERIFIED, WriteState.REJECTED, WriteState.ABANDONED}
+
+    @property
+    def is_waiting_for_human(self) -> bool:
+        return self in {WriteState.PENDING_CONFIRMATION, WriteState.CONFLICT}
+
+    @property
+    def is_settled(self) -> bool:
+        """Terminal, or parked until a person acts: nothing more happens on its own."""
+        return self.is_terminal or self.is_waiting_for_human
+
+
+class Urgency(StrEnum):
+    STAT = "stat"
+    URGENT = "urgent"
+    ROUTINE = "routine"
+
+
+def workflow_id_for(tenant: str, idempotency_key: str) -> str:
+    """``wb:{tenant}:{key}``: the first idempotency layer (one workflow per command)."""
+    return f"wb:{tenant}:{idempotency_key}"
+
+
+class WriteCommand(BaseModel):
+    """'Write this resource into tenant T on behalf of user U', exactly once."""
+
+    tenant: str = Field(pattern=TOKEN_PATTERN)
+    idempotency_key: str = Field(pattern=TOKEN_PATTERN)
+    interaction: Literal["create"] = "create"
+    resource: dict[str, Any]
+    requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
+    on_behalf_of: str | None = Field(default=None, max_length=256)
+    urgency: Urgency = Urgency.ROUTINE
+
+    @field_validator("resource")
+    @classmethod
+    def _resource_is_an_object(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("resource is empty")
+        return value
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.tenant, self.idempotency_key)
+
+    @property
+    def command_identifier(self) -> str:
+        """Value of the command identifier stamped on the created resource (see adapters)."""
+        return f"{self.tenant}:{self.idempotency_key}"
+
+
+def is_token(value: str) -> bool:
+    return bool(_TOKEN.match(value))
+
+
+class Transition(BaseModel):
+    state: WriteState
+    at: datetime
+    detail: str | None = None
+
+
+class WriteStatus(BaseModel):
+    """What the product can say about one write at any moment (query ``status``)."""
+
+    workflow_id: str
+    tenant: str
+    state: WriteState
+    vendor: str | None = None
+    resource_type: str | None = None
+    resource: str | None = Field(default=None, description="e.g. 'Observation/123'")
+    version: str | None = None
+    attempts: int = Field(default=0, description="EHR write attempts so far")
+    error_class: str | None = None
+    reason: str | None = None
+    transitions: list[Transition] = Field(default_factory=list)
+
+
+class ResolutionAction(StrEnum):
+    CONFIRM = "confirm"  # "it is in the chart": verify the (given) reference and finish
+    REVERIFY = "reverify"  # read it back again now
+    ABANDON = "abandon"  # do not write; the workflow ends `abandoned`
+
+
+class Resolution(BaseModel):
+    """A person's decision on a write that waits for one (workflow update ``resolve``)."""
+
+    action: ResolutionAction
+    by: str = Field(pattern=TOKEN_PATTERN, description="operator id, not a name")
+    reason: str = Field(min_length=1, max_length=500)
+    reference: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$",
+        description="for confirm: the resource the person found, e.g. 'Observation/123'",
+    )

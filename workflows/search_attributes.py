@@ -1,0 +1,17 @@
+"""Search attributes of a write: what operators filter on in the Web UI and ``writeback review``.
+
+Values are enums and tenant ids only: never patient data (the server stores them in plain text).
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+STATE = SearchAttributeKey.for_keyword("WritebackState")
+TENANT = SearchAttributeKey.for_keyword("WritebackTenant")
+VENDOR = SearchAttributeKey.for_keyword("WritebackVendor")
+RESOURCE_TYPE = SearchAttributeKey.for_keyword("WritebackResourceType")
+ERROR_CLASS = SearchAttributeKey.for_keyword("WritebackErrorClass")
+URGENCY = SearchAttributeKey.for_keyword("WritebackUrgency")
+
+ALL = (STATE, TENANT, VENDOR, RESOURCE_TYPE, ERROR_CLASS, URGENCY)
