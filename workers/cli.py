@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.service import RPCError
 
 from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
-from workers.client import WritebackClient, WriteEndedAbnormally, WriteNotFound
+from workers.client import (
+    DecisionRefused,
+    WritebackClient,
+    WriteEndedAbnormally,
+    WriteNotFound,
+)
 from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.settings import Settings
 from workflows.contract import (
@@ -189,8 +193,8 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
         status = await client.resolve(
             args.workflow_id, resolution, args.decision_id or str(uuid.uuid4())
         )
-    except RPCError as exc:
-        raise UsageError(f"decision not accepted: {exc.message}") from None
+    except DecisionRefused as exc:
+        raise UsageError(f"decision not accepted: {exc}") from None
     print(status_json(status) if args.json else f"{status.workflow_id}: {status.state.value}")
     return exit_code_for(status.state)
 

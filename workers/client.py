@@ -11,7 +11,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -30,6 +35,10 @@ from workflows.contract import Resolution, WriteCommand, WriteState, WriteStatus
 
 class WriteNotFound(Exception):
     """No write with that workflow id exists."""
+
+
+class DecisionRefused(Exception):
+    """The write is not waiting for a decision (or the decision is malformed)."""
 
 
 class WriteEndedAbnormally(Exception):
@@ -116,6 +125,13 @@ class WritebackClient:
         self, workflow_id: str, resolution: Resolution, decision_id: str
     ) -> WriteStatus:
         """Apply a person's decision; ``decision_id`` deduplicates a resent decision."""
-        return await self._handle(workflow_id).execute_update(
-            ClinicalWrite.resolve, resolution, id=decision_id
-        )
+        try:
+            return await self._handle(workflow_id).execute_update(
+                ClinicalWrite.resolve, resolution, id=decision_id
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise DecisionRefused(str(exc.cause or exc)) from None
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise DecisionRefused(f"{workflow_id}: {exc.message}") from None
+            raise

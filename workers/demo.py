@@ -70,19 +70,17 @@ async def run_demo(config: StackConfig) -> int:
 
     print(f"\n{'workflow':<44} {'state':<13} {'resource':<32} detail")
     ok = True
-    for (command, expected), status in zip(planned, results, strict=True):
+    for (_, expected), status in zip(planned, results, strict=True):
         ok &= status.state is expected
         detail = status.reason or f"version {status.version}"
-        print(
-            f"{status.workflow_id:<44} {status.state.value:<13} {status.resource or '-':<32} {detail}"
-        )
+        resource = status.resource or "-"
+        print(f"{status.workflow_id:<44} {status.state.value:<13} {resource:<32} {detail}")
     tenant = tenants.get(duplicate.tenant)
     assert tenant is not None
     copies = await count_in_ehr(tenant.base_url(), duplicate)
     ok &= copies == 1
-    print(
-        f"\n{len(planned)} writes in {elapsed:.1f}s; '{duplicate.workflow_id}' was submitted 4 times"
-    )
+    print(f"\n{len(planned)} writes in {elapsed:.1f}s.")
+    print(f"{duplicate.workflow_id} was submitted 4 times,")
     print(f"and the EHR holds {copies} resource(s) carrying its command identifier.")
     print(f"Web UI: {config.ui_url}  (run `writeback dev` to keep the stack up)")
     print("demo:", "all writes ended as expected" if ok else "UNEXPECTED OUTCOMES above")

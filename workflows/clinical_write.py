@@ -77,6 +77,8 @@ class ClinicalWrite:
             transitions=[Transition(state=WriteState.REQUESTED, at=workflow.now())],
         )
         self._resolution: Resolution | None = None
+        self._decisions_received = 0
+        self._decisions_applied = 0
         self._ehr_timeout = timedelta(seconds=10)
 
     @workflow.query
@@ -87,15 +89,16 @@ class ClinicalWrite:
     async def resolve(self, resolution: Resolution) -> WriteStatus:
         """A person's decision on a waiting write; returns the status once it has been acted on."""
         self._resolution = resolution
-        seen = len(self._status.transitions)
-        await workflow.wait_condition(lambda: len(self._status.transitions) > seen)
+        self._decisions_received += 1
+        mine = self._decisions_received
+        await workflow.wait_condition(lambda: self._decisions_applied >= mine)
         return self._status
 
     @resolve.validator
     def _resolve_allowed(self, resolution: Resolution) -> None:
         if not self._status.state.is_waiting_for_human:
             raise ValueError(f"write is '{self._status.state}', not waiting for a decision")
-        if self._resolution is not None:
+        if self._decisions_received != self._decisions_applied:
             raise ValueError("a decision is already being applied")
         expected = self._status.resource_type
         if (
@@ -268,23 +271,37 @@ class ClinicalWrite:
             await workflow.wait_condition(lambda: self._resolution is not None)
             resolution, self._resolution = self._resolution, None
             assert resolution is not None
-            note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
-            if resolution.action is ResolutionAction.ABANDON:
-                self._move(WriteState.ABANDONED, note)
-                return
-            self._status.transitions.append(
-                Transition(state=self._status.state, at=workflow.now(), detail=note)
-            )
-            if receipt is None:
-                # Nothing was acknowledged: confirm/reverify means "try the write again".
-                try:
-                    request = request or await self._prepare(command)
-                    receipt = await self._write(command, request)
-                except StepFailed as failure:
-                    self._fail(WriteState.PENDING_CONFIRMATION, failure)
-                    continue
-            if resolution.reference:
-                receipt = receipt.model_copy(update={"id": resolution.reference.split("/", 1)[1]})
-                self._status.resource = resolution.reference
-            assert request is not None
-            await self._check(command, request, receipt)
+            try:
+                receipt = await self._apply(command, resolution, request, receipt)
+            finally:
+                self._decisions_applied += 1
+
+    async def _apply(
+        self,
+        command: WriteCommand,
+        resolution: Resolution,
+        request: CreateRequest | None,
+        receipt: WriteReceipt | None,
+    ) -> WriteReceipt | None:
+        """Carry out one decision; returns the receipt the next decision should start from."""
+        note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
+        if resolution.action is ResolutionAction.ABANDON:
+            self._move(WriteState.ABANDONED, note)
+            return receipt
+        self._status.transitions.append(
+            Transition(state=self._status.state, at=workflow.now(), detail=note)
+        )
+        if receipt is None:
+            # Nothing was acknowledged: confirm/reverify means "try the write again".
+            try:
+                request = request or await self._prepare(command)
+                receipt = await self._write(command, request)
+            except StepFailed as failure:
+                self._fail(WriteState.PENDING_CONFIRMATION, failure)
+                return None
+        if resolution.reference:
+            receipt = receipt.model_copy(update={"id": resolution.reference.split("/", 1)[1]})
+            self._status.resource = resolution.reference
+        assert request is not None
+        await self._check(command, request, receipt)
+        return receipt

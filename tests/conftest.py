@@ -1,0 +1,64 @@
+"""Shared fixtures: a real sandbox EHR process, tenant files pointing at it, Temporal servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.sandbox_process import SandboxProcess
+from support.temporal import dev_server_environment, time_skipping_environment
+from support.tenants import TEST_TENANTS, personality_args, write_tenants_file
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.tenants import TenantRegistry, load_tenants
+
+
+@pytest.fixture(scope="session")
+def ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """One sandbox EHR for the session; tests isolate by unique idempotency keys."""
+    tmp = tmp_path_factory.mktemp("ehr")
+    process = SandboxProcess(tmp / "ehr.db", tmp / "ehr.log", *personality_args())
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def tenants_file(ehr: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tenants_file(tmp_path_factory.mktemp("config") / "tenants.toml", ehr.url)
+
+
+@pytest.fixture(scope="session")
+def tenants(tenants_file: Path) -> TenantRegistry:
+    return load_tenants(tenants_file)
+
+
+@pytest.fixture
+async def faults(ehr: SandboxProcess) -> AsyncIterator[httpx.AsyncClient]:
+    """Admin client for the sandbox's fault injection; every tenant's faults are cleared after."""
+    async with httpx.AsyncClient(base_url=ehr.url, timeout=10) as client:
+        yield client
+        for tenant, *_ in TEST_TENANTS:
+            await client.delete(f"/_admin/faults/{tenant}")
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh idempotency key."""
+    return f"t-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await time_skipping_environment()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await dev_server_environment()
+    yield env
+    await env.shutdown()
