@@ -1,4 +1,4 @@
-from workers.cli import main
+from workers.cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

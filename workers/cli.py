@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
 from workers.client import (
     DecisionRefused,
+    NoWorker,
     WritebackClient,
     WriteEndedAbnormally,
     WriteNotFound,
@@ -222,6 +223,9 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
     return StackConfig(
         state_dir=Path(args.state_dir or Settings.from_env().state_dir),
         tenants_path=_tenants_path(args),
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        sandbox_port=args.sandbox_port,
     )
 
 
@@ -261,14 +265,21 @@ def parser() -> argparse.ArgumentParser:
     def with_tenants(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tenants", help="tenant file (default: $WRITEBACK_TENANTS or the demo)")
 
+    def with_stack(p: argparse.ArgumentParser) -> None:
+        with_tenants(p)
+        p.add_argument("--state-dir", help="where databases and logs go (default ./state)")
+        p.add_argument("--temporal-port", type=int, default=7233)
+        p.add_argument("--ui-port", type=int, default=8233)
+        p.add_argument(
+            "--sandbox-port", type=int, default=8090, help="the tenants' base URLs must match"
+        )
+
     dev = sub.add_parser("dev", help="run the embedded stack in the foreground")
-    with_tenants(dev)
-    dev.add_argument("--state-dir", help="where databases and logs go (default ./state)")
+    with_stack(dev)
     dev.set_defaults(run=cmd_dev)
 
     demo = sub.add_parser("demo", help="start the stack, write sample Observations, show outcomes")
-    with_tenants(demo)
-    demo.add_argument("--state-dir")
+    with_stack(demo)
     demo.set_defaults(run=cmd_demo)
 
     worker = sub.add_parser("worker", help="run a worker (Temporal at $TEMPORAL_ADDRESS)")
@@ -308,6 +319,16 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def run() -> None:
+    """Console-script entry point. Exits with ``os._exit`` after flushing: the Temporal core
+    bridge has been seen to abort the interpreter during finalization (TOOLCHAIN.md), which would
+    turn a successful command into exit code 134 for the scripts that call it."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("WRITEBACK_LOG_LEVEL", "WARNING"))
     args = parser().parse_args(argv)
@@ -317,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result)
     except (UsageError, TenantConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoWorker as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except WriteEndedAbnormally as exc:

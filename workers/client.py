@@ -41,6 +41,10 @@ class DecisionRefused(Exception):
     """The write is not waiting for a decision (or the decision is malformed)."""
 
 
+class NoWorker(Exception):
+    """A running write could not be asked for its state: no worker answered on the task queue."""
+
+
 class WriteEndedAbnormally(Exception):
     """The workflow was terminated, cancelled, timed out or failed: an operator or a bug stopped
     it outside the write's own states. Temporal's Web UI has the history."""
@@ -102,7 +106,17 @@ class WritebackClient:
         if description.status != WorkflowExecutionStatus.RUNNING:
             status_name = description.status.name if description.status else "UNKNOWN"
             raise WriteEndedAbnormally(f"{workflow_id}: workflow {status_name.lower()}")
-        return await handle.query(ClinicalWrite.status)
+        try:
+            return await handle.query(ClinicalWrite.status)
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or (
+                "Timeout expired" in exc.message
+            ):
+                raise NoWorker(
+                    f"no worker answered for {workflow_id} on task queue "
+                    f"'{description.task_queue}': is `writeback worker` running?"
+                ) from None
+            raise
 
     async def wait(
         self,

@@ -4,6 +4,8 @@ each a child process, started in order and stopped in reverse on exit."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from workers.settings import venv_binary
+from workers.worker import WORKER_READY
 from workflows import search_attributes as sa
 
 
@@ -102,6 +105,22 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes]) ->
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
 
 
+def wait_for_line(
+    log: Path, offset: int, text: str, timeout: float, process: subprocess.Popen[bytes]
+) -> None:
+    """Wait until ``text`` appears in ``log`` after byte ``offset`` (the process's own output)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            if text.encode() in handle.read():
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}; see {log}")
+        time.sleep(0.05)
+    raise TimeoutError(f"'{text}' not seen in {log} after {timeout:.0f}s")
+
+
 def stop_processes(stack: Stack, timeout: float = 10.0) -> None:
     """Terminate children in reverse start order; kill what does not stop in time."""
     for _name, process in reversed(stack.processes):
@@ -117,7 +136,13 @@ def stop_processes(stack: Stack, timeout: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[Stack]:
-    """Start the stack; always stop it on exit (including KeyboardInterrupt)."""
+    """Start the stack; always stop it on exit (Ctrl-C, and SIGTERM too: a killed launcher must
+    not leave a dev server, sandbox and worker running behind it)."""
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     logs = log_dir or config.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -126,7 +151,11 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
     def spawn(name: str, command: list[str]) -> subprocess.Popen[bytes]:
         log_file = (logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "TEMPORAL_ADDRESS": config.temporal_address},
         )
         stack.processes.append((name, process))
         return process
@@ -144,7 +173,11 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
         wait_for_port(config.temporal_port, 60, temporal)
         wait_for_http(f"{config.sandbox_url}/healthz", 30, sandbox)
         if config.start_worker:
-            spawn("worker", worker_command(config.tenants_path))
+            worker_log = logs / "worker.log"
+            offset = worker_log.stat().st_size if worker_log.exists() else 0
+            worker = spawn("worker", worker_command(config.tenants_path))
+            wait_for_line(worker_log, offset, WORKER_READY, 60, worker)
         yield stack
     finally:
         stop_processes(stack)
+        signal.signal(signal.SIGTERM, previous)

@@ -21,6 +21,9 @@ from workflows.clinical_write import ClinicalWrite
 
 log = logging.getLogger("writeback.worker")
 
+#: Printed on stdout once the worker polls its task queue (the dev stack waits for it).
+WORKER_READY = "worker ready"
+
 #: Modules the workflow sandbox shares with the worker instead of re-importing per workflow run
 #: (TOOLCHAIN.md: fhir.resources re-imported in the sandbox made workflows 5x slower). They are
 #: deterministic to import and hold no per-workflow state.
@@ -83,5 +86,5 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
                 ", ".join(tenants.ids),
                 tenants.source,
             )
-            print(f"worker ready on task queue '{settings.task_queue}'", flush=True)
+            print(f"{WORKER_READY} on task queue '{settings.task_queue}'", flush=True)
             await stop.wait()

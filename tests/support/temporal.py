@@ -36,3 +36,7 @@ async def dev_server_environment() -> WorkflowEnvironment:
         search_attributes=list(sa.ALL),
         dev_server_log_level="error",
     )
+
+
+def temporal_address(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
