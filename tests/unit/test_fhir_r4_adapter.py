@@ -1,0 +1,88 @@
+"""The FHIR R4 adapter: how a create is prepared per tenant, and how read-back is compared."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+
+from adapters.fhir_r4 import (
+    COMMAND_IDENTIFIER_SYSTEM,
+    DedupStrategy,
+    UnsupportedVendor,
+    differences,
+    prepare_create,
+)
+from adapters.tenants import Capabilities, Tenant, Vendor
+from workers import samples
+
+
+def tenant(vendor: Vendor = Vendor.GENERIC_R4, conditional: bool = True) -> Tenant:
+    return Tenant(
+        id="t1",
+        vendor=vendor,
+        fhir_base_url="http://ehr.test/fhir",
+        capabilities=Capabilities(conditional_create=conditional),
+    )
+
+
+def test_create_stamps_the_command_identifier_and_drops_client_ids() -> None:
+    resource = samples.heart_rate("p1", 72) | {"id": "client-id", "meta": {"versionId": "9"}}
+    resource["identifier"] = [
+        {"system": "urn:lab", "value": "L-1"},
+        {"system": COMMAND_IDENTIFIER_SYSTEM, "value": "stale"},
+    ]
+    request = prepare_create(tenant(), resource, "t1:key-1")
+
+    assert "id" not in request.body and "meta" not in request.body
+    assert request.body["identifier"] == [
+        {"system": "urn:lab", "value": "L-1"},
+        {"system": COMMAND_IDENTIFIER_SYSTEM, "value": "t1:key-1"},
+    ]
+    assert "identifier" not in resource or resource["identifier"][1]["value"] == "stale"
+
+
+def test_conditional_create_tenant_sends_if_none_exist_on_the_identifier() -> None:
+    request = prepare_create(tenant(conditional=True), samples.heart_rate("p1", 72), "t1:k")
+    assert request.dedup is DedupStrategy.CONDITIONAL_CREATE
+    header = request.headers()["If-None-Exist"]
+    assert unquote(header) == f"identifier={COMMAND_IDENTIFIER_SYSTEM}|t1:k"
+
+
+def test_tenant_without_conditional_create_searches_first() -> None:
+    request = prepare_create(tenant(Vendor.EPIC, False), samples.heart_rate("p1", 72), "t1:k")
+    assert request.dedup is DedupStrategy.SEARCH_BEFORE_CREATE
+    assert "If-None-Exist" not in request.headers()
+
+
+@pytest.mark.parametrize("vendor", [Vendor.ATHENA, Vendor.VERADIGM])
+def test_proprietary_api_vendors_are_refused_clearly(vendor: Vendor) -> None:
+    with pytest.raises(UnsupportedVendor, match="no FHIR create path"):
+        prepare_create(tenant(vendor, False), samples.heart_rate("p1", 72), "t1:k")
+
+
+def test_differences_ignore_server_managed_and_extra_elements() -> None:
+    sent = samples.heart_rate("p1", 72)
+    stored = sent | {"id": "x", "meta": {"versionId": "1"}, "text": {"status": "generated"}}
+    stored["issued"] = "2026-01-01T00:00:00Z"
+    assert differences(sent, stored) == []
+
+
+def test_differences_report_paths_not_values() -> None:
+    sent = samples.heart_rate("p1", 72)
+    stored = samples.heart_rate("p1", 73)
+    stored["subject"] = {"reference": "Patient/p2"}
+    del stored["category"]
+    assert sorted(differences(sent, stored)) == [
+        "category",
+        "subject.reference",
+        "valueQuantity.value",
+    ]
+
+
+def test_numbers_compare_by_value() -> None:
+    assert differences({"valueQuantity": {"value": 72}}, {"valueQuantity": {"value": 72.0}}) == []
+
+
+def test_list_length_change_is_a_difference() -> None:
+    assert differences({"identifier": [1, 2]}, {"identifier": [1]}) == ["identifier"]

@@ -1,0 +1,67 @@
+"""Tenant files: where they come from, and errors a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.tenants import (
+    DEFAULT_TENANTS_FILE,
+    TENANTS_ENV,
+    TenantConfigError,
+    load_tenants,
+    resolve_tenants_path,
+)
+
+
+def test_default_file_ships_the_demo_tenants() -> None:
+    registry = load_tenants(DEFAULT_TENANTS_FILE)
+    assert registry.ids == ["demo-cerner", "demo-epic", "demo-r4"]
+    epic = registry.get("demo-epic")
+    assert epic is not None and not epic.capabilities.conditional_create
+
+
+def test_flag_beats_environment_beats_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(TENANTS_ENV, raising=False)
+    assert resolve_tenants_path() == DEFAULT_TENANTS_FILE
+    monkeypatch.setenv(TENANTS_ENV, str(tmp_path / "env.toml"))
+    assert resolve_tenants_path() == tmp_path / "env.toml"
+    assert resolve_tenants_path(str(tmp_path / "flag.toml")) == tmp_path / "flag.toml"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("this is = = not toml", "not valid TOML"),
+        ("", "expected one or more [[tenant]] tables"),
+        (
+            '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "ftp://x"\n',
+            "tenant #1: fhir_base_url",
+        ),
+        (
+            '[[tenant]]\nid = "a"\nvendor = "meditech"\nfhir_base_url = "http://x"\n',
+            "tenant #1: vendor",
+        ),
+        (
+            '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "http://x"\ncolour = 1\n',
+            "tenant #1: colour",
+        ),
+        (
+            '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "http://x"\n' * 2,
+            "duplicate tenant ids",
+        ),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(content)
+    with pytest.raises(TenantConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_tenants(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TenantConfigError, match="tenant file not found"):
+        load_tenants(tmp_path / "nope.toml")
