@@ -2,11 +2,13 @@
 
 Loaded from a TOML file: ``--tenants PATH`` beats ``$WRITEBACK_TENANTS`` beats the demo file
 shipped with the package (``adapters/default_tenants.toml``, tenants pointing at the sandbox).
+String values may use ``${VAR}`` or ``${VAR:-default}`` (e.g. one base URL per environment).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TENANTS_ENV = "WRITEBACK_TENANTS"
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
 
 
@@ -99,6 +102,26 @@ def resolve_tenants_path(cli_value: str | None = None) -> Path:
     return DEFAULT_TENANTS_FILE
 
 
+def _expand(value: object, where: str) -> object:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed TOML value."""
+    if isinstance(value, dict):
+        return {key: _expand(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, where) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise TenantConfigError(f"{where}: environment variable {name} is not set")
+        return default
+
+    return _VARIABLE.sub(replace, value)
+
+
 def load_tenants(path: Path) -> TenantRegistry:
     """Read ``[[tenant]]`` tables from a TOML file."""
     try:
@@ -112,6 +135,7 @@ def load_tenants(path: Path) -> TenantRegistry:
         raise TenantConfigError(f"{path}: expected one or more [[tenant]] tables")
     tenants = []
     for index, entry in enumerate(entries):
+        entry = _expand(entry, f"{path}: tenant #{index + 1}")
         try:
             tenants.append(Tenant.model_validate(entry))
         except ValidationError as exc:

@@ -253,7 +253,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from workers.demo import run_demo
 
     config = _stack_config(args)
-    os.environ["TEMPORAL_ADDRESS"] = config.temporal_address
+    os.environ.update(config.environment())
     with running_stack(config):
         return asyncio.run(run_demo(config))
 

@@ -18,6 +18,8 @@ from workers.settings import TASK_QUEUE
 from workers.temporal_client import connect
 from workflows.contract import WriteCommand, WriteState, WriteStatus
 
+DEMO_TIMEOUT_SECONDS = 120
+
 
 def demo_commands(tenant_ids: list[str], run: str) -> list[tuple[WriteCommand, WriteState]]:
     """(command, the state it should end in)."""
@@ -63,9 +65,18 @@ async def run_demo(config: StackConfig) -> int:
     # The first command is submitted three times at once: one workflow, one resource.
     await asyncio.gather(*(client.submit(duplicate) for _ in range(3)))
     submissions = await asyncio.gather(*(client.submit(command) for command, _ in planned))
-    results: list[WriteStatus] = await asyncio.gather(
-        *(client.wait(submission.workflow_id) for submission in submissions)
-    )
+    try:
+        results: list[WriteStatus] = await asyncio.wait_for(
+            asyncio.gather(*(client.wait(submission.workflow_id) for submission in submissions)),
+            timeout=DEMO_TIMEOUT_SECONDS,
+        )
+    except TimeoutError:
+        print(f"demo: writes not settled after {DEMO_TIMEOUT_SECONDS}s:")
+        for submission in submissions:
+            status = await client.status(submission.workflow_id)
+            print(f"  {status.workflow_id:<44} {status.state.value}  {status.reason or ''}")
+        print(f"see the Web UI ({config.ui_url}) and {config.state_dir / 'logs'}")
+        return 1
     elapsed = time.monotonic() - started
 
     print(f"\n{'workflow':<44} {'state':<13} {'resource':<32} detail")

@@ -42,6 +42,13 @@ class StackConfig:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
+    def environment(self) -> dict[str, str]:
+        """What a process needs to reach this stack (demo tenants read the sandbox URL)."""
+        return {
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "WRITEBACK_SANDBOX_URL": self.sandbox_url,
+        }
+
 
 @dataclass
 class Stack:
@@ -155,7 +162,7 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "TEMPORAL_ADDRESS": config.temporal_address},
+            env={**os.environ, **config.environment()},
         )
         stack.processes.append((name, process))
         return process

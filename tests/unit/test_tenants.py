@@ -65,3 +65,30 @@ def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TenantConfigError, match="tenant file not found"):
         load_tenants(tmp_path / "nope.toml")
+
+
+def test_environment_variables_expand_with_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(
+        '[[tenant]]\nid = "a"\nvendor = "epic"\n'
+        'fhir_base_url = "${EHR_HOST:-http://fallback}/fhir/${EHR_SITE}"\n'
+    )
+    monkeypatch.delenv("EHR_HOST", raising=False)
+    monkeypatch.setenv("EHR_SITE", "site-1")
+    tenant = load_tenants(path).get("a")
+    assert tenant is not None and tenant.fhir_base_url == "http://fallback/fhir/site-1"
+    monkeypatch.setenv("EHR_HOST", "https://ehr.example")
+    tenant = load_tenants(path).get("a")
+    assert tenant is not None and tenant.fhir_base_url == "https://ehr.example/fhir/site-1"
+
+
+def test_unset_variable_without_default_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text('[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "${EHR_NOPE}/x"\n')
+    monkeypatch.delenv("EHR_NOPE", raising=False)
+    with pytest.raises(TenantConfigError, match="tenant #1.fhir_base_url: environment variable"):
+        load_tenants(path)
