@@ -90,5 +90,6 @@ def test_unset_variable_without_default_is_named(
     path = tmp_path / "tenants.toml"
     path.write_text('[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "${EHR_NOPE}/x"\n')
     monkeypatch.delenv("EHR_NOPE", raising=False)
-    with pytest.raises(TenantConfigError, match="tenant #1.fhir_base_url: environment variable"):
+    expected = r"tenant #1\.fhir_base_url: environment variable EHR_NOPE"
+    with pytest.raises(TenantConfigError, match=expected):
         load_tenants(path)
