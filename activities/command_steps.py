@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 from temporalio import activity
 
 from activities.errors import ErrorClass, step_failure
-from activities.models import AuthorizationRecord, CommandInput, ValidatedWrite
-from adapters.fhir_r4 import CreateRequest, UnsupportedVendor, prepare_create
+from activities.models import AuthorizationRecord, CommandInput, ValidatedWrite, WritePlan
+from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
 from adapters.validation import validate_resource
+
+#: SMART v2 scope letter per interaction (an update reads the current version first).
+LEAST_SCOPE = {Interaction.CREATE: "c", Interaction.UPDATE: "ru"}
 
 
 class CommandSteps:
@@ -43,10 +46,14 @@ class CommandSteps:
         )
 
     @activity.defn(name="map")
-    async def map(self, command: CommandInput) -> CreateRequest:
+    async def map(self, command: CommandInput) -> WritePlan:
         tenant = self._tenant(command.tenant)
         try:
-            return prepare_create(tenant, command.resource, command.command_identifier)
+            if command.interaction is Interaction.UPDATE and command.target:
+                return WritePlan(update=prepare_update(tenant, command.resource, command.target))
+            return WritePlan(
+                create=prepare_create(tenant, command.resource, command.command_identifier)
+            )
         except UnsupportedVendor as exc:
             raise step_failure(ErrorClass.UNSUPPORTED, str(exc)) from None
 
@@ -56,7 +63,7 @@ class CommandSteps:
         resource type and interaction. The scope is the least one for the write."""
         tenant = self._tenant(command.tenant)
         resource_type = str(command.resource.get("resourceType"))
-        interaction = Interaction(command.interaction)
+        interaction = command.interaction
         checks = []
         if "*" not in tenant.allowed_callers and command.requested_by not in tenant.allowed_callers:
             raise step_failure(
@@ -73,7 +80,7 @@ class CommandSteps:
         return AuthorizationRecord(
             requested_by=command.requested_by,
             on_behalf_of=command.on_behalf_of,
-            scopes=[f"system/{resource_type}.c"],
+            scopes=[f"system/{resource_type}.{LEAST_SCOPE[interaction]}"],
             checks=checks,
             decided_at=datetime.now(UTC),
         )

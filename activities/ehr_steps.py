@@ -1,18 +1,23 @@
-"""The EHR I/O steps of a write: send the create, then read back what the EHR stored.
+"""The EHR I/O steps of a write: send a create or an update, find what a create left behind, and
+read back what the EHR stored.
 
 Every create is idempotent at the EHR, so a retry after an ambiguous outcome cannot duplicate:
-either a conditional create (``If-None-Exist`` on the command identifier) or, for tenants without
-it (Epic, Oracle Health), a search for the command identifier before creating.
+a conditional create (``If-None-Exist`` on the command identifier), a search for the command
+identifier before creating (Epic, Oracle Health), or — where the EHR drops our identifier — a
+search for the same clinical content (fingerprint). An update checks the current version just
+before writing and sends ``If-Match`` where the tenant supports it.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from temporalio import activity
 
-from activities.errors import ErrorClass, step_failure
+from activities.circuit_breaker import CircuitBreaker
+from activities.errors import RETRYABLE, ErrorClass, step_failure
 from activities.fhir_http import (
     error_class_for_status,
     etag_version,
@@ -21,20 +26,34 @@ from activities.fhir_http import (
     parse_location,
     retry_after,
 )
-from activities.models import EhrVerify, EhrWrite, Verification, WriteReceipt
+from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
 from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
+from adapters.merge import three_way_merge
 from adapters.tenants import Tenant, TenantRegistry
 
 #: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
 _AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 #: Exceptions raised before anything was sent.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: An update that loses a race with another writer re-reads and tries again this many times.
+_UPDATE_RACES = 3
+
+
+def _version_of(resource: dict[str, Any], response: httpx.Response | None = None) -> str | None:
+    version = (resource.get("meta") or {}).get("versionId")
+    if version is None and response is not None:
+        version = etag_version(response.headers.get("ETag"))
+    return str(version) if version is not None else None
 
 
 class EhrSteps:
     def __init__(self, tenants: TenantRegistry, http: httpx.AsyncClient) -> None:
         self._tenants = tenants
         self._http = http
+        self._breakers = {
+            tenant.id: CircuitBreaker(tenant.breaker.failures, tenant.breaker.cooldown_seconds)
+            for tenant in tenants
+        }
 
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.get(tenant_id)
@@ -45,11 +64,21 @@ class EhrSteps:
     async def _send(
         self, tenant: Tenant, method: str, path: str, request_id: str, **kwargs: Any
     ) -> httpx.Response:
-        """One HTTP exchange, with transport failures mapped onto the taxonomy."""
+        """One HTTP exchange, behind the tenant's circuit breaker, with transport failures mapped
+        onto the taxonomy. Transient answers (5xx, 429) are returned, and counted as failures."""
         attempt = activity.info().attempt
+        breaker = self._breakers[tenant.id]
+        what = f"{method} {path.split('?')[0]}"
+        if wait := breaker.remaining_open():
+            raise step_failure(
+                ErrorClass.TRANSIENT,
+                f"{what}: circuit open for tenant '{tenant.id}' after repeated failures",
+                attempt=attempt,
+                retry_after=timedelta(seconds=wait),
+            )
         headers = {"Accept": FHIR_JSON, "X-Request-Id": request_id, **kwargs.pop("headers", {})}
         try:
-            return await self._http.request(
+            response = await self._http.request(
                 method,
                 f"{tenant.base_url()}/{path}",
                 headers=headers,
@@ -57,17 +86,20 @@ class EhrSteps:
                 **kwargs,
             )
         except _NOT_SENT as exc:
+            breaker.record_failure()
             raise step_failure(
-                ErrorClass.TRANSPORT,
-                f"{method} {path.split('?')[0]}: {type(exc).__name__}",
-                attempt=attempt,
+                ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
             ) from None
         except _AMBIGUOUS as exc:
+            breaker.record_failure()
             raise step_failure(
-                ErrorClass.AMBIGUOUS,
-                f"{method} {path.split('?')[0]}: {type(exc).__name__} after sending",
-                attempt=attempt,
+                ErrorClass.AMBIGUOUS, f"{what}: {type(exc).__name__} after sending", attempt=attempt
             ) from None
+        if error_class_for_status(response.status_code) in RETRYABLE:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        return response
 
     def _fail_for(self, response: httpx.Response, what: str) -> Exception:
         return step_failure(
@@ -77,15 +109,16 @@ class EhrSteps:
             retry_after=retry_after(response),
         )
 
-    async def _find_by_identifier(
+    async def _find_existing(
         self, tenant: Tenant, request: CreateRequest, request_id: str
     ) -> list[dict[str, Any]]:
-        path = f"{request.resource_type}?identifier={request.identifier_token}"
-        response = await self._send(tenant, "GET", path, request_id)
+        """The stored resources this command already made (by identifier or by fingerprint)."""
+        response = await self._send(tenant, "GET", request.search_query(), request_id)
         if response.status_code != 200:
-            raise self._fail_for(response, "search by command identifier")
+            raise self._fail_for(response, "search for this command's resource")
         bundle = json_body(response) or {}
-        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+        found = [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+        return [resource for resource in found if request.is_ours(resource)]
 
     def _receipt_from_existing(
         self, request: CreateRequest, matches: list[dict[str, Any]], status: int
@@ -100,19 +133,18 @@ class EhrSteps:
         return WriteReceipt(
             resource_type=request.resource_type,
             id=str(found["id"]),
-            version=(found.get("meta") or {}).get("versionId"),
+            version=_version_of(found),
             created=False,
             dedup=request.dedup,
             status_code=status,
-            attempt=activity.info().attempt,
         )
 
     @activity.defn(name="write")
     async def write(self, order: EhrWrite) -> WriteReceipt:
         tenant = self._tenant(order.tenant)
         request = order.request
-        if request.dedup is DedupStrategy.SEARCH_BEFORE_CREATE:
-            existing = await self._find_by_identifier(tenant, request, order.request_id)
+        if request.dedup is not DedupStrategy.CONDITIONAL_CREATE:
+            existing = await self._find_existing(tenant, request, order.request_id)
             if existing:
                 return self._receipt_from_existing(request, existing, 200)
         response = await self._send(
@@ -130,46 +162,137 @@ class EhrSteps:
             )
         if response.status_code not in (200, 201):
             raise self._fail_for(response, f"create {request.resource_type}")
-        body = json_body(response)
+        body = json_body(response) or {}
         location = parse_location(
             response.headers.get("Content-Location") or response.headers.get("Location") or ""
         )
-        resource_id = (body or {}).get("id") or (location[1] if location else None)
+        resource_id = body.get("id") or (location[1] if location else None)
         if not resource_id:
-            # Acknowledged, but we cannot tell which resource: read-back by identifier decides.
-            found = await self._find_by_identifier(tenant, request, order.request_id)
+            # Acknowledged, but we cannot tell which resource: look for it.
+            found = await self._find_existing(tenant, request, order.request_id)
             if not found:
                 raise step_failure(ErrorClass.AMBIGUOUS, "create acknowledged without a reference")
             return self._receipt_from_existing(request, found, response.status_code)
-        version = (
-            ((body or {}).get("meta") or {}).get("versionId")
-            or etag_version(response.headers.get("ETag"))
-            or (location[2] if location else None)
-        )
         return WriteReceipt(
             resource_type=request.resource_type,
             id=str(resource_id),
-            version=version,
+            version=_version_of(body, response) or (location[2] if location else None),
             created=response.status_code == 201,
             dedup=request.dedup,
             status_code=response.status_code,
-            attempt=activity.info().attempt,
+        )
+
+    @activity.defn(name="locate")
+    async def locate(self, order: EhrLocate) -> WriteReceipt | None:
+        """Did an earlier, unacknowledged create land? None when the EHR shows nothing yet."""
+        tenant = self._tenant(order.tenant)
+        found = await self._find_existing(tenant, order.request, order.request_id)
+        return self._receipt_from_existing(order.request, found, 200) if found else None
+
+    async def _read(self, tenant: Tenant, path: str, request_id: str) -> dict[str, Any] | None:
+        response = await self._send(tenant, "GET", path, request_id)
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code != 200:
+            raise self._fail_for(response, f"read {path.split('/')[0]}")
+        resource = json_body(response) or {}
+        if resource.get("meta", {}).get("versionId") is None and (
+            version := etag_version(response.headers.get("ETag"))
+        ):
+            resource.setdefault("meta", {})["versionId"] = version
+        return resource
+
+    @activity.defn(name="update")
+    async def update(self, order: EhrUpdate) -> WriteReceipt:
+        """Write the user's version over the current one, merging a newer EHR version when the
+        changes do not overlap; overlapping changes are a ``conflict`` for a person."""
+        tenant = self._tenant(order.tenant)
+        request = order.request
+        for _race in range(_UPDATE_RACES):
+            current = await self._read(tenant, request.target, order.request_id)
+            if current is None:
+                raise step_failure(
+                    ErrorClass.NOT_FOUND, f"{request.resource_type} to update is gone"
+                )
+            current_version = _version_of(current)
+            desired = {**request.body, "id": current.get("id")}
+            if not differences(desired, current):
+                # Already applied (a retry after an ambiguous outcome): write nothing more.
+                return self._update_receipt(request.resource_type, current, 200, desired)
+            if current_version == order.base_version or order.override:
+                body = desired
+            else:
+                body = await self._merged(tenant, order, desired, current)
+            headers = {"Content-Type": FHIR_JSON}
+            if tenant.capabilities.if_match and current_version:
+                headers["If-Match"] = f'W/"{current_version}"'
+            response = await self._send(
+                tenant, "PUT", request.target, order.request_id, headers=headers, json=body
+            )
+            if response.status_code in (409, 412):
+                continue  # someone wrote between our read and our write: read again
+            if response.status_code not in (200, 201):
+                raise self._fail_for(response, f"update {request.resource_type}")
+            stored = json_body(response) or {}
+            version = _version_of(stored, response)
+            return self._update_receipt(
+                request.resource_type,
+                {**current, "meta": {"versionId": version}},
+                response.status_code,
+                body,
+            )
+        raise step_failure(
+            ErrorClass.CONFLICT,
+            f"the {request.resource_type} kept changing while we wrote ({_UPDATE_RACES} tries)",
+        )
+
+    async def _merged(
+        self, tenant: Tenant, order: EhrUpdate, desired: dict[str, Any], current: dict[str, Any]
+    ) -> dict[str, Any]:
+        theirs_version = _version_of(current)
+        if not tenant.capabilities.vread:
+            raise step_failure(
+                ErrorClass.CONFLICT,
+                f"the EHR holds version {theirs_version}, not {order.base_version}, and cannot "
+                "show the version the user saw (no vread): a person must decide",
+            )
+        path = f"{order.request.target}/_history/{order.base_version}"
+        base = await self._read(tenant, path, order.request_id)
+        if base is None:
+            raise step_failure(ErrorClass.CONFLICT, f"base version {order.base_version} not found")
+        result = three_way_merge(base, desired, current)
+        if result.merged is None:
+            raise step_failure(
+                ErrorClass.CONFLICT,
+                f"version {theirs_version} changed {', '.join(sorted(result.overlapping))}, which "
+                f"this update also changes (base {order.base_version})",
+            )
+        return result.merged
+
+    @staticmethod
+    def _update_receipt(
+        resource_type: str, resource: dict[str, Any], status: int, sent: dict[str, Any]
+    ) -> WriteReceipt:
+        return WriteReceipt(
+            resource_type=resource_type,
+            id=str(resource.get("id")),
+            version=_version_of(resource),
+            created=False,
+            status_code=status,
+            sent=sent,
         )
 
     @activity.defn(name="verify")
     async def verify(self, order: EhrVerify) -> Verification:
         """Read the resource back and compare it with what we sent (field paths only)."""
         tenant = self._tenant(order.tenant)
-        response = await self._send(tenant, "GET", order.receipt.reference, order.request_id)
-        if response.status_code in (404, 410):
+        stored = await self._read(tenant, order.receipt.reference, order.request_id)
+        if stored is None:
             return Verification(found=False)
-        if response.status_code != 200:
-            raise self._fail_for(response, f"read back {order.receipt.resource_type}")
-        stored = json_body(response) or {}
-        meta = stored.get("meta") or {}
         return Verification(
             found=True,
-            version=meta.get("versionId") or etag_version(response.headers.get("ETag")),
-            last_updated=meta.get("lastUpdated"),
-            differences=differences(order.sent.body, stored),
+            version=_version_of(stored),
+            last_updated=(stored.get("meta") or {}).get("lastUpdated"),
+            differences=differences(order.expected, stored),
+            stored=stored,
         )

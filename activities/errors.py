@@ -40,13 +40,13 @@ BACKOFF_CAP = timedelta(minutes=5)
 def full_jitter_delay(
     attempt: int, retry_after: timedelta | None = None, rng: random.Random | None = None
 ) -> timedelta:
-    """Exponential backoff with full jitter (uniform in [0, min(cap, base * 2**(attempt-1))]),
-    never shorter than the EHR's ``Retry-After``. Temporal's own retry policy has no jitter."""
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))],
+    added on top of the EHR's ``Retry-After`` when it sent one, so that writes told to come back
+    at the same moment do not all come back at that moment. Temporal's retry policy has no jitter.
+    Workflows pass ``workflow.random()`` as ``rng`` to stay deterministic."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(attempt - 1, 0)))
     delay = timedelta(seconds=(rng or random).uniform(0, ceiling.total_seconds()))
-    if retry_after is not None and retry_after > delay:
-        return retry_after
-    return delay
+    return delay + (retry_after or timedelta(0))
 
 
 def step_failure(
@@ -56,10 +56,12 @@ def step_failure(
     attempt: int = 1,
     retry_after: timedelta | None = None,
 ) -> ApplicationError:
-    """The ApplicationError for a failed step: non-retryable unless its class is retryable."""
+    """The ApplicationError for a failed step: non-retryable unless its class is retryable.
+    ``details[0]`` carries the EHR's Retry-After in seconds (or None) for workflow-paced retries."""
     retryable = error_class in RETRYABLE
     return ApplicationError(
         message,
+        retry_after.total_seconds() if retry_after else None,
         type=error_class.value,
         non_retryable=not retryable,
         next_retry_delay=full_jitter_delay(attempt, retry_after) if retryable else None,

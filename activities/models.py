@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from adapters.fhir_r4 import CreateRequest, DedupStrategy
+from adapters.fhir_r4 import CreateRequest, DedupStrategy, UpdateRequest
+from adapters.tenants import Interaction
 
 
 class CommandInput(BaseModel):
@@ -16,7 +17,8 @@ class CommandInput(BaseModel):
     tenant: str
     resource: dict[str, Any]
     command_identifier: str
-    interaction: Literal["create"] = "create"
+    interaction: Interaction = Interaction.CREATE
+    target: str | None = None
     requested_by: str
     on_behalf_of: str | None = None
 
@@ -26,6 +28,13 @@ class ValidatedWrite(BaseModel):
     vendor: str
     resource_type: str
     ehr_timeout_seconds: float
+
+
+class WritePlan(BaseModel):
+    """What the map step decided to send: exactly one of the two."""
+
+    create: CreateRequest | None = None
+    update: UpdateRequest | None = None
 
 
 class AuthorizationRecord(BaseModel):
@@ -44,16 +53,34 @@ class EhrWrite(BaseModel):
     request: CreateRequest
 
 
+class EhrLocate(BaseModel):
+    """Find the resource a create may have made (ambiguous outcome, or a person asks)."""
+
+    tenant: str
+    request_id: str
+    request: CreateRequest
+
+
+class EhrUpdate(BaseModel):
+    tenant: str
+    request_id: str
+    request: UpdateRequest
+    base_version: str
+    override: bool = Field(default=False, description="write ours over a newer EHR version")
+
+
 class WriteReceipt(BaseModel):
-    """The EHR's acknowledgement of a create (or of the resource it already had)."""
+    """The EHR's acknowledgement of a write (or of the resource it already had)."""
 
     resource_type: str
     id: str
     version: str | None
     created: bool = Field(description="False when the EHR already held this command's resource")
-    dedup: DedupStrategy
+    dedup: DedupStrategy | None = None
     status_code: int
-    attempt: int = Field(description="which activity attempt got the acknowledgement")
+    sent: dict[str, Any] | None = Field(
+        default=None, description="for updates: the body actually written (after a merge)"
+    )
 
     @property
     def reference(self) -> str:
@@ -64,7 +91,7 @@ class EhrVerify(BaseModel):
     tenant: str
     request_id: str
     receipt: WriteReceipt
-    sent: CreateRequest
+    expected: dict[str, Any] = Field(description="what read-back must find")
 
 
 class Verification(BaseModel):
@@ -72,6 +99,7 @@ class Verification(BaseModel):
     version: str | None = None
     last_updated: str | None = None
     differences: list[str] = Field(default_factory=list, description="field paths, no values")
+    stored: dict[str, Any] | None = Field(default=None, description="the resource as read back")
 
     @property
     def matches(self) -> bool:

@@ -1,19 +1,22 @@
-"""The FHIR R4 write adapter: how a canonical resource becomes a create request, and how what the
-EHR stored is compared with what we sent.
+"""The FHIR R4 write adapter: how a canonical resource becomes a create or an update for a tenant,
+how the EHR side of idempotency works there, and how what the EHR stored is compared with what we
+sent.
 
-Epic, Oracle Health and generic R4 servers all take FHIR creates; what differs between them for a
-create is captured by the tenant's capabilities (conditional create or not). athenahealth and
-Veradigm write through proprietary APIs and have no adapter yet.
+Epic, Oracle Health and generic R4 servers all take FHIR writes; what differs between them is
+captured by the tenant's capabilities (conditional create, If-Match, identifiers kept or
+dropped). athenahealth and Veradigm write through proprietary APIs and have no adapter yet.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from adapters.tenants import Tenant, Vendor
 
@@ -23,7 +26,7 @@ FHIR_JSON = "application/fhir+json"
 #: EHR-side idempotency key, and how reconciliation finds our writes later.
 COMMAND_IDENTIFIER_SYSTEM = "urn:writeback:command"
 
-#: Elements the server owns: never part of a content comparison.
+#: Elements the server owns: never part of a content comparison or a merge.
 SERVER_MANAGED = frozenset({"id", "meta", "text"})
 
 
@@ -32,10 +35,43 @@ class DedupStrategy(StrEnum):
 
     CONDITIONAL_CREATE = "conditional_create"  # If-None-Exist on the command identifier
     SEARCH_BEFORE_CREATE = "search_before_create"  # look for the identifier, create if absent
+    FINGERPRINT = "fingerprint"  # the EHR drops identifiers: look for the same clinical content
 
 
 class UnsupportedVendor(Exception):
     """The tenant's vendor has no FHIR write path in this version."""
+
+
+def _codes(concept: Any) -> list[str]:
+    if not isinstance(concept, dict):
+        return []
+    return sorted(
+        f"{coding.get('system', '')}|{coding.get('code', '')}"
+        for coding in concept.get("coding", [])
+        if isinstance(coding, dict)
+    )
+
+
+def fingerprint(resource: dict[str, Any]) -> str:
+    """A hash of what makes an Observation the same clinical fact: patient, code, time, value.
+    Two stored resources with the same fingerprint are the same reading written twice."""
+    effective = {k: v for k, v in resource.items() if k.startswith("effective")}
+    values = {k: v for k, v in resource.items() if k.startswith("value")}
+    components = sorted(
+        json.dumps([_codes(c.get("code")), {k: v for k, v in c.items() if k.startswith("value")}])
+        for c in resource.get("component", [])
+        if isinstance(c, dict)
+    )
+    key = [
+        resource.get("resourceType"),
+        (resource.get("subject") or {}).get("reference"),
+        _codes(resource.get("code")),
+        effective,
+        values,
+        components,
+    ]
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class CreateRequest(BaseModel):
@@ -46,11 +82,34 @@ class CreateRequest(BaseModel):
     identifier_system: str
     identifier_value: str
     dedup: DedupStrategy
+    fingerprint: str
+    patient: str | None = None
 
     @property
     def identifier_token(self) -> str:
         """``system|value`` search token, URL-encoded for a query string."""
         return quote(f"{self.identifier_system}|{self.identifier_value}", safe="")
+
+    def search_query(self) -> str:
+        """The search that finds this command's resource (before a create, or to locate it)."""
+        if self.dedup is DedupStrategy.FINGERPRINT:
+            return f"{self.resource_type}?patient={quote(self.patient or '', safe='/')}&_count=200"
+        return f"{self.resource_type}?identifier={self.identifier_token}"
+
+    def is_ours(self, stored: dict[str, Any]) -> bool:
+        if self.dedup is DedupStrategy.FINGERPRINT:
+            return fingerprint(stored) == self.fingerprint
+        return any(
+            ident.get("system") == self.identifier_system
+            and ident.get("value") == self.identifier_value
+            for ident in stored.get("identifier", [])
+        )
+
+    def comparable_body(self) -> dict[str, Any]:
+        """What read-back must find: all we sent, less the identifier where the EHR drops it."""
+        if self.dedup is DedupStrategy.FINGERPRINT:
+            return {k: v for k, v in self.body.items() if k != "identifier"}
+        return self.body
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
@@ -59,7 +118,28 @@ class CreateRequest(BaseModel):
         return headers
 
 
+class UpdateRequest(BaseModel):
+    """An update, ready to send: the whole resource as the user wants it."""
+
+    resource_type: str
+    target: str = Field(description="e.g. 'Observation/123'")
+    body: dict[str, Any]
+
+
 FHIR_WRITE_VENDORS = frozenset({Vendor.EPIC, Vendor.CERNER, Vendor.GENERIC_R4})
+
+
+def _check_vendor(tenant: Tenant) -> None:
+    if tenant.vendor not in FHIR_WRITE_VENDORS:
+        raise UnsupportedVendor(f"vendor {tenant.vendor} has no FHIR write path yet")
+
+
+def dedup_strategy(tenant: Tenant) -> DedupStrategy:
+    if tenant.capabilities.drops_identifiers:
+        return DedupStrategy.FINGERPRINT
+    if tenant.capabilities.conditional_create:
+        return DedupStrategy.CONDITIONAL_CREATE
+    return DedupStrategy.SEARCH_BEFORE_CREATE
 
 
 def prepare_create(
@@ -68,26 +148,30 @@ def prepare_create(
     identifier_value: str,
     identifier_system: str = COMMAND_IDENTIFIER_SYSTEM,
 ) -> CreateRequest:
-    if tenant.vendor not in FHIR_WRITE_VENDORS:
-        raise UnsupportedVendor(f"vendor {tenant.vendor} has no FHIR create path yet")
+    _check_vendor(tenant)
     body = copy.deepcopy({k: v for k, v in resource.items() if k not in {"id", "meta"}})
     identifiers = [
         ident for ident in body.get("identifier", []) if ident.get("system") != identifier_system
     ]
     identifiers.append({"system": identifier_system, "value": identifier_value})
     body["identifier"] = identifiers
-    dedup = (
-        DedupStrategy.CONDITIONAL_CREATE
-        if tenant.capabilities.conditional_create
-        else DedupStrategy.SEARCH_BEFORE_CREATE
-    )
+    subject = (body.get("subject") or {}).get("reference")
     return CreateRequest(
         resource_type=body["resourceType"],
         body=body,
         identifier_system=identifier_system,
         identifier_value=identifier_value,
-        dedup=dedup,
+        dedup=dedup_strategy(tenant),
+        fingerprint=fingerprint(body),
+        patient=subject if isinstance(subject, str) else None,
     )
+
+
+def prepare_update(tenant: Tenant, resource: dict[str, Any], target: str) -> UpdateRequest:
+    _check_vendor(tenant)
+    body = copy.deepcopy({k: v for k, v in resource.items() if k != "meta"})
+    body["id"] = target.split("/", 1)[1]
+    return UpdateRequest(resource_type=body["resourceType"], target=target, body=body)
 
 
 def differences(sent: Any, stored: Any, path: str = "") -> list[str]:

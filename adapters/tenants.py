@@ -41,6 +41,10 @@ class Capabilities(BaseModel):
 
     conditional_create: bool = False
     if_match: bool = False
+    vread: bool = True
+    drops_identifiers: bool = Field(
+        default=False, description="the EHR strips our command identifier: dedupe by fingerprint"
+    )
     writable: dict[str, list[Interaction]] = Field(
         default_factory=lambda: {"Observation": [Interaction.CREATE]}
     )
@@ -55,6 +59,15 @@ class AuthSettings(BaseModel):
     kind: Literal["none"] = "none"
 
 
+class BreakerSettings(BaseModel):
+    """After ``failures`` transient failures in a row, stop sending for ``cooldown_seconds``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failures: int = Field(default=5, ge=1)
+    cooldown_seconds: float = Field(default=10.0, gt=0)
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -67,6 +80,10 @@ class Tenant(BaseModel):
         default_factory=lambda: ["*"], description="calling services allowed to write; '*' = any"
     )
     timeout_seconds: float = Field(default=10.0, gt=0)
+    rate_limit_per_second: float | None = Field(
+        default=None, gt=0, description="EHR requests/s across all workers (server-enforced)"
+    )
+    breaker: BreakerSettings = BreakerSettings()
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")

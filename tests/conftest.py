@@ -40,8 +40,8 @@ async def faults(ehr: SandboxProcess) -> AsyncIterator[httpx.AsyncClient]:
     """Admin client for the sandbox's fault injection; every tenant's faults are cleared after."""
     async with httpx.AsyncClient(base_url=ehr.url, timeout=10) as client:
         yield client
-        for tenant, *_ in TEST_TENANTS:
-            await client.delete(f"/_admin/faults/{tenant}")
+        for tenant in TEST_TENANTS:
+            await client.delete(f"/_admin/faults/{tenant.id}")
 
 
 @pytest.fixture

@@ -15,80 +15,38 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
-from workers.client import (
-    DecisionRefused,
-    NoWorker,
-    WritebackClient,
-    WriteEndedAbnormally,
-    WriteNotFound,
+from workers.cli_support import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    connect_client,
+    exit_code_for,
+    problems,
 )
+from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
 from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.render import as_json, status_text, transition_line
+from workers.review_cli import add_review_commands
 from workers.settings import Settings
 from workflows.contract import (
-    Resolution,
-    ResolutionAction,
-    Transition,
+    Interaction,
     Urgency,
     WriteCommand,
-    WriteState,
     WriteStatus,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    """Bad input from the person at the terminal: print the message, exit 2."""
 
 
 def default_idempotency_key(tenant: str, resource: dict[str, Any]) -> str:
     """Same tenant + same content = same command, so resubmitting a file never writes twice."""
     canonical = json.dumps(resource, sort_keys=True, separators=(",", ":"))
     return "sha-" + hashlib.sha256(f"{tenant}\n{canonical}".encode()).hexdigest()[:32]
-
-
-def exit_code_for(state: WriteState) -> int:
-    if state in (WriteState.REJECTED, WriteState.ABANDONED):
-        return EXIT_FAILED
-    if state.is_waiting_for_human:
-        return EXIT_WAITING
-    return EXIT_OK
-
-
-def status_json(status: WriteStatus) -> str:
-    return json.dumps(status.model_dump(mode="json"), indent=2)
-
-
-def print_transition(transition: Transition) -> None:
-    detail = f"  {transition.detail}" if transition.detail else ""
-    at = f"{transition.at:%H:%M:%S.%f}"[:-3]
-    print(f"  {at}  {transition.state.value:<21}{detail}", flush=True)
-
-
-def print_status(status: WriteStatus) -> None:
-    print(f"workflow  {status.workflow_id}")
-    print(f"state     {status.state.value}")
-    for label, value in (
-        ("tenant", status.tenant),
-        ("vendor", status.vendor),
-        ("resource", status.resource),
-        ("version", status.version),
-        ("error", status.error_class),
-        ("reason", status.reason),
-    ):
-        if value:
-            print(f"{label:<9} {value}")
-    print("history")
-    for transition in status.transitions:
-        detail = f"  {transition.detail}" if transition.detail else ""
-        print(f"  {transition.at:%Y-%m-%d %H:%M:%S}  {transition.state.value:<21}{detail}")
 
 
 def read_resource(path: Path) -> dict[str, Any]:
@@ -116,35 +74,21 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
             requested_by=args.requested_by,
             on_behalf_of=args.on_behalf_of,
             urgency=Urgency(args.urgency),
+            interaction=Interaction.UPDATE if args.update else Interaction.CREATE,
+            target=args.update,
+            base_version=args.base_version,
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        )
-        raise UsageError(f"invalid command: {problems}") from None
-
-
-async def _client() -> WritebackClient:
-    settings = Settings.from_env()
-    try:
-        return await WritebackClient.connect(
-            settings.temporal_address, settings.namespace, settings.task_queue
-        )
-    except RuntimeError as exc:
-        raise UsageError(
-            f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
-            "start the stack with `writeback dev` or set TEMPORAL_ADDRESS"
-        ) from None
+        raise UsageError(f"invalid command: {problems(exc)}") from None
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:
     command = build_command(args)
-    client = await _client()
+    client = await connect_client()
     submission = await client.submit(command)
     if not args.wait:
         status = await client.status(submission.workflow_id)
-        print(status_json(status) if args.json else f"submitted {submission.workflow_id}")
+        print(as_json(status) if args.json else f"submitted {submission.workflow_id}")
         return EXIT_OK
     if not args.json:
         print(f"{submission.workflow_id}", flush=True)
@@ -153,12 +97,12 @@ async def cmd_submit(args: argparse.Namespace) -> int:
     def show(status: WriteStatus) -> None:
         nonlocal seen
         for transition in status.transitions[seen:]:
-            print_transition(transition)
+            print(transition_line(transition), flush=True)
         seen = len(status.transitions)
 
     status = await client.wait(submission.workflow_id, on_change=None if args.json else show)
     if args.json:
-        print(status_json(status))
+        print(as_json(status))
     elif status.resource:
         print(f"{status.state.value}: {status.resource} version {status.version}")
     else:
@@ -167,36 +111,15 @@ async def cmd_submit(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    client = await _client()
+    client = await connect_client()
     try:
         status = await client.status(args.workflow_id)
     except WriteNotFound:
         raise UsageError(f"no write with workflow id {args.workflow_id}") from None
     if args.json:
-        print(status_json(status))
+        print(as_json(status))
     else:
-        print_status(status)
-    return exit_code_for(status.state)
-
-
-async def cmd_resolve(args: argparse.Namespace) -> int:
-    try:
-        resolution = Resolution(
-            action=ResolutionAction(args.action),
-            by=args.by,
-            reason=args.reason,
-            reference=args.reference,
-        )
-    except ValidationError as exc:
-        raise UsageError(f"invalid decision: {exc.error_count()} problem(s): {exc}") from None
-    client = await _client()
-    try:
-        status = await client.resolve(
-            args.workflow_id, resolution, args.decision_id or str(uuid.uuid4())
-        )
-    except DecisionRefused as exc:
-        raise UsageError(f"decision not accepted: {exc}") from None
-    print(status_json(status) if args.json else f"{status.workflow_id}: {status.state.value}")
+        print(status_text(status))
     return exit_code_for(status.state)
 
 
@@ -298,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")
     submit.add_argument("--requested-by", default="cli", help="calling service id")
     submit.add_argument("--on-behalf-of", help="user reference, e.g. Practitioner/123")
+    submit.add_argument("--update", metavar="REFERENCE", help="update e.g. Observation/123")
+    submit.add_argument("--base-version", help="with --update: the version the user saw")
     submit.add_argument("--wait", action="store_true", help="follow until settled")
     submit.add_argument("--json", action="store_true", help="print one final JSON object")
     submit.set_defaults(run=cmd_submit)
@@ -307,15 +232,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
 
-    resolve = sub.add_parser("resolve", help="decide on a write waiting for a person")
-    resolve.add_argument("workflow_id")
-    resolve.add_argument("--action", required=True, choices=[a.value for a in ResolutionAction])
-    resolve.add_argument("--by", required=True, help="your operator id")
-    resolve.add_argument("--reason", required=True)
-    resolve.add_argument("--reference", help="for confirm: e.g. Observation/123")
-    resolve.add_argument("--decision-id", help="makes a resent decision a no-op")
-    resolve.add_argument("--json", action="store_true")
-    resolve.set_defaults(run=cmd_resolve)
+    add_review_commands(sub)
     return top
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from temporalio.client import (
     Client,
@@ -30,7 +31,7 @@ from workers.settings import TASK_QUEUE
 from workers.temporal_client import connect
 from workflows import search_attributes as sa
 from workflows.clinical_write import ClinicalWrite
-from workflows.contract import Resolution, WriteCommand, WriteState, WriteStatus
+from workflows.contract import Resolution, WriteCommand, WriteDetails, WriteState, WriteStatus
 
 
 class WriteNotFound(Exception):
@@ -48,6 +49,33 @@ class NoWorker(Exception):
 class WriteEndedAbnormally(Exception):
     """The workflow was terminated, cancelled, timed out or failed: an operator or a bug stopped
     it outside the write's own states. Temporal's Web UI has the history."""
+
+
+@dataclass(frozen=True)
+class WaitingWrite:
+    """One entry of the review queue, from search attributes (no PHI) plus the write's reason."""
+
+    workflow_id: str
+    state: str
+    tenant: str
+    vendor: str | None
+    error_class: str | None
+    urgency: str | None
+    waiting_since: datetime | None
+    reason: str | None
+
+
+def review_query(tenant: str | None = None, error_class: str | None = None) -> str:
+    """The visibility query behind the review queue (also usable as a saved view in the Web UI)."""
+    waiting = " OR ".join(
+        f"{sa.STATE.name} = '{state.value}'" for state in WriteState if state.is_waiting_for_human
+    )
+    query = f"ExecutionStatus = 'Running' AND ({waiting})"
+    if tenant:
+        query += f" AND {sa.TENANT.name} = '{tenant}'"
+    if error_class:
+        query += f" AND {sa.ERROR_CLASS.name} = '{error_class}'"
+    return query
 
 
 @dataclass(frozen=True)
@@ -134,6 +162,41 @@ class WritebackClient:
             if status.state.is_settled:
                 return status
             await asyncio.sleep(poll_seconds)
+
+    async def details(self, workflow_id: str) -> WriteDetails:
+        """The full record of a running write (command, payload sent, EHR state, exchanges)."""
+        await self.status(workflow_id)  # same errors as status for unknown or broken writes
+        return await self._handle(workflow_id).query(ClinicalWrite.details)
+
+    async def waiting(
+        self, tenant: str | None = None, error_class: str | None = None, limit: int = 200
+    ) -> list[WaitingWrite]:
+        """Writes waiting for a person, oldest first."""
+        found = []
+        async for execution in self.temporal.list_workflows(
+            review_query(tenant, error_class), limit=limit
+        ):
+            attributes = execution.typed_search_attributes
+            found.append((execution.id, attributes))
+        statuses = await asyncio.gather(
+            *(self.status(workflow_id) for workflow_id, _ in found), return_exceptions=True
+        )
+        entries = []
+        for (workflow_id, attributes), status in zip(found, statuses, strict=True):
+            known = status if isinstance(status, WriteStatus) else None
+            entries.append(
+                WaitingWrite(
+                    workflow_id=workflow_id,
+                    state=known.state.value if known else str(attributes.get(sa.STATE)),
+                    tenant=str(attributes.get(sa.TENANT)),
+                    vendor=attributes.get(sa.VENDOR),
+                    error_class=attributes.get(sa.ERROR_CLASS),
+                    urgency=attributes.get(sa.URGENCY),
+                    waiting_since=attributes.get(sa.WAITING_SINCE),
+                    reason=known.reason if known else None,
+                )
+            )
+        return sorted(entries, key=lambda e: e.waiting_since or datetime.max.replace(tzinfo=UTC))
 
     async def resolve(
         self, workflow_id: str, resolution: Resolution, decision_id: str

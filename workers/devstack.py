@@ -77,7 +77,7 @@ def temporal_dev_server_command(
         command += ["--db-filename", str(db_file)]
         command += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     for key in sa.ALL:
-        command += ["--search-attribute", f"{key.name}=Keyword"]
+        command += ["--search-attribute", f"{key.name}={sa.type_name(key)}"]
     return command
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import httpx
@@ -18,6 +20,7 @@ from adapters.tenants import TenantRegistry
 from workers.settings import Settings
 from workers.temporal_client import connect
 from workflows.clinical_write import ClinicalWrite
+from workflows.task_queues import ehr_task_queue
 
 log = logging.getLogger("writeback.worker")
 
@@ -37,30 +40,52 @@ PASSTHROUGH_MODULES = (
     "adapters",
     "workflows.contract",
     "workflows.search_attributes",
+    "workflows.task_queues",
 )
 
 
-def build_worker(
+def build_workers(
     client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
-) -> Worker:
+) -> list[Worker]:
+    """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
+    queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
     command_steps = CommandSteps(tenants)
     ehr_steps = EhrSteps(tenants, http)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[ClinicalWrite],
-        activities=[
-            command_steps.validate,
-            command_steps.map,
-            command_steps.authorize,
-            ehr_steps.write,
-            ehr_steps.verify,
-        ],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
-        graceful_shutdown_timeout=timedelta(seconds=10),
-    )
+    workers = [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[ClinicalWrite],
+            activities=[command_steps.validate, command_steps.map, command_steps.authorize],
+            workflow_runner=SandboxedWorkflowRunner(
+                restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                    *PASSTHROUGH_MODULES
+                )
+            ),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+    ]
+    for tenant in tenants:
+        workers.append(
+            Worker(
+                client,
+                task_queue=ehr_task_queue(task_queue, tenant.id),
+                activities=[ehr_steps.write, ehr_steps.update, ehr_steps.locate, ehr_steps.verify],
+                max_task_queue_activities_per_second=tenant.rate_limit_per_second,
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+        )
+    return workers
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for worker in build_workers(client, tenants, http, task_queue):
+            await stack.enter_async_context(worker)
+        yield
 
 
 def ehr_http_client() -> httpx.AsyncClient:
@@ -77,14 +102,15 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
-    async with ehr_http_client() as http:
-        worker = build_worker(client, tenants, http, settings.task_queue)
-        async with worker:
-            log.info(
-                "worker ready: task queue %s, tenants %s from %s",
-                settings.task_queue,
-                ", ".join(tenants.ids),
-                tenants.source,
-            )
-            print(f"{WORKER_READY} on task queue '{settings.task_queue}'", flush=True)
-            await stop.wait()
+    async with (
+        ehr_http_client() as http,
+        running_workers(client, tenants, http, settings.task_queue),
+    ):
+        log.info(
+            "worker ready: task queue %s, tenants %s from %s",
+            settings.task_queue,
+            ", ".join(tenants.ids),
+            tenants.source,
+        )
+        print(f"{WORKER_READY} on task queue '{settings.task_queue}'", flush=True)
+        await stop.wait()

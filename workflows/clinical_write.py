@@ -2,8 +2,10 @@
 
 The workflow is the outbox: the command is durable the moment it starts. Each step's result is
 recorded in history, so a worker crash resumes after the last completed step and never re-sends a
-create that was acknowledged. What cannot be decided automatically waits for a person
-(``resolve`` update) instead of failing silently.
+write that was acknowledged. EHR attempts are paced by the workflow itself (full jitter on top of
+Retry-After, a budget per clinical urgency) so that every attempt and its answer is on the record.
+What cannot be decided automatically waits for a person (``resolve`` update) and, meanwhile,
+re-checks the EHR on a widening schedule instead of failing silently.
 """
 
 from __future__ import annotations
@@ -17,73 +19,115 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows import search_attributes as sa
 from workflows.budgets import BUDGETS
 from workflows.contract import (
+    EhrExchange,
     Resolution,
     ResolutionAction,
     Transition,
     WriteCommand,
+    WriteDetails,
     WriteState,
     WriteStatus,
 )
+from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
     from activities.ehr_steps import EhrSteps
-    from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
+    from activities.errors import NON_RETRYABLE_TYPES, RETRYABLE, ErrorClass, full_jitter_delay
     from activities.models import (
         CommandInput,
+        EhrLocate,
+        EhrUpdate,
         EhrVerify,
         EhrWrite,
-        Verification,
+        WritePlan,
         WriteReceipt,
     )
-    from adapters.fhir_r4 import CreateRequest
 
 #: The pure steps retry only on infrastructure hiccups, never on a decided failure.
 _PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
 _PURE_STEP_TIMEOUT = timedelta(seconds=10)
-_VERIFY_RETRY = RetryPolicy(
-    maximum_attempts=10,
+#: Reads (verify, locate) are safe to repeat: Temporal retries them, paced by the activity's jitter.
+_READ_RETRY = RetryPolicy(
+    maximum_attempts=6,
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=NON_RETRYABLE_TYPES,
+)
+#: Writes are attempted once per activity; the workflow decides about the next attempt.
+_ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+#: While waiting for a person, the write re-checks the EHR by itself after these delays.
+RECHECK_DELAYS = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=4),
 )
 
 
 class StepFailed(Exception):
-    """A step failed for good; ``error_class`` and ``reason`` say why (no PHI)."""
+    """A step failed; ``error_class`` and ``reason`` say why (no PHI)."""
 
-    def __init__(self, error_class: str, reason: str) -> None:
+    def __init__(self, error_class: str, reason: str, retry_after: timedelta | None = None) -> None:
         super().__init__(reason)
         self.error_class = error_class
         self.reason = reason
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class in RETRYABLE
 
 
-def _failure_of(err: ActivityError | ApplicationError) -> StepFailed:
-    """Local activities fail with the ApplicationError itself, regular ones wrap it."""
+def _failure_of(err: ActivityError | ApplicationError, unanswered: ErrorClass) -> StepFailed:
+    """Local activities fail with the ApplicationError itself, regular ones wrap it. A failure
+    without an answer (the activity timed out, e.g. its worker died) is ``unanswered``."""
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.type:
-        return StepFailed(cause.type, cause.message)
-    # Timeouts and other non-application failures: the budget ran out on infrastructure.
-    return StepFailed(ErrorClass.TRANSIENT.value, f"{type(cause).__name__}: {cause}")
+        seconds = cause.details[0] if cause.details else None
+        retry_after = timedelta(seconds=seconds) if isinstance(seconds, int | float) else None
+        return StepFailed(cause.type, cause.message, retry_after)
+    return StepFailed(unanswered.value, f"no answer from the step ({type(cause).__name__})")
 
 
 @workflow.defn(name="ClinicalWrite")
 class ClinicalWrite:
     @workflow.init
     def __init__(self, command: WriteCommand) -> None:
+        self._command = command
         self._status = WriteStatus(
             workflow_id=workflow.info().workflow_id,
             tenant=command.tenant,
+            interaction=command.interaction,
             state=WriteState.REQUESTED,
             transitions=[Transition(state=WriteState.REQUESTED, at=workflow.now())],
         )
+        self._plan: WritePlan | None = None
+        self._receipt: WriteReceipt | None = None
+        self._ehr_state: dict[str, object] | None = None
+        self._ehr_timeout = timedelta(seconds=10)
         self._resolution: Resolution | None = None
         self._decisions_received = 0
         self._decisions_applied = 0
-        self._ehr_timeout = timedelta(seconds=10)
+
+    # --- what callers can ask and say -------------------------------------------------------
 
     @workflow.query
     def status(self) -> WriteStatus:
         return self._status
+
+    @workflow.query
+    def details(self) -> WriteDetails:
+        sent = None
+        if self._receipt and self._receipt.sent:
+            sent = self._receipt.sent
+        elif self._plan and self._plan.create:
+            sent = self._plan.create.body
+        elif self._plan and self._plan.update:
+            sent = self._plan.update.body
+        return WriteDetails(
+            status=self._status, command=self._command, sent=sent, ehr_state=self._ehr_state
+        )
 
     @workflow.update
     async def resolve(self, resolution: Resolution) -> WriteStatus:
@@ -96,19 +140,27 @@ class ClinicalWrite:
 
     @resolve.validator
     def _resolve_allowed(self, resolution: Resolution) -> None:
-        if not self._status.state.is_waiting_for_human:
-            raise ValueError(f"write is '{self._status.state}', not waiting for a decision")
+        state = self._status.state
+        if not state.is_waiting_for_human:
+            raise ValueError(f"write is '{state}', not waiting for a decision")
         if self._decisions_received != self._decisions_applied:
             raise ValueError("a decision is already being applied")
+        if resolution.action is ResolutionAction.OVERRIDE and state is not WriteState.CONFLICT:
+            raise ValueError("override is only for a write in conflict")
         expected = self._status.resource_type
-        if (
-            resolution.reference
-            and expected
-            and not resolution.reference.startswith(f"{expected}/")
-        ):
+        reference = resolution.reference
+        if reference and expected and not reference.startswith(f"{expected}/"):
             raise ValueError(f"reference must be a {expected}")
 
+    # --- state bookkeeping --------------------------------------------------------------------
+
     def _move(self, state: WriteState, detail: str | None = None) -> None:
+        if state.is_waiting_for_human and not self._status.state.is_waiting_for_human:
+            self._status.waiting_since = workflow.now()
+            workflow.upsert_search_attributes([sa.WAITING_SINCE.value_set(workflow.now())])
+        elif not state.is_waiting_for_human:
+            # the search attribute keeps "when it last started waiting"; filter on the state
+            self._status.waiting_since = self._status.next_check_at = None
         self._status.state = state
         self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
         workflow.upsert_search_attributes([sa.STATE.value_set(state.value)])
@@ -119,46 +171,66 @@ class ClinicalWrite:
         workflow.upsert_search_attributes([sa.ERROR_CLASS.value_set(failure.error_class)])
         self._move(state, failure.reason)
 
+    def _settle(self, failure: StepFailed) -> None:
+        """Where a failed write goes: a person decides unless retrying could never help."""
+        if failure.error_class == ErrorClass.CONFLICT:
+            self._fail(WriteState.CONFLICT, failure)
+        elif failure.retryable or failure.error_class == ErrorClass.DUPLICATE:
+            self._fail(WriteState.PENDING_CONFIRMATION, failure)
+        else:
+            self._fail(WriteState.REJECTED, failure)
+
+    def _log(self, step: str, attempt: int, outcome: str) -> None:
+        self._status.ehr_log.append(
+            EhrExchange(step=step, attempt=attempt, at=workflow.now(), outcome=outcome)
+        )
+
+    def _request_id(self, step: str) -> str:
+        """PHI-free correlation id the EHR sees as X-Request-Id."""
+        return f"{workflow.info().workflow_id}/{step}/{len(self._status.ehr_log) + 1}"
+
+    @property
+    def _ehr_queue(self) -> str:
+        """EHR activities run on the tenant's own task queue, whose rate limit Temporal enforces
+        across every worker (see workers/worker.py)."""
+        return ehr_task_queue(workflow.info().task_queue, self._command.tenant)
+
+    # --- the write ------------------------------------------------------------------------------
+
     @workflow.run
     async def run(self, command: WriteCommand) -> WriteStatus:
         workflow.upsert_search_attributes(
             [sa.URGENCY.value_set(command.urgency.value), sa.STATE.value_set("requested")]
         )
-        request: CreateRequest | None = None
         try:
-            request = await self._prepare(command)
-            receipt = await self._write(command, request)
+            await self._prepare()
+            await self._send()
         except StepFailed as failure:
-            if failure.error_class in NON_RETRYABLE_TYPES:
-                self._fail(WriteState.REJECTED, failure)
-                return self._status
-            # The retry budget ran out: a person decides whether to keep trying or give up.
-            self._fail(WriteState.PENDING_CONFIRMATION, failure)
-            await self._await_decision(command, request, receipt=None)
-            return self._status
-        await self._check(command, request, receipt)
-        if self._status.state.is_waiting_for_human:
-            await self._await_decision(command, request, receipt)
+            self._settle(failure)
+        else:
+            await self._check()
+        await self._await_decisions()
         return self._status
 
-    async def _prepare(self, command: WriteCommand) -> CreateRequest:
+    async def _prepare(self) -> None:
+        command = self._command
         step = CommandInput(
             tenant=command.tenant,
             resource=command.resource,
             command_identifier=command.command_identifier,
             interaction=command.interaction,
+            target=command.target,
             requested_by=command.requested_by,
             on_behalf_of=command.on_behalf_of,
         )
+        timeout, retry = _PURE_STEP_TIMEOUT, _PURE_STEP_RETRY
         try:
             validated = await workflow.execute_local_activity_method(
-                CommandSteps.validate,
-                step,
-                start_to_close_timeout=_PURE_STEP_TIMEOUT,
-                retry_policy=_PURE_STEP_RETRY,
+                CommandSteps.validate, step, start_to_close_timeout=timeout, retry_policy=retry
             )
             self._status.vendor = validated.vendor
             self._status.resource_type = validated.resource_type
+            self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
             workflow.upsert_search_attributes(
                 [
                     sa.TENANT.value_set(command.tenant),
@@ -167,141 +239,236 @@ class ClinicalWrite:
                 ]
             )
             self._move(WriteState.VALIDATED)
-            request = await workflow.execute_local_activity_method(
-                CommandSteps.map,
-                step,
-                start_to_close_timeout=_PURE_STEP_TIMEOUT,
-                retry_policy=_PURE_STEP_RETRY,
+            self._plan = await workflow.execute_local_activity_method(
+                CommandSteps.map, step, start_to_close_timeout=timeout, retry_policy=retry
             )
             authorization = await workflow.execute_local_activity_method(
-                CommandSteps.authorize,
-                step,
-                start_to_close_timeout=_PURE_STEP_TIMEOUT,
-                retry_policy=_PURE_STEP_RETRY,
+                CommandSteps.authorize, step, start_to_close_timeout=timeout, retry_policy=retry
             )
         except (ActivityError, ApplicationError) as err:
-            raise _failure_of(err) from None
+            raise _failure_of(err, ErrorClass.TRANSIENT) from None
         self._move(
             WriteState.AUTHORIZED,
             f"by {authorization.requested_by}; scopes {' '.join(authorization.scopes)}",
         )
-        self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
-        return request
 
-    async def _write(self, command: WriteCommand, request: CreateRequest) -> WriteReceipt:
-        budget = BUDGETS[command.urgency]
-        self._move(WriteState.IN_FLIGHT, f"dedup: {request.dedup.value}")
+    async def _send(self, override: bool = False) -> None:
+        """Attempt the write until acknowledged, a failure retrying cannot fix, or the urgency's
+        budget is spent (then StepFailed with a retryable class: a person takes over)."""
+        assert self._plan is not None
+        budget = BUDGETS[self._command.urgency]
+        started = workflow.now()
+        attempt = 0
+        dedup = self._plan.create.dedup.value if self._plan.create else "if-match"
+        self._move(WriteState.IN_FLIGHT, f"dedup: {dedup}")
+        while True:
+            attempt += 1
+            self._status.attempts += 1
+            try:
+                receipt = await self._attempt(override)
+            except StepFailed as failure:
+                self._log("write", attempt, f"{failure.error_class}: {failure.reason}")
+                if not failure.retryable:
+                    raise
+                delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())
+                spent = workflow.now() - started + delay
+                if attempt >= budget.max_attempts or spent > budget.max_duration:
+                    raise StepFailed(
+                        failure.error_class,
+                        f"retry budget ({self._command.urgency.value}) spent after {attempt} "
+                        f"attempts; last: {failure.reason}",
+                    ) from None
+                await workflow.sleep(delay)
+                continue
+            how = "created" if receipt.created else "already present"
+            self._log("write", attempt, f"HTTP {receipt.status_code}: {how}")
+            self._acknowledge(receipt, f"{how} (HTTP {receipt.status_code})")
+            return
+
+    async def _attempt(self, override: bool) -> WriteReceipt:
+        assert self._plan is not None
+        # a read or search, maybe a vread, and a write, each bounded by the tenant's HTTP timeout
+        timeout = self._ehr_timeout * 3 + timedelta(seconds=5)
         try:
-            receipt = await workflow.execute_activity_method(
+            if self._plan.update:
+                assert self._command.base_version is not None
+                return await workflow.execute_activity_method(
+                    EhrSteps.update,
+                    EhrUpdate(
+                        tenant=self._command.tenant,
+                        request_id=self._request_id("update"),
+                        request=self._plan.update,
+                        base_version=self._command.base_version,
+                        override=override,
+                    ),
+                    task_queue=self._ehr_queue,
+                    start_to_close_timeout=timeout,
+                    retry_policy=_ONE_ATTEMPT,
+                )
+            assert self._plan.create is not None
+            return await workflow.execute_activity_method(
                 EhrSteps.write,
                 EhrWrite(
-                    tenant=command.tenant, request_id=self._request_id("write"), request=request
+                    tenant=self._command.tenant,
+                    request_id=self._request_id("write"),
+                    request=self._plan.create,
                 ),
-                # a search and a create, each bounded by the tenant's HTTP timeout
-                start_to_close_timeout=self._ehr_timeout * 2 + timedelta(seconds=5),
-                schedule_to_close_timeout=budget.max_duration,
-                retry_policy=budget.policy(),
+                task_queue=self._ehr_queue,
+                start_to_close_timeout=timeout,
+                retry_policy=_ONE_ATTEMPT,
             )
-        except (ActivityError, ApplicationError) as err:
-            raise _failure_of(err) from None
-        self._acknowledge(receipt)
-        return receipt
+        except ActivityError as err:
+            # no answer at all (the worker died, the call hung): the EHR may have committed
+            raise _failure_of(err, ErrorClass.AMBIGUOUS) from None
 
-    def _acknowledge(self, receipt: WriteReceipt) -> None:
+    def _acknowledge(self, receipt: WriteReceipt, detail: str) -> None:
+        self._receipt = receipt
         self._status.resource = receipt.reference
         self._status.version = receipt.version
-        self._status.attempts = receipt.attempt
-        how = "created" if receipt.created else "already present"
-        self._move(WriteState.ACKNOWLEDGED, f"{how} (HTTP {receipt.status_code})")
+        self._move(WriteState.ACKNOWLEDGED, detail)
 
-    def _request_id(self, step: str) -> str:
-        """PHI-free correlation id the EHR sees as X-Request-Id."""
-        return f"{workflow.info().workflow_id}/{step}/{len(self._status.transitions)}"
+    def _read_failed(self, step: str, err: ActivityError) -> StepFailed:
+        failure = _failure_of(err, ErrorClass.TRANSIENT)
+        self._log(step, 0, f"{failure.error_class}: {failure.reason}")
+        return failure
 
-    async def _read_back(
-        self, command: WriteCommand, request: CreateRequest, receipt: WriteReceipt
-    ) -> Verification:
+    def _expected(self) -> dict[str, object]:
+        assert self._plan is not None and self._receipt is not None
+        if self._receipt.sent is not None:
+            return self._receipt.sent
+        assert self._plan.create is not None
+        return self._plan.create.comparable_body()
+
+    async def _verification_failure(self) -> StepFailed | None:
+        """Read back; None when the EHR holds what we sent."""
+        assert self._receipt is not None
         try:
-            return await workflow.execute_activity_method(
+            verification = await workflow.execute_activity_method(
                 EhrSteps.verify,
                 EhrVerify(
-                    tenant=command.tenant,
+                    tenant=self._command.tenant,
                     request_id=self._request_id("verify"),
-                    receipt=receipt,
-                    sent=request,
+                    receipt=self._receipt,
+                    expected=self._expected(),
                 ),
+                task_queue=self._ehr_queue,
                 start_to_close_timeout=self._ehr_timeout + timedelta(seconds=5),
-                retry_policy=_VERIFY_RETRY,
+                retry_policy=_READ_RETRY,
             )
-        except (ActivityError, ApplicationError) as err:
-            raise _failure_of(err) from None
-
-    async def _check(
-        self, command: WriteCommand, request: CreateRequest, receipt: WriteReceipt
-    ) -> None:
-        """Read back: end ``verified``, or move to ``pending_confirmation`` saying why."""
-        try:
-            verification = await self._read_back(command, request, receipt)
-        except StepFailed as failure:
-            self._fail(WriteState.PENDING_CONFIRMATION, failure)
-            return
+        except ActivityError as err:
+            return self._read_failed("verify", err)
+        self._ehr_state = verification.stored
         if verification.matches:
+            self._log("verify", 1, f"matches (version {verification.version})")
             self._status.version = verification.version or self._status.version
-            self._move(WriteState.VERIFIED, "read-back matches what was sent")
-        elif not verification.found:
-            self._fail(
-                WriteState.PENDING_CONFIRMATION,
-                StepFailed(ErrorClass.NOT_FOUND.value, "read-back did not find the resource"),
-            )
-        else:
-            differing = ", ".join(verification.differences[:10])
-            self._fail(
-                WriteState.PENDING_CONFIRMATION,
-                StepFailed(ErrorClass.MISMATCH.value, f"read-back differs at {differing}"),
-            )
+            return None
+        if not verification.found:
+            self._log("verify", 1, "not found")
+            return StepFailed(ErrorClass.NOT_FOUND.value, "read-back did not find the resource")
+        differing = ", ".join(verification.differences[:10])
+        self._log("verify", 1, f"differs at {differing}")
+        return StepFailed(ErrorClass.MISMATCH.value, f"read-back differs at {differing}")
 
-    async def _await_decision(
-        self,
-        command: WriteCommand,
-        request: CreateRequest | None,
-        receipt: WriteReceipt | None,
-    ) -> None:
-        """Park until a person resolves; apply each decision until the write is settled."""
+    async def _check(self) -> None:
+        """Read back: end ``verified``, or wait for a person saying why."""
+        failure = await self._verification_failure()
+        if failure is None:
+            self._move(WriteState.VERIFIED, "read-back matches what was sent")
+        else:
+            self._fail(WriteState.PENDING_CONFIRMATION, failure)
+
+    async def _locate(self) -> bool:
+        """Look for what an unacknowledged create may have left; acknowledge it if found."""
+        if self._plan is None or self._plan.create is None:
+            return False
+        try:
+            found = await workflow.execute_activity_method(
+                EhrSteps.locate,
+                EhrLocate(
+                    tenant=self._command.tenant,
+                    request_id=self._request_id("locate"),
+                    request=self._plan.create,
+                ),
+                task_queue=self._ehr_queue,
+                start_to_close_timeout=self._ehr_timeout + timedelta(seconds=5),
+                retry_policy=_READ_RETRY,
+            )
+        except ActivityError as err:
+            self._read_failed("locate", err)
+            return False
+        if found is None:
+            self._log("locate", 1, "nothing found")
+            return False
+        self._log("locate", 1, f"found {found.reference}")
+        self._acknowledge(found, "found in the EHR")
+        return True
+
+    # --- waiting for a person -------------------------------------------------------------------
+
+    async def _await_decisions(self) -> None:
+        """Park while a person must decide; meanwhile re-check the EHR on a widening schedule
+        (a write the EHR finally shows, or shows correctly, finishes by itself)."""
+        rechecks = 0
         while self._status.state.is_waiting_for_human:
-            await workflow.wait_condition(lambda: self._resolution is not None)
+            automatic = self._status.state is WriteState.PENDING_CONFIRMATION
+            delay = RECHECK_DELAYS[min(rechecks, len(RECHECK_DELAYS) - 1)]
+            self._status.next_check_at = workflow.now() + delay if automatic else None
+            try:
+                await workflow.wait_condition(
+                    lambda: self._resolution is not None, timeout=delay if automatic else None
+                )
+            except TimeoutError:
+                rechecks += 1
+                await self._recheck()
+                continue
             resolution, self._resolution = self._resolution, None
             assert resolution is not None
             try:
-                receipt = await self._apply(command, resolution, request, receipt)
+                await self._apply(resolution)
             finally:
                 self._decisions_applied += 1
 
-    async def _apply(
-        self,
-        command: WriteCommand,
-        resolution: Resolution,
-        request: CreateRequest | None,
-        receipt: WriteReceipt | None,
-    ) -> WriteReceipt | None:
-        """Carry out one decision; returns the receipt the next decision should start from."""
+    async def _recheck(self) -> None:
+        if self._receipt is None and not await self._locate():
+            return
+        failure = await self._verification_failure()
+        if failure is None:
+            self._move(WriteState.VERIFIED, "automatic re-check: read-back matches what was sent")
+        elif self._status.state is not WriteState.PENDING_CONFIRMATION:
+            self._fail(WriteState.PENDING_CONFIRMATION, failure)
+        else:
+            self._status.error_class, self._status.reason = failure.error_class, failure.reason
+
+    async def _apply(self, resolution: Resolution) -> None:
         note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
         if resolution.action is ResolutionAction.ABANDON:
             self._move(WriteState.ABANDONED, note)
-            return receipt
+            return
         self._status.transitions.append(
             Transition(state=self._status.state, at=workflow.now(), detail=note)
         )
-        if receipt is None:
-            # Nothing was acknowledged: confirm/reverify means "try the write again".
+        if resolution.action in (ResolutionAction.RETRY, ResolutionAction.OVERRIDE):
             try:
-                request = request or await self._prepare(command)
-                receipt = await self._write(command, request)
+                if self._plan is None:
+                    await self._prepare()
+                await self._send(override=resolution.action is ResolutionAction.OVERRIDE)
             except StepFailed as failure:
-                self._fail(WriteState.PENDING_CONFIRMATION, failure)
-                return None
-        if resolution.reference:
-            receipt = receipt.model_copy(update={"id": resolution.reference.split("/", 1)[1]})
-            self._status.resource = resolution.reference
-        assert request is not None
-        await self._check(command, request, receipt)
-        return receipt
+                self._settle(failure)
+                return
+        elif resolution.reference:
+            resource_type, resource_id = resolution.reference.split("/", 1)
+            base = self._receipt or WriteReceipt(
+                resource_type=resource_type,
+                id=resource_id,
+                version=None,
+                created=False,
+                status_code=0,
+            )
+            self._acknowledge(base.model_copy(update={"id": resource_id}), note)
+        elif self._receipt is None and not await self._locate():
+            self._fail(
+                WriteState.PENDING_CONFIRMATION,
+                StepFailed(ErrorClass.NOT_FOUND.value, "the EHR shows no resource for this write"),
+            )
+            return
+        await self._check()

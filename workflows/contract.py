@@ -10,14 +10,17 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from adapters.tenants import Interaction as Interaction  # re-exported: part of the contract
 
 #: Tenant ids and idempotency keys end up in workflow ids, which are plain text on the Temporal
 #: server. They are restricted to opaque tokens so that patient data cannot ride along by accident.
 TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _TOKEN = re.compile(TOKEN_PATTERN)
+REFERENCE_PATTERN = r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
 
 
 class WriteState(StrEnum):
@@ -60,12 +63,19 @@ def workflow_id_for(tenant: str, idempotency_key: str) -> str:
 
 
 class WriteCommand(BaseModel):
-    """'Write this resource into tenant T on behalf of user U', exactly once."""
+    """'Write this resource into tenant T on behalf of user U', exactly once.
+
+    For an update, ``resource`` is the whole resource as the user wants it, ``target`` the
+    resource it replaces and ``base_version`` the version the user saw: a newer version in the
+    EHR is merged when the changes do not overlap, and is a ``conflict`` when they do.
+    """
 
     tenant: str = Field(pattern=TOKEN_PATTERN)
     idempotency_key: str = Field(pattern=TOKEN_PATTERN)
-    interaction: Literal["create"] = "create"
+    interaction: Interaction = Interaction.CREATE
     resource: dict[str, Any]
+    target: str | None = Field(default=None, pattern=REFERENCE_PATTERN)
+    base_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.\-]{1,64}$")
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
     urgency: Urgency = Urgency.ROUTINE
@@ -76,6 +86,17 @@ class WriteCommand(BaseModel):
         if not value:
             raise ValueError("resource is empty")
         return value
+
+    @model_validator(mode="after")
+    def _update_names_its_target(self) -> WriteCommand:
+        if self.interaction is Interaction.UPDATE:
+            if not (self.target and self.base_version):
+                raise ValueError("an update needs target (e.g. Observation/123) and base_version")
+            if self.target.split("/", 1)[0] != self.resource.get("resourceType"):
+                raise ValueError("target and resource.resourceType differ")
+        elif self.target or self.base_version:
+            raise ValueError("target and base_version are only for updates")
+        return self
 
     @property
     def workflow_id(self) -> str:
@@ -97,11 +118,21 @@ class Transition(BaseModel):
     detail: str | None = None
 
 
+class EhrExchange(BaseModel):
+    """One request/answer with the EHR, as the review queue shows it (codes, never content)."""
+
+    step: str
+    attempt: int
+    at: datetime
+    outcome: str
+
+
 class WriteStatus(BaseModel):
     """What the product can say about one write at any moment (query ``status``)."""
 
     workflow_id: str
     tenant: str
+    interaction: Interaction = Interaction.CREATE
     state: WriteState
     vendor: str | None = None
     resource_type: str | None = None
@@ -110,12 +141,30 @@ class WriteStatus(BaseModel):
     attempts: int = Field(default=0, description="EHR write attempts so far")
     error_class: str | None = None
     reason: str | None = None
+    waiting_since: datetime | None = None
+    next_check_at: datetime | None = Field(
+        default=None, description="while waiting: when the write re-checks the EHR by itself"
+    )
     transitions: list[Transition] = Field(default_factory=list)
+    ehr_log: list[EhrExchange] = Field(default_factory=list)
+
+
+class WriteDetails(BaseModel):
+    """Everything a reviewer needs (query ``details``): the command as submitted, the normalized
+    payload sent, and the resource as the EHR last returned it. Contains clinical data: it travels
+    only inside (encrypted) payloads, never into logs or search attributes."""
+
+    status: WriteStatus
+    command: WriteCommand
+    sent: dict[str, Any] | None = None
+    ehr_state: dict[str, Any] | None = None
 
 
 class ResolutionAction(StrEnum):
     CONFIRM = "confirm"  # "it is in the chart": verify the (given) reference and finish
-    REVERIFY = "reverify"  # read it back again now
+    REVERIFY = "reverify"  # read it back (or look for it) again now
+    RETRY = "retry"  # send the write again (idempotently), with a fresh retry budget
+    OVERRIDE = "override"  # conflict only: write ours over the EHR's newer version
     ABANDON = "abandon"  # do not write; the workflow ends `abandoned`
 
 
@@ -127,6 +176,6 @@ class Resolution(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
     reference: str | None = Field(
         default=None,
-        pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$",
+        pattern=REFERENCE_PATTERN,
         description="for confirm: the resource the person found, e.g. 'Observation/123'",
     )

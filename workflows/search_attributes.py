@@ -5,6 +5,8 @@ Values are enums and tenant ids only: never patient data (the server stores them
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 STATE = SearchAttributeKey.for_keyword("WritebackState")
@@ -13,5 +15,12 @@ VENDOR = SearchAttributeKey.for_keyword("WritebackVendor")
 RESOURCE_TYPE = SearchAttributeKey.for_keyword("WritebackResourceType")
 ERROR_CLASS = SearchAttributeKey.for_keyword("WritebackErrorClass")
 URGENCY = SearchAttributeKey.for_keyword("WritebackUrgency")
+#: When the write last started waiting for a person (kept afterwards: filter on the state too).
+WAITING_SINCE = SearchAttributeKey.for_datetime("WritebackWaitingSince")
 
-ALL = (STATE, TENANT, VENDOR, RESOURCE_TYPE, ERROR_CLASS, URGENCY)
+ALL = (STATE, TENANT, VENDOR, RESOURCE_TYPE, ERROR_CLASS, URGENCY, WAITING_SINCE)
+
+
+def type_name(key: SearchAttributeKey[Any]) -> str:
+    """The name ``temporal server start-dev --search-attribute NAME=TYPE`` expects."""
+    return {"DATETIME": "Datetime", "KEYWORD": "Keyword"}[key.indexed_value_type.name]

@@ -26,3 +26,15 @@ def resources_in_tenant(db: Path, tenant: str) -> int:
             "SELECT COUNT(DISTINCT id) FROM resource_versions WHERE tenant = ?", (tenant,)
         ).fetchone()
     return int(count)
+
+
+def resources_for_patient(db: Path, tenant: str, patient: str) -> int:
+    """Current resources whose subject is ``patient`` (e.g. 'Patient/x'), whatever identifiers the
+    EHR kept."""
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute(
+            "SELECT COUNT(DISTINCT id) FROM resource_tokens "
+            "WHERE tenant = ? AND param = 'patient' AND value = ?",
+            (tenant, patient),
+        ).fetchone()
+    return int(count)

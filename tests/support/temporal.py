@@ -22,7 +22,7 @@ async def time_skipping_environment() -> WorkflowEnvironment:
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
             search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in sa.ALL
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in sa.ALL
             },
         )
     )

@@ -2,37 +2,66 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-#: (tenant id, vendor, sandbox personality, conditional create, if-match, timeout seconds)
+
+@dataclass(frozen=True)
+class TenantSpec:
+    id: str
+    vendor: str
+    personality: str
+    conditional_create: bool
+    if_match: bool
+    timeout: float = 10.0
+    writable: str = '["create", "update"]'
+    drops_identifiers: bool = False
+    rate_limit: float | None = None
+    breaker_failures: int = 5
+
+
 TEST_TENANTS = [
-    ("demo-r4", "generic_r4", "r4", True, True, 10.0),
-    ("demo-epic", "epic", "epic", False, False, 10.0),
-    ("demo-cerner", "cerner", "cerner", False, True, 10.0),
+    TenantSpec("demo-r4", "generic_r4", "r4", True, True),
+    TenantSpec("demo-epic", "epic", "epic", False, False, writable='["create"]'),
+    TenantSpec("demo-cerner", "cerner", "cerner", False, True),
     # short HTTP timeouts, so that commit-then-hang faults become ambiguous outcomes quickly
-    ("fast-r4", "generic_r4", "r4", True, True, 1.0),
-    ("fast-epic", "epic", "epic", False, False, 1.0),
+    # (its breaker stays closed: workflow tests skip time, the breaker's cooldown is real time)
+    TenantSpec("fast-r4", "generic_r4", "r4", True, True, timeout=1.0, breaker_failures=100),
+    TenantSpec("fast-epic", "epic", "epic", False, False, timeout=1.0, writable='["create"]'),
+    TenantSpec("fast-cerner", "cerner", "cerner", False, True, timeout=1.0),
+    # an EHR that strips our command identifier: deduplication by content fingerprint
+    TenantSpec("drops-ids", "generic_r4", "r4", False, True, timeout=1.0, drops_identifiers=True),
+    TenantSpec("limited-r4", "generic_r4", "r4", True, True, rate_limit=5.0),
 ]
 
 
 def personality_args() -> list[str]:
     args: list[str] = []
-    for tenant, _vendor, personality, *_ in TEST_TENANTS:
-        args += ["--personality", f"{tenant}={personality}"]
+    for tenant in TEST_TENANTS:
+        args += ["--personality", f"{tenant.id}={tenant.personality}"]
     return args
+
+
+def _toml(value: bool) -> str:
+    return str(value).lower()
 
 
 def write_tenants_file(path: Path, sandbox_url: str) -> Path:
     blocks = []
-    for tenant, vendor, _personality, conditional, if_match, timeout in TEST_TENANTS:
-        blocks.append(
+    for t in TEST_TENANTS:
+        block = (
             "[[tenant]]\n"
-            f'id = "{tenant}"\n'
-            f'vendor = "{vendor}"\n'
-            f'fhir_base_url = "{sandbox_url}/fhir/{tenant}"\n'
-            f"timeout_seconds = {timeout}\n"
-            f"capabilities = {{ conditional_create = {str(conditional).lower()}, "
-            f'if_match = {str(if_match).lower()}, writable = {{ Observation = ["create"] }} }}\n'
+            f'id = "{t.id}"\n'
+            f'vendor = "{t.vendor}"\n'
+            f'fhir_base_url = "{sandbox_url}/fhir/{t.id}"\n'
+            f"timeout_seconds = {t.timeout}\n"
+            f"capabilities = {{ conditional_create = {_toml(t.conditional_create)}, "
+            f"if_match = {_toml(t.if_match)}, drops_identifiers = {_toml(t.drops_identifiers)}, "
+            f"writable = {{ Observation = {t.writable} }} }}\n"
         )
+        block += f"breaker = {{ failures = {t.breaker_failures} }}\n"
+        if t.rate_limit:
+            block += f"rate_limit_per_second = {t.rate_limit}\n"
+        blocks.append(block)
     path.write_text("\n".join(blocks))
     return path

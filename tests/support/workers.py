@@ -10,12 +10,12 @@ from temporalio.client import Client
 
 from adapters.tenants import TenantRegistry
 from workers.client import WritebackClient
-from workers.worker import build_worker, ehr_http_client
+from workers.worker import ehr_http_client, running_workers
 
 
 @asynccontextmanager
 async def running_worker(client: Client, tenants: TenantRegistry) -> AsyncIterator[WritebackClient]:
     """Start a worker on a fresh task queue; yield a WritebackClient that submits to it."""
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
-    async with ehr_http_client() as http, build_worker(client, tenants, http, task_queue):
+    async with ehr_http_client() as http, running_workers(client, tenants, http, task_queue):
         yield WritebackClient(client, task_queue=task_queue)

@@ -57,7 +57,7 @@ def test_tenant_without_conditional_create_searches_first() -> None:
 
 @pytest.mark.parametrize("vendor", [Vendor.ATHENA, Vendor.VERADIGM])
 def test_proprietary_api_vendors_are_refused_clearly(vendor: Vendor) -> None:
-    with pytest.raises(UnsupportedVendor, match="no FHIR create path"):
+    with pytest.raises(UnsupportedVendor, match="no FHIR write path"):
         prepare_create(tenant(vendor, False), samples.heart_rate("p1", 72), "t1:k")
 
 

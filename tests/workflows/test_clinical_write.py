@@ -6,29 +6,23 @@ minutes of workflow time run in seconds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from support.audit import resources_for_command
 from support.sandbox_process import SandboxProcess
-from support.workers import running_worker
+from support.workflow_runs import command, run_to_end, wait_until_settled
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from adapters.tenants import TenantRegistry
 from workers import samples
 from workers.client import DecisionRefused, WritebackClient
-from workflows.clinical_write import ClinicalWrite
 from workflows.contract import (
     Resolution,
     ResolutionAction,
     Urgency,
-    WriteCommand,
     WriteState,
-    WriteStatus,
 )
 
 HAPPY_PATH = [
@@ -39,45 +33,6 @@ HAPPY_PATH = [
     WriteState.ACKNOWLEDGED,
     WriteState.VERIFIED,
 ]
-
-
-@pytest.fixture
-async def writeback(
-    time_skipping: WorkflowEnvironment, tenants: TenantRegistry
-) -> AsyncIterator[WritebackClient]:
-    async with running_worker(time_skipping.client, tenants) as client:
-        yield client
-
-
-def command(
-    tenant: str, key: str, resource: dict[str, Any] | None = None, **kw: Any
-) -> WriteCommand:
-    return WriteCommand(
-        tenant=tenant,
-        idempotency_key=key,
-        resource=resource or samples.heart_rate("wf-test", 72),
-        **kw,
-    )
-
-
-async def run_to_end(client: WritebackClient, cmd: WriteCommand) -> WriteStatus:
-    """Submit and wait for the workflow's result (lets the test server skip retry delays)."""
-    submission = await client.submit(cmd)
-    return await client.temporal.get_workflow_handle_for(
-        ClinicalWrite.run, submission.workflow_id
-    ).result()
-
-
-async def wait_until_waiting(
-    env: WorkflowEnvironment, client: WritebackClient, workflow_id: str
-) -> WriteStatus:
-    """Poll until the write parks for a person, skipping workflow time between polls."""
-    for _ in range(200):
-        status = await client.status(workflow_id)
-        if status.state.is_settled:
-            return status
-        await env.sleep(timedelta(seconds=5))
-    raise AssertionError(f"{workflow_id} never settled; last state {status.state}")
 
 
 async def history_events(client: WritebackClient, workflow_id: str) -> list[EventType.ValueType]:
@@ -191,29 +146,6 @@ async def test_ehr_refusals_are_rejected_without_retry(
     assert len(remaining) == 2  # exactly one POST was made
 
 
-@pytest.mark.parametrize("tenant", ["fast-r4", "fast-epic"])
-async def test_commit_then_timeout_is_resolved_without_a_duplicate(
-    writeback: WritebackClient,
-    ehr: SandboxProcess,
-    faults: httpx.AsyncClient,
-    tenant: str,
-    key: str,
-) -> None:
-    """The EHR commits, but the answer never arrives in time (ambiguous outcome). The retry is a
-    conditional create (fast-r4) or a search-before-create (fast-epic): no second resource."""
-    await faults.post(
-        f"/_admin/faults/{tenant}",
-        json={"queue": [{"kind": "commit_then_hang", "seconds": 3, "method": "POST"}]},
-    )
-    cmd = command(tenant, key)
-    status = await run_to_end(writeback, cmd)
-
-    assert status.state is WriteState.VERIFIED
-    assert status.attempts >= 2
-    assert "already present" in (status.transitions[-2].detail or "")
-    assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
-
-
 async def test_retry_budget_exhausted_waits_for_a_person_then_abandons(
     time_skipping: WorkflowEnvironment,
     writeback: WritebackClient,
@@ -226,7 +158,7 @@ async def test_retry_budget_exhausted_waits_for_a_person_then_abandons(
     )
     cmd = command("demo-r4", key, urgency=Urgency.STAT)
     await writeback.submit(cmd)
-    status = await wait_until_waiting(time_skipping, writeback, cmd.workflow_id)
+    status = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
 
     assert status.state is WriteState.PENDING_CONFIRMATION
     assert status.error_class == "transient"
@@ -252,7 +184,7 @@ async def test_read_back_mismatch_parks_then_a_person_decides(
     )
     cmd = command("demo-cerner", key)
     await writeback.submit(cmd)
-    status = await wait_until_waiting(time_skipping, writeback, cmd.workflow_id)
+    status = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
 
     assert status.state is WriteState.PENDING_CONFIRMATION
     assert status.error_class == "mismatch"

@@ -1,0 +1,47 @@
+"""Narrow-delta merge for version conflicts: when the EHR holds a newer version than the one the
+user edited, our change can still be applied if it touches other elements than theirs did.
+
+Granularity is the top-level element (``valueQuantity``, ``status``, ``note``, …): coarse enough to
+never splice half of a clinical value into another, fine enough for the common case of a
+clinician annotating while a device corrects a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.fhir_r4 import SERVER_MANAGED
+
+_MISSING = object()
+
+
+def changed_elements(base: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    keys = (set(base) | set(new)) - SERVER_MANAGED
+    return {key for key in keys if base.get(key, _MISSING) != new.get(key, _MISSING)}
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    merged: dict[str, Any] | None  # None when the changes overlap
+    ours: frozenset[str]
+    theirs: frozenset[str]
+
+    @property
+    def overlapping(self) -> frozenset[str]:
+        return self.ours & self.theirs
+
+
+def three_way_merge(
+    base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
+) -> MergeResult:
+    """Apply our changes (base -> ours) onto theirs (the EHR's current version), whole-resource:
+    start from the latest version (Oracle Health treats an omitted element in a PUT as deleted)."""
+    our_changes = changed_elements(base, ours)
+    their_changes = changed_elements(base, theirs)
+    overlap = {k for k in our_changes & their_changes if ours.get(k) != theirs.get(k)}
+    if overlap:
+        return MergeResult(None, frozenset(our_changes), frozenset(their_changes))
+    merged = {k: v for k, v in theirs.items() if k not in our_changes}
+    merged.update({k: ours[k] for k in our_changes if k in ours})
+    return MergeResult(merged, frozenset(our_changes), frozenset(their_changes))

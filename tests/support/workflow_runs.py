@@ -1,0 +1,59 @@
+"""Driving ClinicalWrite in workflow tests."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from workers import samples
+from workers.client import WritebackClient
+from workflows.clinical_write import ClinicalWrite
+from workflows.contract import WriteCommand, WriteState, WriteStatus
+
+
+def command(
+    tenant: str, key: str, resource: dict[str, Any] | None = None, **kw: Any
+) -> WriteCommand:
+    return WriteCommand(
+        tenant=tenant,
+        idempotency_key=key,
+        resource=resource or samples.heart_rate("wf-test", 72),
+        **kw,
+    )
+
+
+async def run_to_end(client: WritebackClient, cmd: WriteCommand) -> WriteStatus:
+    """Submit and wait for the workflow's result (lets the test server skip retry delays)."""
+    submission = await client.submit(cmd)
+    return await client.temporal.get_workflow_handle_for(
+        ClinicalWrite.run, submission.workflow_id
+    ).result()
+
+
+async def wait_until_settled(
+    env: WorkflowEnvironment, client: WritebackClient, workflow_id: str
+) -> WriteStatus:
+    """Poll until the write is terminal or parks for a person, skipping workflow time between
+    polls (the test server only skips time while someone waits on it)."""
+    for _ in range(200):
+        status = await client.status(workflow_id)
+        if status.state.is_settled:
+            return status
+        await env.sleep(timedelta(seconds=5))
+    raise AssertionError(f"{workflow_id} never settled; last state {status.state}")
+
+
+async def wait_for_state(
+    client: WritebackClient, workflow_id: str, state: WriteState, within: float = 20.0
+) -> WriteStatus:
+    """Poll (real time) until the write reaches ``state``: for steps that run activities after a
+    skipped timer."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        status = await client.status(workflow_id)
+        if status.state is state or asyncio.get_running_loop().time() > deadline:
+            return status
+        await asyncio.sleep(0.1)

@@ -1,0 +1,277 @@
+"""Write safety on the time-skipping server against the real sandbox: ambiguous outcomes,
+fingerprint deduplication, version-aware updates and conflicts, budgets, automatic re-checks,
+and the decisions people make on waiting writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from support.audit import resources_for_command, resources_for_patient
+from support.sandbox_process import SandboxProcess
+from support.workflow_runs import command, run_to_end, wait_for_state, wait_until_settled
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
+from workers import samples
+from workers.client import DecisionRefused, WritebackClient
+from workflows.contract import (
+    Interaction,
+    Resolution,
+    ResolutionAction,
+    Urgency,
+    WriteState,
+)
+
+HANG_ON_CREATE = {"kind": "commit_then_hang", "seconds": 3, "method": "POST"}
+UNAVAILABLE = {"kind": "status", "status": 503}
+
+
+def decision(action: ResolutionAction, **kw: Any) -> Resolution:
+    return Resolution(action=action, by="op-7", reason=f"test {action.value}", **kw)
+
+
+@pytest.mark.parametrize("tenant", ["fast-r4", "fast-epic", "fast-cerner"])
+async def test_commit_then_timeout_is_resolved_without_a_duplicate(
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    tenant: str,
+    key: str,
+) -> None:
+    """The EHR commits, but the answer never arrives in time (ambiguous outcome). The retry is a
+    conditional create or a search-before-create on the command identifier: no second resource."""
+    await faults.post(f"/_admin/faults/{tenant}", json={"queue": [HANG_ON_CREATE]})
+    cmd = command(tenant, key)
+    status = await run_to_end(writeback, cmd)
+
+    assert status.state is WriteState.VERIFIED
+    assert status.attempts == 2
+    assert status.ehr_log[0].outcome.startswith("ambiguous")
+    assert "already present" in status.ehr_log[1].outcome
+    assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
+
+
+async def test_ehr_that_drops_identifiers_is_deduplicated_by_fingerprint(
+    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
+) -> None:
+    patient = f"fp-{uuid.uuid4().hex[:8]}"
+    await faults.post("/_admin/faults/drops-ids", json={"queue": [HANG_ON_CREATE]})
+    cmd = command("drops-ids", key, samples.heart_rate(patient, 88))
+    status = await run_to_end(writeback, cmd)
+
+    assert status.state is WriteState.VERIFIED
+    assert "already present" in status.ehr_log[1].outcome
+    assert resources_for_patient(ehr.db, "drops-ids", f"Patient/{patient}") == 1
+
+
+async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
+    time_skipping: WorkflowEnvironment,
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    key: str,
+) -> None:
+    """First attempt commits but times out, the next four get 503: the stat budget (5) is spent
+    and the write waits — then its automatic re-check finds the resource and verifies it."""
+    unavailable_on_create = {**UNAVAILABLE, "method": "POST"}
+    await faults.post(
+        "/_admin/faults/fast-r4", json={"queue": [HANG_ON_CREATE] + [unavailable_on_create] * 4}
+    )
+    cmd = command("fast-r4", key, urgency=Urgency.STAT)
+    await writeback.submit(cmd)
+    waiting = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
+
+    assert waiting.state is WriteState.PENDING_CONFIRMATION
+    assert waiting.error_class == "transient"
+    assert "retry budget (stat) spent after 5 attempts" in (waiting.reason or "")
+    assert waiting.waiting_since is not None and waiting.next_check_at is not None
+
+    await time_skipping.sleep(timedelta(minutes=2))
+    final = await wait_for_state(writeback, cmd.workflow_id, WriteState.VERIFIED)
+    assert final.state is WriteState.VERIFIED
+    assert "automatic re-check" in (final.transitions[-1].detail or "")
+    assert resources_for_command(ehr.db, "fast-r4", cmd.command_identifier) == 1
+
+
+async def test_retry_decision_resends_with_a_fresh_budget(
+    time_skipping: WorkflowEnvironment,
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    key: str,
+) -> None:
+    await faults.post("/_admin/faults/demo-r4", json={"queue": [UNAVAILABLE] * 5})
+    cmd = command("demo-r4", key, urgency=Urgency.STAT)
+    await writeback.submit(cmd)
+    assert (await wait_until_settled(time_skipping, writeback, cmd.workflow_id)).state is (
+        WriteState.PENDING_CONFIRMATION
+    )
+    final = await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.RETRY), key)
+
+    assert final.state is WriteState.VERIFIED
+    assert final.attempts > 5  # the decision bought new attempts
+    assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 1
+
+
+async def test_several_resources_for_one_command_wait_for_a_person_to_choose(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    cmd = command("demo-epic", key)
+    body = {
+        **cmd.resource,
+        "identifier": [{"system": COMMAND_IDENTIFIER_SYSTEM, "value": cmd.command_identifier}],
+    }
+    ids = []
+    for _ in range(2):  # e.g. a hand-built integration wrote it twice before us
+        created = await faults.post("/fhir/demo-epic/Observation", json=body)
+        ids.append(created.headers["Location"].split("/")[-1])
+    await writeback.submit(cmd)
+    waiting = await writeback.wait(cmd.workflow_id)
+
+    assert waiting.state is WriteState.PENDING_CONFIRMATION
+    assert waiting.error_class == "duplicate"
+    chosen = decision(ResolutionAction.CONFIRM, reference=f"Observation/{ids[1]}")
+    final = await writeback.resolve(cmd.workflow_id, chosen, key)
+    assert final.state is WriteState.VERIFIED
+    assert final.resource == f"Observation/{ids[1]}"
+
+
+# --- updates --------------------------------------------------------------------------------
+
+
+async def chart_observation(http: httpx.AsyncClient, tenant: str) -> dict[str, Any]:
+    """An Observation already in the chart (written by someone else), version 1."""
+    response = await http.post(
+        f"/fhir/{tenant}/Observation",
+        json=samples.heart_rate(f"upd-{uuid.uuid4().hex[:6]}", 70),
+        headers={"Prefer": "return=representation"},
+    )
+    location = response.headers["Location"]
+    resource_id = location.split("Observation/")[-1].split("/")[0]
+    read = await http.get(f"/fhir/{tenant}/Observation/{resource_id}")
+    return dict(read.json())
+
+
+async def clinician_edits(http: httpx.AsyncClient, tenant: str, resource: dict[str, Any]) -> None:
+    response = await http.put(f"/fhir/{tenant}/Observation/{resource['id']}", json=resource)
+    assert response.status_code == 200, response.text
+
+
+def our_update(tenant: str, key: str, current: dict[str, Any], value: float) -> Any:
+    desired = {k: v for k, v in current.items() if k != "meta"}
+    desired["valueQuantity"] = {**current["valueQuantity"], "value": value}
+    desired["status"] = "amended"
+    return command(
+        tenant,
+        key,
+        desired,
+        interaction=Interaction.UPDATE,
+        target=f"Observation/{current['id']}",
+        base_version=current["meta"]["versionId"],
+    )
+
+
+@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner"])
+async def test_update_of_the_current_version_is_verified(
+    writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, key: str
+) -> None:
+    current = await chart_observation(faults, tenant)
+    status = await run_to_end(writeback, our_update(tenant, key, current, 75))
+
+    assert status.state is WriteState.VERIFIED
+    assert status.version == "2"
+    stored = (await faults.get(f"/fhir/{tenant}/Observation/{current['id']}")).json()
+    assert stored["valueQuantity"]["value"] == 75 and stored["status"] == "amended"
+
+
+@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner"])
+async def test_stale_version_with_disjoint_changes_is_merged(
+    writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, key: str
+) -> None:
+    current = await chart_observation(faults, tenant)
+    await clinician_edits(faults, tenant, {**current, "note": [{"text": "repeat in 1 h"}]})
+    status = await run_to_end(writeback, our_update(tenant, key, current, 75))
+
+    assert status.state is WriteState.VERIFIED
+    stored = (await faults.get(f"/fhir/{tenant}/Observation/{current['id']}")).json()
+    assert stored["note"] == [{"text": "repeat in 1 h"}]  # the clinician's edit survived
+    assert stored["valueQuantity"]["value"] == 75  # and ours landed
+    assert stored["meta"]["versionId"] == "3"
+
+
+@pytest.mark.parametrize(("tenant", "stale_status"), [("demo-r4", 412), ("demo-cerner", 409)])
+async def test_a_race_lost_on_if_match_reads_again(
+    writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, stale_status: int, key: str
+) -> None:
+    """Someone writes between our read and our PUT: the EHR answers 412 (spec) or 409 (Oracle
+    Health); the update reads the new version and tries again instead of overwriting."""
+    current = await chart_observation(faults, tenant)
+    await faults.post(
+        f"/_admin/faults/{tenant}",
+        json={"queue": [{"kind": "status", "status": stale_status, "method": "PUT"}]},
+    )
+    status = await run_to_end(writeback, our_update(tenant, key, current, 76))
+    assert status.state is WriteState.VERIFIED
+
+
+async def test_overlapping_changes_are_a_conflict_and_override_writes_ours(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    current = await chart_observation(faults, "demo-r4")
+    theirs = {**current, "valueQuantity": {**current["valueQuantity"], "value": 99}}
+    await clinician_edits(faults, "demo-r4", theirs)
+    cmd = our_update("demo-r4", key, current, 75)
+    await writeback.submit(cmd)
+    waiting = await writeback.wait(cmd.workflow_id)
+
+    assert waiting.state is WriteState.CONFLICT
+    assert "valueQuantity" in (waiting.reason or "")
+    assert waiting.next_check_at is None  # a conflict never settles by itself
+    final = await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.OVERRIDE), key)
+    assert final.state is WriteState.VERIFIED
+    stored = (await faults.get(f"/fhir/demo-r4/Observation/{current['id']}")).json()
+    assert stored["valueQuantity"]["value"] == 75
+
+
+async def test_conflict_abandoned_leaves_the_chart_as_the_clinician_left_it(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    current = await chart_observation(faults, "demo-cerner")
+    theirs = {**current, "valueQuantity": {**current["valueQuantity"], "value": 99}}
+    await clinician_edits(faults, "demo-cerner", theirs)
+    cmd = our_update("demo-cerner", key, current, 75)
+    await writeback.submit(cmd)
+    assert (await writeback.wait(cmd.workflow_id)).state is WriteState.CONFLICT
+
+    final = await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.ABANDON), key)
+    assert final.state is WriteState.ABANDONED
+    stored = (await faults.get(f"/fhir/demo-cerner/Observation/{current['id']}")).json()
+    assert stored["valueQuantity"]["value"] == 99
+
+
+async def test_override_is_refused_when_there_is_no_conflict(
+    time_skipping: WorkflowEnvironment,
+    writeback: WritebackClient,
+    faults: httpx.AsyncClient,
+    key: str,
+) -> None:
+    await faults.post("/_admin/faults/demo-r4", json={"queue": [UNAVAILABLE] * 5})
+    cmd = command("demo-r4", key, urgency=Urgency.STAT)
+    await writeback.submit(cmd)
+    await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
+    with pytest.raises(DecisionRefused, match="override is only for a write in conflict"):
+        await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.OVERRIDE), key)
+
+
+async def test_update_on_a_create_only_tenant_is_rejected(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    current = await chart_observation(faults, "demo-epic")
+    status = await run_to_end(writeback, our_update("demo-epic", key, current, 75))
+    assert status.state is WriteState.REJECTED
+    assert status.error_class == "unsupported"
+    assert "does not accept update of Observation" in (status.reason or "")

@@ -1,0 +1,44 @@
+"""What every CLI command shares: exit codes, the usage error, and the Temporal connection."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from workers.client import WritebackClient
+from workers.settings import Settings
+from workflows.contract import WriteState
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input from the person at the terminal, or nothing to talk to: print, exit 2."""
+
+
+def problems(error: ValidationError) -> str:
+    """Field paths and messages of a validation error, without the submitted values."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        for err in error.errors(include_input=False, include_url=False)
+    )
+
+
+def exit_code_for(state: WriteState) -> int:
+    if state in (WriteState.REJECTED, WriteState.ABANDONED):
+        return EXIT_FAILED
+    if state.is_waiting_for_human:
+        return EXIT_WAITING
+    return EXIT_OK
+
+
+async def connect_client() -> WritebackClient:
+    settings = Settings.from_env()
+    try:
+        return await WritebackClient.connect(
+            settings.temporal_address, settings.namespace, settings.task_queue
+        )
+    except RuntimeError as exc:
+        raise UsageError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
+            "start the stack with `writeback dev` or set TEMPORAL_ADDRESS"
+        ) from None

@@ -1,0 +1,78 @@
+"""How the CLI shows writes to a person (plain text) or to a script (JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from workers.client import WaitingWrite
+from workflows.contract import Transition, WriteDetails, WriteStatus
+
+
+def as_json(model: BaseModel) -> str:
+    return json.dumps(model.model_dump(mode="json"), indent=2)
+
+
+def transition_line(transition: Transition, with_date: bool = False) -> str:
+    at = f"{transition.at:%Y-%m-%d %H:%M:%S}" if with_date else f"{transition.at:%H:%M:%S.%f}"[:-3]
+    detail = f"  {transition.detail}" if transition.detail else ""
+    return f"  {at}  {transition.state.value:<21}{detail}"
+
+
+def status_text(status: WriteStatus) -> str:
+    lines = [f"workflow  {status.workflow_id}", f"state     {status.state.value}"]
+    for label, value in (
+        ("tenant", status.tenant),
+        ("vendor", status.vendor),
+        ("write", status.interaction.value),
+        ("resource", status.resource),
+        ("version", status.version),
+        ("attempts", status.attempts or None),
+        ("error", status.error_class),
+        ("reason", status.reason),
+        ("waiting", status.waiting_since and f"since {status.waiting_since:%Y-%m-%d %H:%M:%S}"),
+        ("recheck", status.next_check_at and f"{status.next_check_at:%Y-%m-%d %H:%M:%S}"),
+    ):
+        if value:
+            lines.append(f"{label:<9} {value}")
+    lines.append("history")
+    lines += [transition_line(t, with_date=True) for t in status.transitions]
+    if status.ehr_log:
+        lines.append("EHR exchanges")
+        lines += [
+            f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.step:<7} #{e.attempt:<3} {e.outcome}"
+            for e in status.ehr_log
+        ]
+    return "\n".join(lines)
+
+
+def details_text(details: WriteDetails) -> str:
+    def block(title: str, value: object) -> str:
+        return f"{title}\n{json.dumps(value, indent=2)}" if value is not None else ""
+
+    command = details.command.model_dump(mode="json", exclude={"resource"})
+    parts = [
+        status_text(details.status),
+        block("command", command),
+        block("sent to the EHR", details.sent),
+        block("as the EHR last returned it", details.ehr_state),
+    ]
+    return "\n\n".join(part for part in parts if part)
+
+
+def waiting_table(entries: Sequence[WaitingWrite]) -> str:
+    if not entries:
+        return "no writes are waiting for a person"
+    header = f"{'waiting since':<20} {'state':<21} {'urgency':<8} {'error':<13} workflow / reason"
+    rows = [header]
+    for entry in entries:
+        since = f"{entry.waiting_since:%Y-%m-%d %H:%M:%S}" if entry.waiting_since else "-"
+        rows.append(
+            f"{since:<20} {entry.state:<21} {entry.urgency or '-':<8} "
+            f"{entry.error_class or '-':<13} {entry.workflow_id}"
+        )
+        if entry.reason:
+            rows.append(f"{'':<65}{entry.reason}")
+    return "\n".join(rows)
