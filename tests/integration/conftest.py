@@ -3,10 +3,12 @@ EHR process, and workers either in-process or as `writeback worker` processes.""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from support.temporal import temporal_address
 from support.worker_process import WorkerProcess
 from support.workers import running_worker
 from temporalio.testing import WorkflowEnvironment
@@ -30,3 +32,16 @@ def worker_processes(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     yield started
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def cli_env(
+    dev_server: WorkflowEnvironment, tenants_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Points the CLI at the test dev server and a `writeback worker` process of its own (the
+    tests here block on subprocesses, so an in-process worker could not run meanwhile)."""
+    address, task_queue = temporal_address(dev_server), f"cli-{uuid.uuid4().hex[:8]}"
+    log = tmp_path_factory.mktemp("cli") / "worker.log"
+    worker = WorkerProcess(address, task_queue, tenants_file, log)
+    yield {"TEMPORAL_ADDRESS": address, "WRITEBACK_TASK_QUEUE": task_queue}
+    worker.stop()

@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cli import WRITEBACK, run_cli
 from support.ports import free_port
-from support.temporal import temporal_address
 from support.tenants import write_tenants_file
-from support.worker_process import WorkerProcess
-from temporalio.testing import WorkflowEnvironment
 
 from workers import samples
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-WRITEBACK = [sys.executable, "-m", "workers"]
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WRITEBACK, *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -45,19 +25,6 @@ def heart_rate_file(tmp_path: Path) -> Path:
     path = tmp_path / "hr.json"
     path.write_text(json.dumps(samples.heart_rate("cli-test", 71)))
     return path
-
-
-@pytest.fixture(scope="module")
-def cli_env(
-    dev_server: WorkflowEnvironment, tenants_file: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """Points the CLI at the test dev server and a `writeback worker` process of its own (the
-    tests here block on subprocesses, so an in-process worker could not run meanwhile)."""
-    address, task_queue = temporal_address(dev_server), f"cli-{uuid.uuid4().hex[:8]}"
-    log = tmp_path_factory.mktemp("cli") / "worker.log"
-    worker = WorkerProcess(address, task_queue, tenants_file, log)
-    yield {"TEMPORAL_ADDRESS": address, "WRITEBACK_TASK_QUEUE": task_queue}
-    worker.stop()
 
 
 def test_submit_wait_json_reports_verified_and_status_agrees(
