@@ -27,6 +27,7 @@ from activities.fhir_http import (
     retry_after,
 )
 from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
+from activities.smart_auth import SmartBackendAuth
 from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
 from adapters.merge import three_way_merge
 from adapters.tenants import Tenant, TenantRegistry
@@ -50,6 +51,7 @@ class EhrSteps:
     def __init__(self, tenants: TenantRegistry, http: httpx.AsyncClient) -> None:
         self._tenants = tenants
         self._http = http
+        self._auth = SmartBackendAuth(http)
         self._breakers = {
             tenant.id: CircuitBreaker(tenant.breaker.failures, tenant.breaker.cooldown_seconds)
             for tenant in tenants
@@ -65,7 +67,18 @@ class EhrSteps:
         self, tenant: Tenant, method: str, path: str, request_id: str, **kwargs: Any
     ) -> httpx.Response:
         """One HTTP exchange, behind the tenant's circuit breaker, with transport failures mapped
-        onto the taxonomy. Transient answers (5xx, 429) are returned, and counted as failures."""
+        onto the taxonomy. Transient answers (5xx, 429) are returned, and counted as failures.
+        A 401 drops the tenant's cached tokens and the request is sent once more with a fresh
+        one; a second 401 is returned (an authorization failure)."""
+        response = await self._exchange(tenant, method, path, request_id, **kwargs)
+        if response.status_code == 401 and tenant.auth.kind != "none":
+            self._auth.forget(tenant)
+            response = await self._exchange(tenant, method, path, request_id, **kwargs)
+        return response
+
+    async def _exchange(
+        self, tenant: Tenant, method: str, path: str, request_id: str, **kwargs: Any
+    ) -> httpx.Response:
         attempt = activity.info().attempt
         breaker = self._breakers[tenant.id]
         what = f"{method} {path.split('?')[0]}"
@@ -76,14 +89,20 @@ class EhrSteps:
                 attempt=attempt,
                 retry_after=timedelta(seconds=wait),
             )
-        headers = {"Accept": FHIR_JSON, "X-Request-Id": request_id, **kwargs.pop("headers", {})}
+        headers = {
+            "Accept": FHIR_JSON,
+            "X-Request-Id": request_id,
+            **kwargs.get("headers", {}),
+            **await self._auth.authorization(tenant, method, path),
+        }
+        arguments = {key: value for key, value in kwargs.items() if key != "headers"}
         try:
             response = await self._http.request(
                 method,
                 f"{tenant.base_url()}/{path}",
                 headers=headers,
                 timeout=tenant.timeout_seconds,
-                **kwargs,
+                **arguments,
             )
         except _NOT_SENT as exc:
             breaker.record_failure()

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 TENANTS_ENV = "WRITEBACK_TENANTS"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -54,9 +54,36 @@ class Capabilities(BaseModel):
 
 
 class AuthSettings(BaseModel):
+    """How writeback authenticates to the tenant's EHR.
+
+    ``none`` is for the sandbox and test servers. ``smart_backend`` is SMART Backend Services:
+    a client-credentials grant with a signed JWT assertion (RS384 or ES384); the private key comes
+    from a PEM file or an environment variable, never from this file itself.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["none"] = "none"
+    kind: Literal["none", "smart_backend"] = "none"
+    client_id: str | None = None
+    token_url: str | None = Field(
+        default=None, description="default: discovered from .well-known/smart-configuration"
+    )
+    private_key_file: str | None = None
+    private_key_env: str | None = None
+    algorithm: Literal["RS384", "ES384"] = "RS384"
+    key_id: str | None = None
+    scope_style: Literal["v1", "v2"] = "v2"
+
+    @model_validator(mode="after")
+    def _smart_needs_a_client_and_a_key(self) -> AuthSettings:
+        if self.kind == "smart_backend":
+            if not self.client_id:
+                raise ValueError("smart_backend auth needs client_id")
+            if bool(self.private_key_file) == bool(self.private_key_env):
+                raise ValueError(
+                    "smart_backend auth needs one of private_key_file, private_key_env"
+                )
+        return self
 
 
 class BreakerSettings(BaseModel):
