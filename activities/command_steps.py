@@ -43,6 +43,7 @@ class CommandSteps:
             vendor=tenant.vendor.value,
             resource_type=resource_type,
             ehr_timeout_seconds=tenant.timeout_seconds,
+            search_lag_seconds=tenant.capabilities.search_lag_seconds,
         )
 
     @activity.defn(name="map")

@@ -29,13 +29,14 @@ from activities.fhir_http import (
 from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
 from activities.smart_auth import SmartBackendAuth
 from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
-from adapters.merge import three_way_merge
+from adapters.merge import json_patch, three_way_merge
 from adapters.tenants import Tenant, TenantRegistry
 
 #: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
 _AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 #: Exceptions raised before anything was sent.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+JSON_PATCH = "application/json-patch+json"
 #: An update that loses a race with another writer re-reads and tries again this many times.
 _UPDATE_RACES = 3
 
@@ -242,12 +243,24 @@ class EhrSteps:
                 body = desired
             else:
                 body = await self._merged(tenant, order, desired, current)
-            headers = {"Content-Type": FHIR_JSON}
+            headers = {}
             if tenant.capabilities.if_match and current_version:
                 headers["If-Match"] = f'W/"{current_version}"'
-            response = await self._send(
-                tenant, "PUT", request.target, order.request_id, headers=headers, json=body
-            )
+            if tenant.capabilities.patch:
+                headers["Content-Type"] = JSON_PATCH
+                response = await self._send(
+                    tenant,
+                    "PATCH",
+                    request.target,
+                    order.request_id,
+                    headers=headers,
+                    json=json_patch(current, body),
+                )
+            else:
+                headers["Content-Type"] = FHIR_JSON
+                response = await self._send(
+                    tenant, "PUT", request.target, order.request_id, headers=headers, json=body
+                )
             if response.status_code in (409, 412):
                 continue  # someone wrote between our read and our write: read again
             if response.status_code not in (200, 201):

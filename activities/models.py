@@ -28,6 +28,7 @@ class ValidatedWrite(BaseModel):
     vendor: str
     resource_type: str
     ehr_timeout_seconds: float
+    search_lag_seconds: float = 0.0
 
 
 class WritePlan(BaseModel):

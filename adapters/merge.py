@@ -45,3 +45,16 @@ def three_way_merge(
     merged = {k: v for k, v in theirs.items() if k not in our_changes}
     merged.update({k: ours[k] for k in our_changes if k in ours})
     return MergeResult(merged, frozenset(our_changes), frozenset(their_changes))
+
+
+def json_patch(current: dict[str, Any], desired: dict[str, Any]) -> list[dict[str, Any]]:
+    """RFC 6902 operations turning ``current`` into ``desired``, element by element: the narrow
+    delta a PATCH sends instead of the whole resource."""
+    operations: list[dict[str, Any]] = []
+    for key in sorted(changed_elements(current, desired)):
+        path = "/" + key.replace("~", "~0").replace("/", "~1")
+        if key in desired:
+            operations.append({"op": "add", "path": path, "value": desired[key]})
+        else:
+            operations.append({"op": "remove", "path": path})
+    return operations

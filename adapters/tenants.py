@@ -42,8 +42,15 @@ class Capabilities(BaseModel):
     conditional_create: bool = False
     if_match: bool = False
     vread: bool = True
+    patch: bool = Field(default=False, description="JSON PATCH: send narrow deltas on update")
     drops_identifiers: bool = Field(
         default=False, description="the EHR strips our command identifier: dedupe by fingerprint"
+    )
+    search_lag_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="how long a new resource may stay invisible to search (delayed indexing); "
+        "after an ambiguous outcome the next attempt's search waits at least this long",
     )
     writable: dict[str, list[Interaction]] = Field(
         default_factory=lambda: {"Observation": [Interaction.CREATE]}

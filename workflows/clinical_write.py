@@ -106,6 +106,7 @@ class ClinicalWrite:
         self._receipt: WriteReceipt | None = None
         self._ehr_state: dict[str, object] | None = None
         self._ehr_timeout = timedelta(seconds=10)
+        self._search_lag = timedelta(0)
         self._resolution: Resolution | None = None
         self._decisions_received = 0
         self._decisions_applied = 0
@@ -231,6 +232,7 @@ class ClinicalWrite:
             self._status.vendor = validated.vendor
             self._status.resource_type = validated.resource_type
             self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
+            self._search_lag = timedelta(seconds=validated.search_lag_seconds)
             workflow.upsert_search_attributes(
                 [
                     sa.TENANT.value_set(command.tenant),
@@ -271,6 +273,10 @@ class ClinicalWrite:
                 if not failure.retryable:
                     raise
                 delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())
+                if failure.error_class == ErrorClass.AMBIGUOUS:
+                    # the next attempt starts with a search: give the EHR's index time to show
+                    # what the lost attempt may have written
+                    delay = max(delay, self._search_lag)
                 spent = workflow.now() - started + delay
                 if attempt >= budget.max_attempts or spent > budget.max_duration:
                     raise StepFailed(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from activities.circuit_breaker import CircuitBreaker
 from adapters.fhir_r4 import fingerprint
-from adapters.merge import three_way_merge
+from adapters.merge import json_patch, three_way_merge
 from workers import samples
 
 BASE = {
@@ -103,3 +103,12 @@ def test_a_failed_probe_reopens() -> None:
     assert breaker.remaining_open() == 0
     breaker.record_failure()
     assert breaker.remaining_open() == 5
+
+
+def test_json_patch_carries_only_the_changed_elements() -> None:
+    current = {**BASE, "note": [{"text": "x"}], "interpretation": [{"text": "N"}]}
+    desired = {**BASE, "valueQuantity": {"value": 75}, "note": [{"text": "x"}]}
+    assert json_patch(current, desired) == [
+        {"op": "remove", "path": "/interpretation"},
+        {"op": "add", "path": "/valueQuantity", "value": {"value": 75}},
+    ]
