@@ -1,7 +1,9 @@
 """Vendor personalities: how each tenant's FHIR endpoint deviates from plain R4.
 
-The flags encode behaviour documented by the vendors so that the product's
-adapters can be exercised against realistic quirks without a real EHR.
+Each flag encodes behaviour the vendor documents publicly; the source is cited
+next to the personality (and in ``sandbox/README.md``). Content rules that look
+inside resources (Epic's vital-sign status, Cerner's DocumentReference content)
+live in :mod:`sandbox.vendor_rules`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Literal
 
 LocationStyle = Literal["absolute_history", "absolute", "relative"]
 CreateBody = Literal["prefer", "empty"]
+
+EPIC_ERROR_SYSTEM = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369"
 
 
 @dataclass(frozen=True)
@@ -27,24 +31,42 @@ class Personality:
     """``prefer``: honour ``Prefer: return=...``; ``empty``: always an empty body."""
     location_style: LocationStyle = "absolute_history"
     update_allowed: bool = True
+    delete_allowed: bool = True
+    patch_allowed: bool = True
+    batch_allowed: bool = True
+    """batch and transaction Bundles posted to the base URL."""
+    conditional_update: bool = True
     vread_allowed: bool = True
+    history_allowed: bool = True
     stale_if_match_status: int = 412
     writable_types: frozenset[str] | None = None
     """None means every R4 resource type can be written."""
+    unwritable_status: int = 403
+    unwritable_empty_body: bool = False
+    read_only: bool = False
+    """Every write answers 405 (the FHIR API is read-only)."""
+    holding_tank_types: frozenset[str] = frozenset()
+    """Created resources of these types are readable but hidden from search until reviewed."""
     error_coding_system: str | None = None
     """When set, OperationOutcome issues carry ``details.coding`` with this system."""
     error_code: str = ""
-    request_id_header: bool = False
+    request_id_headers: tuple[str, ...] = ()
+    required_query_param: str | None = None
+    """A query parameter every FHIR call must carry (athenaOne's ``ah-practice``)."""
+    max_in_flight: int | None = None
+    """Concurrent FHIR requests per tenant above which the tenant answers 429."""
 
 
 R4 = Personality(name="r4")
+"""Strict FHIR R4 (hl7.org/fhir/R4/http.html): everything the spec describes."""
 
-# Epic on FHIR (fhir.epic.com, "Create" interaction docs): creates answer
-# 201 Created with an empty body and a relative Location header
-# ("Observation/eXYZ"), no ETag; conditional create is not supported so the
-# If-None-Exist header is ignored; most resources are read/search only and update
-# is not offered (405). Errors are OperationOutcomes whose issue details carry
-# Epic's own code system (OID 1.2.840.114350.1.13.0.1.7.2.657369), e.g. 59008.
+# Epic on FHIR (fhir.epic.com), e.g. "Observation.Create (Vitals) (R4)",
+# "Condition.Create (Problems) (R4)", "AllergyIntolerance.Create (R4)":
+# creates answer 201 Created with an empty body and a relative Location
+# ("Observation/eXYZ"), no ETag; If-None-Exist is not supported (ignored); only a
+# few types are writable and only by create (no update, PATCH or transaction);
+# a client not registered for an API gets 403 with an empty body; errors are
+# OperationOutcomes coded in Epic's OID system (VENDORS.md quirks 3-8).
 EPIC = Personality(
     name="epic",
     honor_if_none_exist=False,
@@ -52,29 +74,75 @@ EPIC = Personality(
     create_body="empty",
     location_style="relative",
     update_allowed=False,
+    delete_allowed=False,
+    patch_allowed=False,
+    batch_allowed=False,
+    conditional_update=False,
     vread_allowed=False,
+    history_allowed=False,
     writable_types=frozenset(
         {"Observation", "Condition", "AllergyIntolerance", "DocumentReference"}
     ),
-    error_coding_system="urn:oid:1.2.840.114350.1.13.0.1.7.2.657369",
+    unwritable_empty_body=True,
+    holding_tank_types=frozenset({"AllergyIntolerance", "Condition"}),
+    error_coding_system=EPIC_ERROR_SYSTEM,
     error_code="59008",
 )
 
-# Oracle Health (Cerner) Millennium R4 docs (fhir.cerner.com/millennium/r4):
-# create returns 201 with no body (Content-Length: 0), an absolute Location
-# without _history and ETag W/"1"; a stale If-Match on update yields
-# 409 Conflict rather than 412; every response carries X-Request-Id for support
-# correlation. Conditional create is not supported.
+# Oracle Health Millennium Platform FHIR R4 API (fhir.cerner.com/millennium/r4),
+# "Observation create/update", "DocumentReference create": create returns 201
+# with Content-Length: 0, an absolute Location without _history and ETag W/"1";
+# a stale If-Match on update yields 409 Conflict (not 412), and update without
+# If-Match is accepted; responses carry X-Request-Id and opc-request-id for
+# support correlation; conditional create and PATCH are not offered
+# (VENDORS.md quirks 9-12).
 CERNER = Personality(
     name="cerner",
     honor_if_none_exist=False,
     create_body="empty",
     location_style="absolute",
+    patch_allowed=False,
+    batch_allowed=False,
+    conditional_update=False,
     stale_if_match_status=409,
-    request_id_header=True,
+    request_id_headers=("X-Request-Id", "opc-request-id"),
 )
 
-REGISTRY: dict[str, Personality] = {p.name: p for p in (R4, EPIC, CERNER)}
+# athenaOne FHIR R4 API (docs.athenahealth.com, "athenaOne FHIR R4 API"; Athena
+# Core Implementation Guide, extension "ah-practice" at fhir.athena.io): every
+# FHIR call names the practice with ah-practice=Organization/a-1.Practice-{id};
+# FHIR create exists only for QuestionnaireResponse (clinical writes use the
+# proprietary /v1/{practiceid} API); athenaPractice answers 429 beyond ~30
+# concurrent requests (VENDORS.md quirks 13-14).
+ATHENA = Personality(
+    name="athena",
+    honor_if_none_exist=False,
+    update_allowed=False,
+    delete_allowed=False,
+    patch_allowed=False,
+    batch_allowed=False,
+    conditional_update=False,
+    writable_types=frozenset({"QuestionnaireResponse"}),
+    unwritable_status=405,
+    required_query_param="ah-practice",
+    max_in_flight=30,
+)
+
+# Veradigm FHIR API (developer.veradigm.com, "Veradigm FHIR API"): the FHIR R4
+# endpoint is read-only; writes go through the proprietary Unity API (SaveNote,
+# SaveVitals...), so every FHIR write is refused (VENDORS.md quirk 15).
+VERADIGM = Personality(
+    name="veradigm",
+    honor_if_none_exist=False,
+    update_allowed=False,
+    delete_allowed=False,
+    patch_allowed=False,
+    batch_allowed=False,
+    conditional_update=False,
+    read_only=True,
+)
+
+REGISTRY: dict[str, Personality] = {p.name: p for p in (R4, EPIC, CERNER, ATHENA, VERADIGM)}
 DEFAULT_PERSONALITY = "r4"
 DEFAULT_TENANTS: dict[str, str] = {
     "demo-r4": "r4",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from support.sandbox_process import SandboxProcess
+from support.smart_keys import make_key
 from support.temporal import dev_server_environment, time_skipping_environment
 from support.tenants import TEST_TENANTS, personality_args, write_tenants_file
 from temporalio.testing import WorkflowEnvironment
@@ -26,8 +28,21 @@ def ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
 
 
 @pytest.fixture(scope="session")
-def tenants_file(ehr: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tenants_file(tmp_path_factory.mktemp("config") / "tenants.toml", ehr.url)
+def smart_jwks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One key pair per SMART test client: (directory of private PEMs, client id -> public JWK)."""
+    keys_dir = tmp_path_factory.mktemp("keys")
+    jwks = {t.smart[0]: make_key(keys_dir, t.smart[0], t.smart[1]) for t in TEST_TENANTS if t.smart}
+    return keys_dir, jwks
+
+
+@pytest.fixture(scope="session")
+def tenants_file(
+    ehr: SandboxProcess,
+    smart_jwks: tuple[Path, dict[str, Any]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tenants.toml"
+    return write_tenants_file(path, ehr.url, keys_dir=smart_jwks[0])
 
 
 @pytest.fixture(scope="session")

@@ -89,5 +89,13 @@ def test_db_schema_is_auditable(
     assert tokens == {
         ("identifier", "urn:writeback:command", cmd),
         ("patient", "", "Patient/example"),
+        ("subject", "", "Patient/example"),
+        ("code", "http://loinc.org", "8867-4"),
+        ("category", "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs"),
     }
+    (current,) = conn.execute(
+        "SELECT version, deleted, indexed_at IS NOT NULL FROM resource_current WHERE id=?",
+        (created["id"],),
+    ).fetchall()
+    assert current == (2, 0, 1)
     conn.close()

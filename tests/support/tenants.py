@@ -18,6 +18,9 @@ class TenantSpec:
     drops_identifiers: bool = False
     rate_limit: float | None = None
     breaker_failures: int = 5
+    patch: bool = False
+    #: SMART Backend Services: (client id, algorithm, scope style); keys come from smart_keys
+    smart: tuple[str, str, str] | None = None
 
 
 TEST_TENANTS = [
@@ -32,6 +35,12 @@ TEST_TENANTS = [
     # an EHR that strips our command identifier: deduplication by content fingerprint
     TenantSpec("drops-ids", "generic_r4", "r4", False, True, timeout=1.0, drops_identifiers=True),
     TenantSpec("limited-r4", "generic_r4", "r4", True, True, rate_limit=5.0),
+    TenantSpec("patch-r4", "generic_r4", "r4", True, True, patch=True),
+    TenantSpec("outage-r4", "generic_r4", "r4", True, True, rate_limit=20.0),
+    # SMART Backend Services: the sandbox verifies our signed assertions and enforces scopes
+    TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
+    TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),
+    TenantSpec("smart-narrow", "generic_r4", "r4", True, True, smart=("wb-nc", "RS384", "v2")),
 ]
 
 
@@ -46,7 +55,8 @@ def _toml(value: bool) -> str:
     return str(value).lower()
 
 
-def write_tenants_file(path: Path, sandbox_url: str) -> Path:
+def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = None) -> Path:
+    """The test tenants; SMART tenants read their private key from ``keys_dir/{client}.pem``."""
     blocks = []
     for t in TEST_TENANTS:
         block = (
@@ -57,8 +67,15 @@ def write_tenants_file(path: Path, sandbox_url: str) -> Path:
             f"timeout_seconds = {t.timeout}\n"
             f"capabilities = {{ conditional_create = {_toml(t.conditional_create)}, "
             f"if_match = {_toml(t.if_match)}, drops_identifiers = {_toml(t.drops_identifiers)}, "
-            f"writable = {{ Observation = {t.writable} }} }}\n"
+            f"patch = {_toml(t.patch)}, writable = {{ Observation = {t.writable} }} }}\n"
         )
+        if t.smart and keys_dir is not None:
+            client_id, algorithm, style = t.smart
+            block += (
+                f'auth = {{ kind = "smart_backend", client_id = "{client_id}", '
+                f'private_key_file = "{keys_dir / client_id}.pem", algorithm = "{algorithm}", '
+                f'key_id = "{client_id}-1", scope_style = "{style}" }}\n'
+            )
         block += f"breaker = {{ failures = {t.breaker_failures} }}\n"
         if t.rate_limit:
             block += f"rate_limit_per_second = {t.rate_limit}\n"

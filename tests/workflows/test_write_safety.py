@@ -175,7 +175,7 @@ def our_update(tenant: str, key: str, current: dict[str, Any], value: float) -> 
     )
 
 
-@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner"])
+@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner", "patch-r4"])
 async def test_update_of_the_current_version_is_verified(
     writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, key: str
 ) -> None:
@@ -188,7 +188,7 @@ async def test_update_of_the_current_version_is_verified(
     assert stored["valueQuantity"]["value"] == 75 and stored["status"] == "amended"
 
 
-@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner"])
+@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner", "patch-r4"])
 async def test_stale_version_with_disjoint_changes_is_merged(
     writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, key: str
 ) -> None:

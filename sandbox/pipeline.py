@@ -1,0 +1,170 @@
+"""What every FHIR request goes through before and after its interaction.
+
+In order: count it (stats); refuse past the tenant's in-flight limit (429);
+an outage window (status or connection reset); injected latency; a queued or
+seeded-random fault (``connection_reset`` and ``status`` act here, before the
+store is touched); the bearer token (tenants with auth); the vendor's required
+query parameter; then the interaction. Afterwards ``commit_then_hang`` delays
+the answer and ``commit_then_drop`` closes the connection instead of answering;
+vendor correlation headers are added.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sandbox.context import Env
+from sandbox.faults import Fault
+from sandbox.personalities import Personality
+from sandbox.resources import model_class
+from sandbox.responses import FhirError, error_response, parse_prefer
+from sandbox.state import Sandbox
+
+ABORT_KEY = "sandbox.abort"
+
+
+@dataclass
+class Call:
+    request: Request
+    sb: Sandbox
+    env: Env
+    rtype: str
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def drop_connection(request: Request, *, reset: bool) -> Response:
+    """Close the client's connection without an HTTP answer (RST when ``reset``)."""
+    abort: Any = request.scope.get("extensions", {}).get(ABORT_KEY)
+    if abort is None:  # not served by sandbox.server: the best we can do
+        return Response("connection drop unsupported by this server", status_code=500)
+    abort(reset)
+    return Response(status_code=500)  # never sent: the transport is gone
+
+
+def _base(request: Request, tenant: str) -> str:
+    host = request.headers.get("host") or "localhost"
+    return f"{request.url.scheme}://{host}{request.scope.get('root_path', '')}/fhir/{tenant}"
+
+
+def _practice_ok(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "")
+    prefix = "Organization/a-1.Practice-"
+    return value.startswith(prefix) and value[len(prefix) :].isdigit()
+
+
+def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoint:
+    """Wrap an interaction handler; ``public`` routes (metadata) need no token."""
+
+    async def endpoint(request: Request) -> Response:
+        tenant: str = request.path_params["tenant"]
+        method = request.method
+        now = time.time()
+        sb.stats.record(tenant, method, now)
+        settings = sb.tenants.get(tenant)
+        p = settings.p
+        sb.in_flight[tenant] += 1
+        try:
+            limit = settings.in_flight_limit
+            if limit is not None and sb.in_flight[tenant] > limit:
+                err = FhirError(
+                    429, "throttled", "Too many concurrent requests", headers={"Retry-After": "1"}
+                )
+                response = error_response(p, err)
+            else:
+                response = await _serve(sb, handler, request, tenant, p, public)
+        finally:
+            sb.in_flight[tenant] -= 1
+        if p.request_id_headers:
+            rid = uuid.uuid4().hex
+            for name in p.request_id_headers:
+                response.headers[name] = rid
+        return response
+
+    return endpoint
+
+
+async def _serve(
+    sb: Sandbox, handler: Handler, request: Request, tenant: str, p: Personality, public: bool
+) -> Response:
+    faults = sb.faults.get(tenant)
+    if faults.outage is not None:
+        mono = time.monotonic()
+        if faults.outage.remaining(mono) > 0:
+            sb.faults.note_outage(tenant)
+            if faults.outage.mode == "reset":
+                return drop_connection(request, reset=True)
+            retry = str(faults.outage.retry_after(mono))
+            err = FhirError(
+                faults.outage.status, "transient", "Service outage", headers={"Retry-After": retry}
+            )
+            return error_response(p, err)
+    if faults.latency_ms:
+        await anyio.sleep(faults.latency_ms / 1000)
+    rtype: str = request.path_params.get("type", "")
+    if rtype and model_class(rtype) is None:
+        return error_response(p, FhirError(404, "not-supported", "Unknown resource type"))
+    fault = sb.faults.take(tenant, request.method, rtype or None)
+    if fault is not None:
+        if fault.kind == "connection_reset":
+            return drop_connection(request, reset=True)
+        if fault.kind == "status":
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return error_response(
+                p, FhirError(fault.status, "transient", "Injected fault", headers=headers)
+            )
+    try:
+        env = _env(sb, request, tenant, p, fault, public)
+        response = await handler(Call(request, sb, env, rtype))
+    except FhirError as err:
+        response = error_response(p, err)
+    if fault is not None and fault.kind == "commit_then_hang":
+        await anyio.sleep(fault.seconds)
+    if fault is not None and fault.kind == "commit_then_drop":
+        return drop_connection(request, reset=False)
+    return response
+
+
+def _env(
+    sb: Sandbox, request: Request, tenant: str, p: Personality, fault: Fault | None, public: bool
+) -> Env:
+    now = time.time()
+    faults = sb.faults.get(tenant)
+    settings = sb.tenants.get(tenant)
+    env = Env(
+        tenant=tenant,
+        p=p,
+        base=_base(request, tenant),
+        now=now,
+        stale=sb.stale,
+        prefer=parse_prefer(request.headers.get("prefer")),
+        drift=faults.drift,
+        allowed_identifier_systems=settings.allowed_identifier_systems,
+        drop_identifier=fault is not None and fault.kind == "drop_identifier",
+        index_delay=faults.index_delay_seconds,
+        stale_seconds=faults.stale_read_seconds,
+    )
+    if fault is not None and fault.kind == "delayed_indexing":
+        env.index_delay = fault.seconds
+    if fault is not None and fault.kind == "stale_reads":
+        env.stale_seconds = fault.seconds
+    if public:
+        return env
+    if sb.auth.enabled(tenant):
+        env.authorize = sb.auth.check(tenant, request.headers.get("authorization"), now).require
+    if p.required_query_param and not _practice_ok(request, p.required_query_param):
+        name = p.required_query_param
+        raise FhirError(
+            400, "required", f"The {name} parameter (Organization/a-1.Practice-{{id}}) is required"
+        )
+    return env

@@ -1,0 +1,33 @@
+"""Everything one sandbox process holds: the store and the per-tenant registries."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sandbox.auth import AuthService
+from sandbox.config import SandboxConfig
+from sandbox.context import StaleReads
+from sandbox.faults import FaultRegistry
+from sandbox.stats import Stats
+from sandbox.store import Store
+from sandbox.tenants import TenantRegistry
+
+
+class Sandbox:
+    def __init__(self, db_path: str, config: SandboxConfig) -> None:
+        self.store = Store(db_path)
+        self.tenants = TenantRegistry(config.tenants)
+        self.faults = FaultRegistry(config.faults)
+        self.auth = AuthService(config.auth)
+        self.stats = Stats()
+        self.stale = StaleReads()
+        self.in_flight: Counter[str] = Counter()
+
+    def reset(self, tenant: str | None = None) -> None:
+        """Data, faults, tokens, stats and settings back to the configured start state."""
+        self.store.reset(tenant)
+        self.tenants.reset(tenant)
+        self.faults.reset(tenant)
+        self.auth.reset(tenant)
+        self.stats.reset(tenant)
+        self.stale.clear(tenant)
