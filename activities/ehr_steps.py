@@ -27,6 +27,7 @@ from activities.fhir_http import (
     retry_after,
 )
 from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
+from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
 from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
 from adapters.merge import json_patch, three_way_merge
@@ -56,6 +57,11 @@ class EhrSteps:
         self._breakers = {
             tenant.id: CircuitBreaker(tenant.breaker.failures, tenant.breaker.cooldown_seconds)
             for tenant in tenants
+        }
+        self._pacers = {
+            tenant.id: Pacer(tenant.rate_limit_per_second)
+            for tenant in tenants
+            if tenant.rate_limit_per_second
         }
 
     def _tenant(self, tenant_id: str) -> Tenant:
@@ -97,6 +103,8 @@ class EhrSteps:
             **await self._auth.authorization(tenant, method, path),
         }
         arguments = {key: value for key, value in kwargs.items() if key != "headers"}
+        if pacer := self._pacers.get(tenant.id):
+            await pacer.wait()
         try:
             response = await self._http.request(
                 method,

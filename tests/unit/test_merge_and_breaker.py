@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from activities.circuit_breaker import CircuitBreaker
+from activities.pacer import Pacer
 from adapters.fhir_r4 import fingerprint
 from adapters.merge import json_patch, three_way_merge
 from workers import samples
@@ -112,3 +113,14 @@ def test_json_patch_carries_only_the_changed_elements() -> None:
         {"op": "remove", "path": "/interpretation"},
         {"op": "add", "path": "/valueQuantity", "value": {"value": 75}},
     ]
+
+
+def test_pacer_spaces_requests_by_the_rate_whatever_the_arrival() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rate_per_second=10, clock=clock)
+    assert pacer.try_acquire() == 0  # the first goes at once
+    wait = pacer.try_acquire()
+    assert 0.1 <= wait <= 0.11  # the next one waits a full interval (with the safety margin)
+    clock.now = 5.0  # waiters woke late, all at once: only one of them may go
+    assert pacer.try_acquire() == 0
+    assert pacer.try_acquire() > 0
