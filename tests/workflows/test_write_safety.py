@@ -27,6 +27,7 @@ from workflows.contract import (
 )
 
 HANG_ON_CREATE = {"kind": "commit_then_hang", "seconds": 3, "method": "POST"}
+DROP_ON_CREATE = {"kind": "commit_then_drop", "method": "POST"}
 UNAVAILABLE = {"kind": "status", "status": 503}
 
 
@@ -35,16 +36,20 @@ def decision(action: ResolutionAction, **kw: Any) -> Resolution:
 
 
 @pytest.mark.parametrize("tenant", ["fast-r4", "fast-epic", "fast-cerner"])
-async def test_commit_then_timeout_is_resolved_without_a_duplicate(
+@pytest.mark.parametrize("lost_answer", ["hang", "drop"])
+async def test_a_lost_answer_after_commit_never_duplicates(
     writeback: WritebackClient,
     ehr: SandboxProcess,
     faults: httpx.AsyncClient,
     tenant: str,
+    lost_answer: str,
     key: str,
 ) -> None:
-    """The EHR commits, but the answer never arrives in time (ambiguous outcome). The retry is a
-    conditional create or a search-before-create on the command identifier: no second resource."""
-    await faults.post(f"/_admin/faults/{tenant}", json={"queue": [HANG_ON_CREATE]})
+    """The EHR commits, but its answer never arrives (too late, or the connection drops): an
+    ambiguous outcome. The retry is a conditional create or a search-before-create on the command
+    identifier: the write ends verified and there is no second resource."""
+    fault = HANG_ON_CREATE if lost_answer == "hang" else DROP_ON_CREATE
+    await faults.post(f"/_admin/faults/{tenant}", json={"queue": [fault]})
     cmd = command(tenant, key)
     status = await run_to_end(writeback, cmd)
 
@@ -58,14 +63,19 @@ async def test_commit_then_timeout_is_resolved_without_a_duplicate(
 async def test_ehr_that_drops_identifiers_is_deduplicated_by_fingerprint(
     writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
 ) -> None:
+    """This EHR keeps no custom identifier, so our command identifier cannot find what a dropped
+    answer left behind: the retry finds the resource by its clinical content instead."""
+    await faults.post("/_admin/tenants/drops-ids", json={"allowed_identifier_systems": []})
     patient = f"fp-{uuid.uuid4().hex[:8]}"
-    await faults.post("/_admin/faults/drops-ids", json={"queue": [HANG_ON_CREATE]})
+    await faults.post("/_admin/faults/drops-ids", json={"queue": [DROP_ON_CREATE]})
     cmd = command("drops-ids", key, samples.heart_rate(patient, 88))
     status = await run_to_end(writeback, cmd)
 
     assert status.state is WriteState.VERIFIED
+    assert status.ehr_log[0].outcome.startswith("ambiguous")
     assert "already present" in status.ehr_log[1].outcome
     assert resources_for_patient(ehr.db, "drops-ids", f"Patient/{patient}") == 1
+    assert resources_for_command(ehr.db, "drops-ids", cmd.command_identifier) == 0  # dropped
 
 
 async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
