@@ -33,6 +33,7 @@ import httpx  # noqa: E402
 from support.audit import resources_for_command  # noqa: E402
 from support.ports import free_port  # noqa: E402
 from support.sandbox_process import SandboxProcess  # noqa: E402
+from support.smart_keys import make_key  # noqa: E402
 from support.worker_process import WorkerProcess  # noqa: E402
 
 from workers import samples  # noqa: E402
@@ -47,7 +48,9 @@ TENANTS = [
     ("chaos-r4", "r4", "generic_r4", True, 0.0),
     ("chaos-epic", "epic", "epic", False, 3.0),
     ("chaos-cerner", "cerner", "cerner", False, 0.0),
+    ("chaos-smart", "r4", "generic_r4", True, 0.0),  # SMART tokens: short-lived, revoked at random
 ]
+SMART_TENANT, SMART_CLIENT, TOKEN_TTL = "chaos-smart", "chaos-client", 3
 FAULT_KINDS = [
     {"kind": "status", "status": 503},
     {"kind": "status", "status": 500},
@@ -79,6 +82,7 @@ class ChaosReport:
     states: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
     worker_kills: int = 0
+    tokens_revoked: int = 0
     server_restarts: int = 0
     duplicates: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
@@ -90,16 +94,23 @@ class ChaosReport:
         return not (self.duplicates or self.lost or self.unexplained)
 
 
-def tenants_toml(sandbox_url: str) -> str:
+def tenants_toml(sandbox_url: str, keys_dir: Path) -> str:
     blocks = []
     for tenant, _personality, vendor, conditional, lag in TENANTS:
-        blocks.append(
+        block = (
             f'[[tenant]]\nid = "{tenant}"\nvendor = "{vendor}"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{tenant}"\ntimeout_seconds = 2\n'
             "breaker = { failures = 8, cooldown_seconds = 2 }\n"
             f"capabilities = {{ conditional_create = {str(conditional).lower()}, "
             f'search_lag_seconds = {lag}, writable = {{ Observation = ["create"] }} }}\n'
         )
+        if tenant == SMART_TENANT:
+            block += (
+                f'auth = {{ kind = "smart_backend", client_id = "{SMART_CLIENT}", '
+                f'private_key_file = "{keys_dir / SMART_CLIENT}.pem", '
+                f'key_id = "{SMART_CLIENT}-1" }}\n'
+            )
+        blocks.append(block)
     return "\n".join(blocks)
 
 
@@ -160,10 +171,12 @@ async def chaos_monkey(
     rng: random.Random,
     workers: list[WorkerProcess],
     start_worker: object,
+    admin: httpx.AsyncClient,
     report: ChaosReport,
     stop: asyncio.Event,
 ) -> None:
-    """SIGKILL a random worker at random intervals and start a replacement."""
+    """At random intervals: SIGKILL a random worker and start a replacement, and revoke every
+    SMART token of the auth tenant (the next requests meet a 401)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), rng.uniform(*config.kill_every))
@@ -172,6 +185,8 @@ async def chaos_monkey(
         victim = workers.pop(rng.randrange(len(workers)))
         victim.kill()
         report.worker_kills += 1
+        revoked = await admin.post(f"/_admin/tenants/{SMART_TENANT}/revoke-tokens", json={})
+        report.tokens_revoked += int(revoked.json().get("revoked", 0))
         workers.append(await asyncio.to_thread(start_worker))  # type: ignore[arg-type]
 
 
@@ -202,7 +217,8 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
     personalities = [arg for t in TENANTS for arg in ("--personality", f"{t[0]}={t[1]}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)
     tenants_file = workdir / "tenants.toml"
-    tenants_file.write_text(tenants_toml(ehr.url))
+    tenants_file.write_text(tenants_toml(ehr.url, workdir))
+    jwk = make_key(workdir, SMART_CLIENT, "RS384")
     task_queue = f"chaos-{uuid.uuid4().hex[:6]}"
 
     def start_worker() -> WorkerProcess:
@@ -223,11 +239,21 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
                     f"/_admin/faults/{tenant}", json={"random": random_faults}
                 )
                 response.raise_for_status()
+            client_registration = {
+                "client_id": SMART_CLIENT,
+                "jwks": {"keys": [jwk]},
+                "scopes": ["system/Observation.cruds"],
+            }
+            response = await admin.post(
+                f"/_admin/tenants/{SMART_TENANT}/auth",
+                json={"token_ttl_seconds": TOKEN_TTL, "clients": [client_registration]},
+            )
+            response.raise_for_status()
             client = WritebackClient(await connect(server.address), task_queue=task_queue)
             commands = plan(config, rng)
             report.expected_rejections = sum(not valid for _, valid in commands)
             monkey = asyncio.create_task(
-                chaos_monkey(config, rng, workers, start_worker, report, stop)
+                chaos_monkey(config, rng, workers, start_worker, admin, report, stop)
             )
             gate = asyncio.Semaphore(config.concurrency)
 
@@ -259,8 +285,7 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
             stop.set()
             await monkey
             for tenant, *_rest in TENANTS:
-                random_state = (await admin.get(f"/_admin/faults/{tenant}")).json()["random"]
-                by_kind = random_state.get("injected_by_kind") or {"any": random_state["injected"]}
+                by_kind = (await admin.get(f"/_admin/faults/{tenant}")).json().get("injected", {})
                 for kind, count in by_kind.items():
                     report.faults[kind] = report.faults.get(kind, 0) + int(count)
 
@@ -299,6 +324,7 @@ def print_report(report: ChaosReport) -> None:
     print(f"final states     {json.dumps(report.states, sort_keys=True)}")
     print(f"faults injected  {json.dumps(report.faults, sort_keys=True)}")
     print(f"worker SIGKILLs  {report.worker_kills}; server restarts {report.server_restarts}")
+    print(f"tokens revoked   {report.tokens_revoked} (tokens live {TOKEN_TTL} s)")
     print(f"duplicates       {len(report.duplicates)}")
     print(f"lost             {len(report.lost)}")
     print(f"unexplained      {len(report.unexplained)}")
