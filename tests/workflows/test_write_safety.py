@@ -24,6 +24,7 @@ from workflows.contract import (
     ResolutionAction,
     Urgency,
     WriteState,
+    WriteStatus,
 )
 
 HANG_ON_CREATE = {"kind": "commit_then_hang", "seconds": 3, "method": "POST"}
@@ -228,20 +229,29 @@ async def test_a_race_lost_on_if_match_reads_again(
     assert status.state is WriteState.VERIFIED
 
 
+async def conflicting_update(
+    writeback: WritebackClient, http: httpx.AsyncClient, tenant: str, key: str
+) -> tuple[dict[str, Any], WriteStatus]:
+    """A clinician changes the value (to 99) after the user saw version 1; our update changes it
+    too (to 75). Returns the chart's version 1 and the status the write settles in."""
+    current = await chart_observation(http, tenant)
+    theirs = {**current, "valueQuantity": {**current["valueQuantity"], "value": 99}}
+    await clinician_edits(http, tenant, theirs)
+    cmd = our_update(tenant, key, current, 75)
+    await writeback.submit(cmd)
+    return current, await writeback.wait(cmd.workflow_id)
+
+
 async def test_overlapping_changes_are_a_conflict_and_override_writes_ours(
     writeback: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
-    current = await chart_observation(faults, "demo-r4")
-    theirs = {**current, "valueQuantity": {**current["valueQuantity"], "value": 99}}
-    await clinician_edits(faults, "demo-r4", theirs)
-    cmd = our_update("demo-r4", key, current, 75)
-    await writeback.submit(cmd)
-    waiting = await writeback.wait(cmd.workflow_id)
+    current, waiting = await conflicting_update(writeback, faults, "demo-r4", key)
 
     assert waiting.state is WriteState.CONFLICT
     assert "valueQuantity" in (waiting.reason or "")
     assert waiting.next_check_at is None  # a conflict never settles by itself
-    final = await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.OVERRIDE), key)
+    override = decision(ResolutionAction.OVERRIDE)
+    final = await writeback.resolve(waiting.workflow_id, override, key)
     assert final.state is WriteState.VERIFIED
     stored = (await faults.get(f"/fhir/demo-r4/Observation/{current['id']}")).json()
     assert stored["valueQuantity"]["value"] == 75
@@ -250,14 +260,10 @@ async def test_overlapping_changes_are_a_conflict_and_override_writes_ours(
 async def test_conflict_abandoned_leaves_the_chart_as_the_clinician_left_it(
     writeback: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
-    current = await chart_observation(faults, "demo-cerner")
-    theirs = {**current, "valueQuantity": {**current["valueQuantity"], "value": 99}}
-    await clinician_edits(faults, "demo-cerner", theirs)
-    cmd = our_update("demo-cerner", key, current, 75)
-    await writeback.submit(cmd)
-    assert (await writeback.wait(cmd.workflow_id)).state is WriteState.CONFLICT
+    current, waiting = await conflicting_update(writeback, faults, "demo-cerner", key)
+    assert waiting.state is WriteState.CONFLICT
 
-    final = await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.ABANDON), key)
+    final = await writeback.resolve(waiting.workflow_id, decision(ResolutionAction.ABANDON), key)
     assert final.state is WriteState.ABANDONED
     stored = (await faults.get(f"/fhir/demo-cerner/Observation/{current['id']}")).json()
     assert stored["valueQuantity"]["value"] == 99
