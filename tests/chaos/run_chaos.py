@@ -339,10 +339,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=ChaosConfig.seed)
     parser.add_argument("--fault-rate", type=float, default=ChaosConfig.fault_rate)
     parser.add_argument("--concurrency", type=int, default=ChaosConfig.concurrency)
+    parser.add_argument(
+        "--deadline", type=float, help="seconds to wait for every write to settle (default: scales)"
+    )
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args()
     config = ChaosConfig(
-        writes=args.writes, seed=args.seed, fault_rate=args.fault_rate, concurrency=args.concurrency
+        writes=args.writes,
+        seed=args.seed,
+        fault_rate=args.fault_rate,
+        concurrency=args.concurrency,
+        deadline_seconds=args.deadline or max(600.0, args.writes * 0.5),
     )
     with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
         report = asyncio.run(run(config, Path(workdir)))
