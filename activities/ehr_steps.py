@@ -329,10 +329,12 @@ class EhrSteps:
         stored = await self._read(tenant, order.receipt.reference, order.request_id)
         if stored is None:
             return Verification(found=False)
+        mismatched = differences(order.expected, stored)
         return Verification(
             found=True,
             version=_version_of(stored),
             last_updated=(stored.get("meta") or {}).get("lastUpdated"),
-            differences=differences(order.expected, stored),
-            stored=stored,
+            differences=mismatched,
+            # a reviewer needs the EHR's version only when it differs from what we sent
+            stored=stored if mismatched else None,
         )

@@ -100,7 +100,9 @@ class Verification(BaseModel):
     version: str | None = None
     last_updated: str | None = None
     differences: list[str] = Field(default_factory=list, description="field paths, no values")
-    stored: dict[str, Any] | None = Field(default=None, description="the resource as read back")
+    stored: dict[str, Any] | None = Field(
+        default=None, description="the resource as read back, when it differs from what we sent"
+    )
 
     @property
     def matches(self) -> bool:

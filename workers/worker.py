@@ -38,6 +38,7 @@ PASSTHROUGH_MODULES = (
     "httpx",
     "activities",
     "adapters",
+    "workflows.budgets",
     "workflows.contract",
     "workflows.search_attributes",
     "workflows.task_queues",

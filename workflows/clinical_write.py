@@ -11,9 +11,10 @@ re-checks the EHR on a widening schedule instead of failing silently.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
@@ -110,6 +111,7 @@ class ClinicalWrite:
         self._resolution: Resolution | None = None
         self._decisions_received = 0
         self._decisions_applied = 0
+        self._search_updates: list[SearchAttributeUpdate[Any]] = []
 
     # --- what callers can ask and say -------------------------------------------------------
 
@@ -158,18 +160,22 @@ class ClinicalWrite:
     def _move(self, state: WriteState, detail: str | None = None) -> None:
         if state.is_waiting_for_human and not self._status.state.is_waiting_for_human:
             self._status.waiting_since = workflow.now()
-            workflow.upsert_search_attributes([sa.WAITING_SINCE.value_set(workflow.now())])
+            self._search_updates.append(sa.WAITING_SINCE.value_set(workflow.now()))
         elif not state.is_waiting_for_human:
             # the search attribute keeps "when it last started waiting"; filter on the state
             self._status.waiting_since = self._status.next_check_at = None
         self._status.state = state
         self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
-        workflow.upsert_search_attributes([sa.STATE.value_set(state.value)])
+        self._search_updates.append(sa.STATE.value_set(state.value))
+        if state in sa.PUBLISHED_STATES:
+            # one upsert (one history event, one visibility write) for everything since the last
+            workflow.upsert_search_attributes(self._search_updates)
+            self._search_updates = []
 
     def _fail(self, state: WriteState, failure: StepFailed) -> None:
         self._status.error_class = failure.error_class
         self._status.reason = failure.reason
-        workflow.upsert_search_attributes([sa.ERROR_CLASS.value_set(failure.error_class)])
+        self._search_updates.append(sa.ERROR_CLASS.value_set(failure.error_class))
         self._move(state, failure.reason)
 
     def _settle(self, failure: StepFailed) -> None:
@@ -200,9 +206,15 @@ class ClinicalWrite:
 
     @workflow.run
     async def run(self, command: WriteCommand) -> WriteStatus:
-        workflow.upsert_search_attributes(
-            [sa.URGENCY.value_set(command.urgency.value), sa.STATE.value_set("requested")]
-        )
+        if workflow.info().typed_search_attributes.get(sa.STATE) is None:
+            # started by something other than WritebackClient.submit, which sets these
+            workflow.upsert_search_attributes(
+                [
+                    sa.STATE.value_set(WriteState.REQUESTED.value),
+                    sa.TENANT.value_set(command.tenant),
+                    sa.URGENCY.value_set(command.urgency.value),
+                ]
+            )
         try:
             await self._prepare()
             await self._send()
@@ -233,9 +245,8 @@ class ClinicalWrite:
             self._status.resource_type = validated.resource_type
             self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
             self._search_lag = timedelta(seconds=validated.search_lag_seconds)
-            workflow.upsert_search_attributes(
+            self._search_updates.extend(
                 [
-                    sa.TENANT.value_set(command.tenant),
                     sa.VENDOR.value_set(validated.vendor),
                     sa.RESOURCE_TYPE.value_set(validated.resource_type),
                 ]

@@ -151,8 +151,9 @@ class WriteStatus(BaseModel):
 
 class WriteDetails(BaseModel):
     """Everything a reviewer needs (query ``details``): the command as submitted, the normalized
-    payload sent, and the resource as the EHR last returned it. Contains clinical data: it travels
-    only inside (encrypted) payloads, never into logs or search attributes."""
+    payload sent, and the resource as the EHR last returned it when that differed from what was
+    sent. Contains clinical data: it travels only inside (encrypted) payloads, never into logs or
+    search attributes."""
 
     status: WriteStatus
     command: WriteCommand

@@ -18,6 +18,20 @@ URGENCY = SearchAttributeKey.for_keyword("WritebackUrgency")
 #: When the write last started waiting for a person (kept afterwards: filter on the state too).
 WAITING_SINCE = SearchAttributeKey.for_datetime("WritebackWaitingSince")
 
+#: States written to ``WritebackState`` as they are reached. The steps in between (validated,
+#: authorized, acknowledged) last milliseconds: they travel with the next published state, which
+#: saves a history event and a visibility write each (the status query always has them all).
+PUBLISHED_STATES = frozenset(
+    {
+        "in_flight",
+        "verified",
+        "pending_confirmation",
+        "conflict",
+        "rejected",
+        "abandoned",
+    }
+)
+
 ALL = (STATE, TENANT, VENDOR, RESOURCE_TYPE, ERROR_CLASS, URGENCY, WAITING_SINCE)
 
 
