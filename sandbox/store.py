@@ -258,7 +258,11 @@ class Tx:
         rows = self._conn.execute(
             "SELECT c.id, c.version, c.last_updated, v.body FROM resource_current c"
             " JOIN resource_versions v ON v.tenant=c.tenant AND v.type=c.type AND v.id=c.id"
-            " AND v.version=c.version" + where + " ORDER BY c.last_updated, c.id LIMIT ? OFFSET ?",
+            # ties within one millisecond keep write order (the version row's rowid): paging
+            # must be stable and match the order resources were written in
+            " AND v.version=c.version"
+            + where
+            + " ORDER BY c.last_updated, v.rowid LIMIT ? OFFSET ?",
             [*args, limit, query.offset],
         ).fetchall()
         page = [Version(rtype, r[0], int(r[1]), r[2], False, json.loads(r[3])) for r in rows]
