@@ -7,7 +7,6 @@ and cheap to (de)serialise.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,7 +18,6 @@ from adapters.tenants import Interaction as Interaction  # re-exported: part of 
 #: Tenant ids and idempotency keys end up in workflow ids, which are plain text on the Temporal
 #: server. They are restricted to opaque tokens so that patient data cannot ride along by accident.
 TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-_TOKEN = re.compile(TOKEN_PATTERN)
 REFERENCE_PATTERN = r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
 
 
@@ -106,10 +104,6 @@ class WriteCommand(BaseModel):
     def command_identifier(self) -> str:
         """Value of the command identifier stamped on the created resource (see adapters)."""
         return f"{self.tenant}:{self.idempotency_key}"
-
-
-def is_token(value: str) -> bool:
-    return bool(_TOKEN.match(value))
 
 
 class Transition(BaseModel):
