@@ -23,6 +23,7 @@ from workflows.contract import (
     Resolution,
     ResolutionAction,
     Urgency,
+    WriteCommand,
     WriteState,
     WriteStatus,
 )
@@ -108,6 +109,18 @@ async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
     assert resources_for_command(ehr.db, "fast-r4", cmd.command_identifier) == 1
 
 
+async def spent_stat_budget(
+    env: WorkflowEnvironment, writeback: WritebackClient, http: httpx.AsyncClient, key: str
+) -> WriteCommand:
+    """A stat write on demo-r4 whose 5 attempts all meet a 503: it waits for a person."""
+    await http.post("/_admin/faults/demo-r4", json={"queue": [UNAVAILABLE] * 5})
+    cmd = command("demo-r4", key, urgency=Urgency.STAT)
+    await writeback.submit(cmd)
+    settled = await wait_until_settled(env, writeback, cmd.workflow_id)
+    assert settled.state is WriteState.PENDING_CONFIRMATION
+    return cmd
+
+
 async def test_retry_decision_resends_with_a_fresh_budget(
     time_skipping: WorkflowEnvironment,
     writeback: WritebackClient,
@@ -115,12 +128,7 @@ async def test_retry_decision_resends_with_a_fresh_budget(
     faults: httpx.AsyncClient,
     key: str,
 ) -> None:
-    await faults.post("/_admin/faults/demo-r4", json={"queue": [UNAVAILABLE] * 5})
-    cmd = command("demo-r4", key, urgency=Urgency.STAT)
-    await writeback.submit(cmd)
-    assert (await wait_until_settled(time_skipping, writeback, cmd.workflow_id)).state is (
-        WriteState.PENDING_CONFIRMATION
-    )
+    cmd = await spent_stat_budget(time_skipping, writeback, faults, key)
     final = await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.RETRY), key)
 
     assert final.state is WriteState.VERIFIED
@@ -275,10 +283,7 @@ async def test_override_is_refused_when_there_is_no_conflict(
     faults: httpx.AsyncClient,
     key: str,
 ) -> None:
-    await faults.post("/_admin/faults/demo-r4", json={"queue": [UNAVAILABLE] * 5})
-    cmd = command("demo-r4", key, urgency=Urgency.STAT)
-    await writeback.submit(cmd)
-    await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
+    cmd = await spent_stat_budget(time_skipping, writeback, faults, key)
     with pytest.raises(DecisionRefused, match="override is only for a write in conflict"):
         await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.OVERRIDE), key)
 
