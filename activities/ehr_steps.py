@@ -224,9 +224,7 @@ class EhrSteps:
         if response.status_code != 200:
             raise self._fail_for(response, f"read {path.split('/')[0]}")
         resource = json_body(response) or {}
-        if resource.get("meta", {}).get("versionId") is None and (
-            version := etag_version(response.headers.get("ETag"))
-        ):
+        if version := _version_of(resource, response):  # meta.versionId, else the ETag
             resource.setdefault("meta", {})["versionId"] = version
         return resource
 
@@ -251,24 +249,17 @@ class EhrSteps:
                 body = desired
             else:
                 body = await self._merged(tenant, order, desired, current)
-            headers = {}
+            method, content_type, payload = (
+                ("PATCH", JSON_PATCH, json_patch(current, body))
+                if tenant.capabilities.patch
+                else ("PUT", FHIR_JSON, body)
+            )
+            headers = {"Content-Type": content_type}
             if tenant.capabilities.if_match and current_version:
                 headers["If-Match"] = f'W/"{current_version}"'
-            if tenant.capabilities.patch:
-                headers["Content-Type"] = JSON_PATCH
-                response = await self._send(
-                    tenant,
-                    "PATCH",
-                    request.target,
-                    order.request_id,
-                    headers=headers,
-                    json=json_patch(current, body),
-                )
-            else:
-                headers["Content-Type"] = FHIR_JSON
-                response = await self._send(
-                    tenant, "PUT", request.target, order.request_id, headers=headers, json=body
-                )
+            response = await self._send(
+                tenant, method, request.target, order.request_id, headers=headers, json=payload
+            )
             if response.status_code in (409, 412):
                 continue  # someone wrote between our read and our write: read again
             if response.status_code not in (200, 201):
