@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 from temporalio import activity
 
 from activities.errors import ErrorClass, step_failure
-from activities.models import AuthorizationRecord, CommandInput, ValidatedWrite, WritePlan
+from activities.models import (
+    AuthorizationRecord,
+    CommandInput,
+    SagaPlan,
+    SagaPlanInput,
+    SagaStepInput,
+    ValidatedWrite,
+    WritePlan,
+)
+from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
@@ -44,6 +53,7 @@ class CommandSteps:
             resource_type=resource_type,
             ehr_timeout_seconds=tenant.timeout_seconds,
             search_lag_seconds=tenant.capabilities.search_lag_seconds,
+            reconcile_after_seconds=tenant.reconcile.after_hours * 3600,
         )
 
     @activity.defn(name="map")
@@ -85,3 +95,31 @@ class CommandSteps:
             checks=checks,
             decided_at=datetime.now(UTC),
         )
+
+    @activity.defn(name="plan_saga")
+    async def plan_saga(self, saga: SagaPlanInput) -> SagaPlan:
+        """Order a saga's steps so that what the tenant cannot withdraw is written as late as its
+        references allow: a failure after such a write needs a person, before it needs nobody."""
+        tenant = self._tenant(saga.tenant)
+        compensable = {step.name: can_compensate(tenant, step.resource_type) for step in saga.steps}
+        return SagaPlan(
+            vendor=tenant.vendor.value,
+            order=saga_order(saga.steps, compensable),
+            withdrawal={
+                step.name: withdrawal(step.resource_type) if compensable[step.name] else None
+                for step in saga.steps
+            },
+        )
+
+
+def saga_order(steps: list[SagaStepInput], compensable: dict[str, bool]) -> list[str]:
+    """Dependencies first; among the steps ready to go, withdrawable ones before the others, in
+    the order given. (The command was checked for cycles when it was accepted.)"""
+    order: list[str] = []
+    remaining = list(steps)
+    while remaining:
+        ready = [step for step in remaining if set(step.depends_on) <= set(order)]
+        chosen = next((step for step in ready if compensable[step.name]), ready[0])
+        order.append(chosen.name)
+        remaining.remove(chosen)
+    return order

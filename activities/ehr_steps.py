@@ -26,9 +26,18 @@ from activities.fhir_http import (
     parse_location,
     retry_after,
 )
-from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
+from activities.models import (
+    EhrLocate,
+    EhrUpdate,
+    EhrVerify,
+    EhrWithdraw,
+    EhrWrite,
+    Verification,
+    WriteReceipt,
+)
 from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
+from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
 from adapters.merge import json_patch, three_way_merge
 from adapters.tenants import Tenant, TenantRegistry
@@ -328,4 +337,53 @@ class EhrSteps:
             differences=mismatched,
             # a reviewer needs the EHR's version only when it differs from what we sent
             stored=stored if mismatched else None,
+        )
+
+    @activity.defn(name="withdraw")
+    async def withdraw(self, order: EhrWithdraw) -> WriteReceipt:
+        """Saga compensation: withdraw a resource we wrote (entered-in-error, revoked, cancelled)
+        as a narrow delta on its latest version, never by DELETE. Idempotent: a resource already
+        withdrawn is left as it is, so a retry after an ambiguous answer is safe."""
+        tenant = self._tenant(order.tenant)
+        resource_type = order.target.split("/", 1)[0]
+        for _race in range(_UPDATE_RACES):
+            current = await self._read(tenant, order.target, order.request_id)
+            if current is None:
+                raise step_failure(ErrorClass.NOT_FOUND, f"{resource_type} to withdraw is gone")
+            if is_withdrawn(current) or not differences(order.withdrawal, current):
+                return self._update_receipt(resource_type, current, 200, order.withdrawal)
+            changed = [key for key, value in order.written.items() if current.get(key) != value]
+            if changed:
+                raise step_failure(
+                    ErrorClass.CONFLICT,
+                    f"{resource_type} {', '.join(changed)} changed in the EHR since we wrote it: "
+                    "a person must decide whether to withdraw it",
+                )
+            body = {**current, **order.withdrawal}  # whole resource: an omitted element is a delete
+            method, content_type, payload = (
+                ("PATCH", JSON_PATCH, json_patch(current, body))
+                if tenant.capabilities.patch
+                else ("PUT", FHIR_JSON, body)
+            )
+            headers = {"Content-Type": content_type}
+            current_version = _version_of(current)
+            if tenant.capabilities.if_match and current_version:
+                headers["If-Match"] = f'W/"{current_version}"'
+            response = await self._send(
+                tenant, method, order.target, order.request_id, headers=headers, json=payload
+            )
+            if response.status_code in (409, 412):
+                continue  # changed between our read and our write: read again
+            if response.status_code not in (200, 201):
+                raise self._fail_for(response, f"withdraw {resource_type}")
+            version = _version_of(json_body(response) or {}, response)
+            return self._update_receipt(
+                resource_type,
+                {**current, "meta": {"versionId": version}},
+                response.status_code,
+                order.withdrawal,
+            )
+        raise step_failure(
+            ErrorClass.CONFLICT,
+            f"the {resource_type} kept changing while we withdrew it ({_UPDATE_RACES} tries)",
         )

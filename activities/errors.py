@@ -27,6 +27,7 @@ class ErrorClass(StrEnum):
     UNSUPPORTED = "unsupported"  # the tenant cannot do this kind of write
     EHR_REJECTED = "ehr_rejected"  # any other 4xx: retrying cannot fix it
     MISMATCH = "mismatch"  # read-back found the resource, but not as we sent it
+    COMPENSATION = "compensation"  # a saga could not withdraw a step it had written
 
 
 #: Only these retry automatically. An ambiguous create is retried because every create we send is

@@ -29,6 +29,7 @@ class ValidatedWrite(BaseModel):
     resource_type: str
     ehr_timeout_seconds: float
     search_lag_seconds: float = 0.0
+    reconcile_after_seconds: float = 0.0
 
 
 class WritePlan(BaseModel):
@@ -70,6 +71,18 @@ class EhrUpdate(BaseModel):
     override: bool = Field(default=False, description="write ours over a newer EHR version")
 
 
+class EhrWithdraw(BaseModel):
+    """Withdraw a resource we wrote (saga compensation): set ``withdrawal`` on its current version.
+    ``written`` holds what those elements were when we wrote it: a person having changed them
+    since is a conflict, not something to overwrite."""
+
+    tenant: str
+    request_id: str
+    target: str = Field(description="e.g. 'ServiceRequest/123'")
+    withdrawal: dict[str, Any]
+    written: dict[str, Any]
+
+
 class WriteReceipt(BaseModel):
     """The EHR's acknowledgement of a write (or of the resource it already had)."""
 
@@ -107,3 +120,22 @@ class Verification(BaseModel):
     @property
     def matches(self) -> bool:
         return self.found and not self.differences
+
+
+class SagaStepInput(BaseModel):
+    name: str
+    resource_type: str
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class SagaPlanInput(BaseModel):
+    tenant: str
+    steps: list[SagaStepInput]
+
+
+class SagaPlan(BaseModel):
+    """In which order a saga writes its steps, and how each can be withdrawn (None: it cannot)."""
+
+    vendor: str
+    order: list[str]
+    withdrawal: dict[str, dict[str, Any] | None]

@@ -74,6 +74,11 @@ def fingerprint(resource: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+#: R4 resource types without an ``identifier`` element: they carry the command identifier as a
+#: ``meta.tag`` instead, and are found with the ``_tag`` search parameter.
+TAGGED_TYPES = frozenset({"Provenance"})
+
+
 class CreateRequest(BaseModel):
     """A create, ready to send: the body carries the command identifier."""
 
@@ -94,15 +99,23 @@ class CreateRequest(BaseModel):
         """The search that finds this command's resource (before a create, or to locate it)."""
         if self.dedup is DedupStrategy.FINGERPRINT:
             return f"{self.resource_type}?patient={quote(self.patient or '', safe='/')}&_count=200"
-        return f"{self.resource_type}?identifier={self.identifier_token}"
+        return f"{self.resource_type}?{self._search_parameter}={self.identifier_token}"
+
+    @property
+    def _search_parameter(self) -> str:
+        return "_tag" if self.resource_type in TAGGED_TYPES else "identifier"
 
     def is_ours(self, stored: dict[str, Any]) -> bool:
         if self.dedup is DedupStrategy.FINGERPRINT:
             return fingerprint(stored) == self.fingerprint
+        marks = stored.get("identifier", []) + [
+            {"system": tag.get("system"), "value": tag.get("code")}
+            for tag in (stored.get("meta") or {}).get("tag", [])
+        ]
         return any(
-            ident.get("system") == self.identifier_system
-            and ident.get("value") == self.identifier_value
-            for ident in stored.get("identifier", [])
+            mark.get("system") == self.identifier_system
+            and mark.get("value") == self.identifier_value
+            for mark in marks
         )
 
     def comparable_body(self) -> dict[str, Any]:
@@ -114,7 +127,7 @@ class CreateRequest(BaseModel):
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
         if self.dedup is DedupStrategy.CONDITIONAL_CREATE:
-            headers["If-None-Exist"] = f"identifier={self.identifier_token}"
+            headers["If-None-Exist"] = f"{self._search_parameter}={self.identifier_token}"
         return headers
 
 
@@ -150,11 +163,16 @@ def prepare_create(
 ) -> CreateRequest:
     _check_vendor(tenant)
     body = copy.deepcopy({k: v for k, v in resource.items() if k not in {"id", "meta"}})
-    identifiers = [
-        ident for ident in body.get("identifier", []) if ident.get("system") != identifier_system
-    ]
-    identifiers.append({"system": identifier_system, "value": identifier_value})
-    body["identifier"] = identifiers
+    if body["resourceType"] in TAGGED_TYPES:
+        body["meta"] = {"tag": [{"system": identifier_system, "code": identifier_value}]}
+    else:
+        identifiers = [
+            ident
+            for ident in body.get("identifier", [])
+            if ident.get("system") != identifier_system
+        ]
+        identifiers.append({"system": identifier_system, "value": identifier_value})
+        body["identifier"] = identifiers
     subject = (body.get("subject") or {}).get("reference")
     return CreateRequest(
         resource_type=body["resourceType"],

@@ -102,6 +102,28 @@ class BreakerSettings(BaseModel):
     cooldown_seconds: float = Field(default=10.0, gt=0)
 
 
+class ReconcileSettings(BaseModel):
+    """Keep comparing what we believe with what the EHR holds (README: "Reconciliation")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    after_hours: float = Field(
+        default=0.0,
+        ge=0,
+        description="re-read each verified write this long after it was verified (0 = off)",
+    )
+    sweep_every_hours: float = Field(
+        default=1.0, gt=0, description="how often the scheduled sweep runs for this tenant"
+    )
+    sweep_lookback_hours: float = Field(
+        default=25.0, gt=0, description="window of _lastUpdated a scheduled sweep searches"
+    )
+    auto_remediate_duplicates: bool = Field(
+        default=False,
+        description="withdraw extra copies (entered-in-error) without asking a person",
+    )
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -118,6 +140,7 @@ class Tenant(BaseModel):
         default=None, gt=0, description="EHR requests/s across all workers (server-enforced)"
     )
     breaker: BreakerSettings = BreakerSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")

@@ -14,9 +14,19 @@ from adapters.vital_signs import check_vital_sign
 __all__ = ["SUPPORTED_RESOURCE_TYPES", "Problem", "ResourceInvalid", "validate_resource"]
 
 
+def _structure_only(resource: dict[str, Any]) -> list[Problem]:
+    return []
+
+
 #: Clinical rules per resource type, on top of the R4 structure.
 _CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
     "Observation": check_vital_sign,
+    # the resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
+    "ServiceRequest": _structure_only,
+    "Task": _structure_only,
+    "Communication": _structure_only,
+    "DocumentReference": _structure_only,
+    "Provenance": _structure_only,
 }
 
 SUPPORTED_RESOURCE_TYPES = frozenset(_CLINICAL_RULES)

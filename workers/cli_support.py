@@ -24,7 +24,7 @@ def problems(error: ValidationError) -> str:
 
 
 def exit_code_for(state: WriteState) -> int:
-    if state in (WriteState.REJECTED, WriteState.ABANDONED):
+    if state in (WriteState.REJECTED, WriteState.COMPENSATED, WriteState.ABANDONED):
         return EXIT_FAILED
     if state.is_waiting_for_human:
         return EXIT_WAITING

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 from temporalio.client import (
     Client,
@@ -30,8 +31,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from workers.settings import TASK_QUEUE
 from workers.temporal_client import connect
 from workflows import search_attributes as sa
+from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import Resolution, WriteCommand, WriteDetails, WriteState, WriteStatus
+from workflows.saga_contract import SagaCommand, SagaStatus
+
+S = TypeVar("S", bound=WriteStatus)
 
 
 class WriteNotFound(Exception):
@@ -97,11 +102,26 @@ class WritebackClient:
 
     async def submit(self, command: WriteCommand) -> Submission:
         """Start the write, or join the one already started for the same tenant + key."""
+        return await self._start("ClinicalWrite", command, command.workflow_id)
+
+    async def submit_saga(self, command: SagaCommand) -> Submission:
+        """Start a multi-resource saga (or join the one with the same tenant + key). Its id works
+        with status, wait and the review commands like a single write's."""
+        return await self._start("ClinicalSaga", command, command.workflow_id)
+
+    async def saga(self, workflow_id: str) -> SagaStatus:
+        """A saga's status with each step's state and compensation."""
+        handle = self.temporal.get_workflow_handle_for(ClinicalSaga.run, workflow_id)
+        return await self._current(handle, ClinicalSaga.status)
+
+    async def _start(
+        self, workflow: str, command: WriteCommand | SagaCommand, workflow_id: str
+    ) -> Submission:
         try:
             handle = await self.temporal.start_workflow(
-                ClinicalWrite.run,
+                workflow,
                 command,
-                id=command.workflow_id,
+                id=workflow_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -115,14 +135,18 @@ class WritebackClient:
             )
         except WorkflowAlreadyStartedError:
             # The same command already ran to completion: it is the same write, not a new one.
-            return Submission(workflow_id=command.workflow_id, run_id=None)
+            return Submission(workflow_id=workflow_id, run_id=None)
         return Submission(workflow_id=handle.id, run_id=handle.result_run_id)
 
     def _handle(self, workflow_id: str) -> WorkflowHandle[ClinicalWrite, WriteStatus]:
         return self.temporal.get_workflow_handle_for(ClinicalWrite.run, workflow_id)
 
     async def status(self, workflow_id: str) -> WriteStatus:
-        handle = self._handle(workflow_id)
+        return await self._current(self._handle(workflow_id), ClinicalWrite.status)
+
+    async def _current(self, handle: WorkflowHandle[Any, S], query: Any) -> S:
+        """The workflow's result once it completed, else what its ``status`` query answers."""
+        workflow_id = handle.id
         try:
             description = await handle.describe()
         except RPCError as exc:
@@ -135,7 +159,7 @@ class WritebackClient:
             status_name = description.status.name if description.status else "UNKNOWN"
             raise WriteEndedAbnormally(f"{workflow_id}: workflow {status_name.lower()}")
         try:
-            return await handle.query(ClinicalWrite.status)
+            return cast(S, await handle.query(query))
         except RPCError as exc:
             if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or (
                 "Timeout expired" in exc.message

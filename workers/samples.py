@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
+
+from workflows.saga_contract import SagaStep
 
 VITAL_SIGNS_CATEGORY = {
     "coding": [
@@ -61,3 +64,95 @@ def body_temperature(patient: str, celsius: float, when: datetime | None = None)
     resource["code"] = _loinc("8310-5", "Body temperature")
     resource["valueQuantity"] = _quantity(celsius, "Cel")
     return resource
+
+
+def referral(patient: str, receiving_org: str = "org-cardiology") -> list[SagaStep]:
+    """ServiceRequest → Task (focus = the request) → Communication to the receiving organization."""
+    return [
+        SagaStep(
+            name="request",
+            resource={
+                "resourceType": "ServiceRequest",
+                "status": "active",
+                "intent": "order",
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "306206005"}]},
+                "subject": {"reference": f"Patient/{patient}"},
+                "performer": [{"reference": f"Organization/{receiving_org}"}],
+            },
+        ),
+        SagaStep(
+            name="task",
+            resource={
+                "resourceType": "Task",
+                "status": "requested",
+                "intent": "order",
+                "focus": {"reference": "saga:request"},
+                "for": {"reference": f"Patient/{patient}"},
+                "owner": {"reference": f"Organization/{receiving_org}"},
+            },
+        ),
+        SagaStep(
+            name="notify",
+            resource={
+                "resourceType": "Communication",
+                "status": "completed",
+                "subject": {"reference": f"Patient/{patient}"},
+                "about": [{"reference": "saga:request"}, {"reference": "saga:task"}],
+                "recipient": [{"reference": f"Organization/{receiving_org}"}],
+                "payload": [{"contentString": "New referral: see the linked task."}],
+            },
+        ),
+    ]
+
+
+def note_with_provenance(patient: str, author: str, text: str) -> list[SagaStep]:
+    """A clinical note, then the Provenance saying on whose behalf it was written."""
+    return [
+        SagaStep(
+            name="note",
+            resource={
+                "resourceType": "DocumentReference",
+                "status": "current",
+                "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://hl7.org/fhir/us/core/CodeSystem/"
+                                "us-core-documentreference-category",
+                                "code": "clinical-note",
+                            }
+                        ]
+                    }
+                ],
+                "subject": {"reference": f"Patient/{patient}"},
+                "content": [
+                    {
+                        "attachment": {
+                            "contentType": "text/plain",
+                            "data": base64.b64encode(text.encode()).decode(),
+                        }
+                    }
+                ],
+            },
+        ),
+        SagaStep(
+            name="provenance",
+            resource={
+                "resourceType": "Provenance",
+                "target": [{"reference": "saga:note"}],
+                "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
+                "agent": [{"who": {"reference": author}}],
+            },
+        ),
+    ]
+
+
+def vitals_panel(patient: str, when: datetime | None = None) -> list[SagaStep]:
+    """Several vital signs taken together, written as one unit."""
+    taken = when or datetime.now(UTC)
+    return [
+        SagaStep(name="heart-rate", resource=heart_rate(patient, 72, taken)),
+        SagaStep(name="blood-pressure", resource=blood_pressure(patient, 120, 80, taken)),
+        SagaStep(name="temperature", resource=body_temperature(patient, 36.8, taken)),
+    ]

@@ -19,6 +19,7 @@ from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
 from workers.settings import Settings
 from workers.temporal_client import connect
+from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.task_queues import ehr_task_queue
 
@@ -40,6 +41,7 @@ PASSTHROUGH_MODULES = (
     "adapters",
     "workflows.budgets",
     "workflows.contract",
+    "workflows.saga_contract",
     "workflows.search_attributes",
     "workflows.task_queues",
 )
@@ -56,8 +58,13 @@ def build_workers(
         Worker(
             client,
             task_queue=task_queue,
-            workflows=[ClinicalWrite],
-            activities=[command_steps.validate, command_steps.map, command_steps.authorize],
+            workflows=[ClinicalWrite, ClinicalSaga],
+            activities=[
+                command_steps.validate,
+                command_steps.map,
+                command_steps.authorize,
+                command_steps.plan_saga,
+            ],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(
                     *PASSTHROUGH_MODULES
@@ -71,7 +78,13 @@ def build_workers(
             Worker(
                 client,
                 task_queue=ehr_task_queue(task_queue, tenant.id),
-                activities=[ehr_steps.write, ehr_steps.update, ehr_steps.locate, ehr_steps.verify],
+                activities=[
+                    ehr_steps.write,
+                    ehr_steps.update,
+                    ehr_steps.locate,
+                    ehr_steps.verify,
+                    ehr_steps.withdraw,
+                ],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         WritePlan,
         WriteReceipt,
     )
+    from adapters.compensation import is_withdrawn
 
 #: The pure steps retry only on infrastructure hiccups, never on a decided failure.
 _PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
@@ -63,6 +64,13 @@ RECHECK_DELAYS = (
     timedelta(minutes=15),
     timedelta(hours=1),
     timedelta(hours=4),
+)
+
+
+#: What a person may decide on a reconciliation mismatch: accept the EHR's version (confirm), read
+#: again (reverify), or stop tracking the write (abandon).
+_MISMATCH_ACTIONS = frozenset(
+    {ResolutionAction.CONFIRM, ResolutionAction.REVERIFY, ResolutionAction.ABANDON}
 )
 
 
@@ -106,8 +114,11 @@ class ClinicalWrite:
         self._plan: WritePlan | None = None
         self._receipt: WriteReceipt | None = None
         self._ehr_state: dict[str, object] | None = None
+        self._differences: list[str] = []  # field paths where the last read-back differed
         self._ehr_timeout = timedelta(seconds=10)
         self._search_lag = timedelta(0)
+        self._reconcile_after = timedelta(0)
+        self._maybe_landed = False  # an attempt went unanswered: it may have created the resource
         self._resolution: Resolution | None = None
         self._decisions_received = 0
         self._decisions_applied = 0
@@ -150,6 +161,9 @@ class ClinicalWrite:
             raise ValueError("a decision is already being applied")
         if resolution.action is ResolutionAction.OVERRIDE and state is not WriteState.CONFLICT:
             raise ValueError("override is only for a write in conflict")
+        if state is WriteState.MISMATCH and resolution.action not in _MISMATCH_ACTIONS:
+            allowed = ", ".join(action.value for action in _MISMATCH_ACTIONS)
+            raise ValueError(f"a reconciliation mismatch takes one of: {allowed}")
         expected = self._status.resource_type
         reference = resolution.reference
         if reference and expected and not reference.startswith(f"{expected}/"):
@@ -187,6 +201,15 @@ class ClinicalWrite:
         else:
             self._fail(WriteState.REJECTED, failure)
 
+    async def _settle_send(self, failure: StepFailed) -> None:
+        """A write that stopped after an unanswered attempt may be in the chart anyway (the EHR
+        committed, then a later attempt was refused): look before calling it rejected, so a saga
+        never leaves an orphan behind a step it believes failed."""
+        if not failure.retryable and self._maybe_landed and await self._locate():
+            await self._check()
+        else:
+            self._settle(failure)
+
     def _log(self, step: str, attempt: int, outcome: str) -> None:
         self._status.ehr_log.append(
             EhrExchange(step=step, attempt=attempt, at=workflow.now(), outcome=outcome)
@@ -219,10 +242,18 @@ class ClinicalWrite:
             await self._prepare()
             await self._send()
         except StepFailed as failure:
-            self._settle(failure)
+            await self._settle_send(failure)
         else:
             await self._check()
         await self._await_decisions()
+        if (
+            self._status.state is WriteState.VERIFIED
+            and command.reconcile
+            and self._reconcile_after
+        ):
+            await workflow.sleep(self._reconcile_after)
+            await self._reconcile()
+            await self._await_decisions()
         return self._status
 
     async def _prepare(self) -> None:
@@ -245,6 +276,7 @@ class ClinicalWrite:
             self._status.resource_type = validated.resource_type
             self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
             self._search_lag = timedelta(seconds=validated.search_lag_seconds)
+            self._reconcile_after = timedelta(seconds=validated.reconcile_after_seconds)
             self._search_updates.extend(
                 [
                     sa.VENDOR.value_set(validated.vendor),
@@ -285,6 +317,7 @@ class ClinicalWrite:
                     raise
                 delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())
                 if failure.error_class == ErrorClass.AMBIGUOUS:
+                    self._maybe_landed = True
                     # the next attempt starts with a search: give the EHR's index time to show
                     # what the lost attempt may have written
                     delay = max(delay, self._search_lag)
@@ -375,6 +408,7 @@ class ClinicalWrite:
         except ActivityError as err:
             return self._read_failed("verify", err)
         self._ehr_state = verification.stored
+        self._differences = verification.differences
         if verification.matches:
             self._log("verify", 1, f"matches (version {verification.version})")
             self._status.version = verification.version or self._status.version
@@ -445,6 +479,29 @@ class ClinicalWrite:
             finally:
                 self._decisions_applied += 1
 
+    async def _reconcile(self) -> None:
+        """The per-write re-check, some hours after ``verified``: still as we wrote it, or a
+        mismatch a person must look at (deleted, entered in error, re-linked or edited)."""
+        failure = await self._verification_failure()
+        if failure is None:
+            self._move(WriteState.RECONCILED, "re-read after the reconcile delay: still matches")
+            return
+        self._fail(WriteState.MISMATCH, StepFailed(failure.error_class, self._mismatch(failure)))
+
+    def _mismatch(self, failure: StepFailed) -> str:
+        if failure.error_class == ErrorClass.NOT_FOUND:
+            return "the resource is gone from the EHR (deleted since it was verified)"
+        stored = self._ehr_state or {}
+        if stored and is_withdrawn(stored):
+            return "the resource was marked entered-in-error in the EHR since it was verified"
+        links = {"subject", "patient", "encounter", "context"} & {
+            path.split(".")[0].split("[")[0]
+            for path in failure.reason.split(" at ", 1)[-1].split(", ")
+        }
+        if links:
+            return f"the resource was re-linked in the EHR ({', '.join(sorted(links))} changed)"
+        return f"the resource was changed in the EHR since it was verified: {failure.reason}"
+
     async def _recheck(self) -> None:
         if self._receipt is None and not await self._locate():
             return
@@ -461,6 +518,12 @@ class ClinicalWrite:
         if resolution.action is ResolutionAction.ABANDON:
             self._move(WriteState.ABANDONED, note)
             return
+        if self._status.state is WriteState.MISMATCH:
+            if resolution.action is ResolutionAction.CONFIRM:
+                self._move(WriteState.RECONCILED, f"the EHR's version accepted: {note}")
+            else:
+                await self._reconcile()
+            return
         self._status.transitions.append(
             Transition(state=self._status.state, at=workflow.now(), detail=note)
         )
@@ -470,7 +533,7 @@ class ClinicalWrite:
                     await self._prepare()
                 await self._send(override=resolution.action is ResolutionAction.OVERRIDE)
             except StepFailed as failure:
-                self._settle(failure)
+                await self._settle_send(failure)
                 return
         elif resolution.reference:
             resource_type, resource_id = resolution.reference.split("/", 1)

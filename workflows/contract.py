@@ -30,18 +30,40 @@ class WriteState(StrEnum):
     IN_FLIGHT = "in_flight"
     ACKNOWLEDGED = "acknowledged"
     VERIFIED = "verified"
+    RECONCILED = "reconciled"
     PENDING_CONFIRMATION = "pending_confirmation"
     CONFLICT = "conflict"
+    MISMATCH = "mismatch"
     REJECTED = "rejected"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
     ABANDONED = "abandoned"
 
     @property
     def is_terminal(self) -> bool:
-        return self in {WriteState.VERIFIED, WriteState.REJECTED, WriteState.ABANDONED}
+        """Nothing more will happen to the write in the EHR. (A ``verified`` write may still be
+        re-checked later by reconciliation, which ends ``reconciled`` or raises a ``mismatch``.)"""
+        return self in {
+            WriteState.VERIFIED,
+            WriteState.RECONCILED,
+            WriteState.REJECTED,
+            WriteState.COMPENSATED,
+            WriteState.ABANDONED,
+        }
 
     @property
     def is_waiting_for_human(self) -> bool:
-        return self in {WriteState.PENDING_CONFIRMATION, WriteState.CONFLICT}
+        return self in {
+            WriteState.PENDING_CONFIRMATION,
+            WriteState.CONFLICT,
+            WriteState.MISMATCH,
+            WriteState.COMPENSATION_FAILED,
+        }
+
+    @property
+    def is_in_chart(self) -> bool:
+        """The EHR holds what we wrote, as far as the last read showed."""
+        return self in {WriteState.VERIFIED, WriteState.RECONCILED}
 
     @property
     def is_settled(self) -> bool:
@@ -77,6 +99,11 @@ class WriteCommand(BaseModel):
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
     urgency: Urgency = Urgency.ROUTINE
+    reconcile: bool = Field(
+        default=True,
+        description="re-read the write after the tenant's reconcile delay (README: "
+        "Reconciliation); a saga turns it off for its steps, which its sweep covers",
+    )
 
     @field_validator("resource")
     @classmethod

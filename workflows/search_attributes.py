@@ -25,9 +25,13 @@ PUBLISHED_STATES = frozenset(
     {
         "in_flight",
         "verified",
+        "reconciled",
         "pending_confirmation",
         "conflict",
+        "mismatch",
         "rejected",
+        "compensated",
+        "compensation_failed",
         "abandoned",
     }
 )

@@ -3,8 +3,10 @@ product or the sandbox's HTTP API (whose search a personality may delay or filte
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
 
@@ -38,3 +40,21 @@ def resources_for_patient(db: Path, tenant: str, patient: str) -> int:
             (tenant, patient),
         ).fetchone()
     return int(count)
+
+
+def current_resources_for_command(
+    db: Path, tenant: str, command_identifier: str
+) -> list[dict[str, Any]]:
+    """The current version of every non-deleted resource carrying ``command_identifier``."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT v.body FROM resource_tokens t "
+            "JOIN resource_current c ON c.tenant = t.tenant AND c.type = t.type AND c.id = t.id "
+            "JOIN resource_versions v ON v.tenant = c.tenant AND v.type = c.type AND v.id = c.id "
+            "AND v.version = c.version "
+            "WHERE t.tenant = ? AND t.param IN ('identifier', '_tag') "
+            "AND t.system = ? AND t.value = ? "
+            "AND c.deleted = 0 GROUP BY c.type, c.id",
+            (tenant, COMMAND_IDENTIFIER_SYSTEM, command_identifier),
+        ).fetchall()
+    return [json.loads(body) for (body,) in rows]

@@ -44,6 +44,17 @@ TEST_TENANTS = [
 ]
 
 
+#: Every test tenant accepts these (with the interactions its spec allows).
+WRITABLE_TYPES = (
+    "Observation",
+    "ServiceRequest",
+    "Task",
+    "Communication",
+    "DocumentReference",
+    "Provenance",
+)
+
+
 def personality_args() -> list[str]:
     args: list[str] = []
     for tenant in TEST_TENANTS:
@@ -67,7 +78,9 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
             f"timeout_seconds = {t.timeout}\n"
             f"capabilities = {{ conditional_create = {_toml(t.conditional_create)}, "
             f"if_match = {_toml(t.if_match)}, drops_identifiers = {_toml(t.drops_identifiers)}, "
-            f"patch = {_toml(t.patch)}, writable = {{ Observation = {t.writable} }} }}\n"
+            f"patch = {_toml(t.patch)}, writable = {{ "
+            + ", ".join(f"{rtype} = {t.writable}" for rtype in WRITABLE_TYPES)
+            + " } }\n"
         )
         if t.smart and keys_dir is not None:
             client_id, algorithm, style = t.smart
