@@ -21,6 +21,8 @@ class TenantSpec:
     patch: bool = False
     #: SMART Backend Services: (client id, algorithm, scope style); keys come from smart_keys
     smart: tuple[str, str, str] | None = None
+    #: re-read each verified write this many hours later (0 = off)
+    reconcile_hours: float = 0.0
 
 
 TEST_TENANTS = [
@@ -37,6 +39,7 @@ TEST_TENANTS = [
     TenantSpec("limited-r4", "generic_r4", "r4", True, True, rate_limit=5.0),
     TenantSpec("patch-r4", "generic_r4", "r4", True, True, patch=True),
     TenantSpec("outage-r4", "generic_r4", "r4", True, True, rate_limit=20.0),
+    TenantSpec("reconcile-r4", "generic_r4", "r4", True, True, reconcile_hours=24.0),
     # SMART Backend Services: the sandbox verifies our signed assertions and enforces scopes
     TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
     TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),
@@ -92,6 +95,8 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
         block += f"breaker = {{ failures = {t.breaker_failures} }}\n"
         if t.rate_limit:
             block += f"rate_limit_per_second = {t.rate_limit}\n"
+        if t.reconcile_hours:
+            block += f"reconcile = {{ after_hours = {t.reconcile_hours} }}\n"
         blocks.append(block)
     path.write_text("\n".join(blocks))
     return path
