@@ -14,6 +14,7 @@ from activities.models import (
     SagaPlan,
     SagaPlanInput,
     SagaStepInput,
+    SweepSettings,
     ValidatedWrite,
     WritePlan,
 )
@@ -109,6 +110,14 @@ class CommandSteps:
                 step.name: withdrawal(step.resource_type) if compensable[step.name] else None
                 for step in saga.steps
             },
+        )
+
+    @activity.defn(name="sweep_settings")
+    async def sweep_settings(self, tenant_id: str) -> SweepSettings:
+        tenant = self._tenant(tenant_id)
+        return SweepSettings(
+            lookback_hours=tenant.reconcile.sweep_lookback_hours,
+            auto_remediate_duplicates=tenant.reconcile.auto_remediate_duplicates,
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from temporalio import activity
@@ -32,13 +33,26 @@ from activities.models import (
     EhrVerify,
     EhrWithdraw,
     EhrWrite,
+    ExamineOrder,
+    Finding,
+    FindingKind,
+    ScannedResource,
+    ScanOrder,
+    ScanResult,
     Verification,
     WriteReceipt,
 )
 from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
 from adapters.compensation import is_withdrawn
-from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
+from adapters.fhir_r4 import (
+    COMMAND_IDENTIFIER_SYSTEM,
+    FHIR_JSON,
+    TAGGED_TYPES,
+    CreateRequest,
+    DedupStrategy,
+    differences,
+)
 from adapters.merge import json_patch, three_way_merge
 from adapters.tenants import Tenant, TenantRegistry
 
@@ -387,3 +401,102 @@ class EhrSteps:
             ErrorClass.CONFLICT,
             f"the {resource_type} kept changing while we withdrew it ({_UPDATE_RACES} tries)",
         )
+
+    @activity.defn(name="scan")
+    async def scan(self, order: ScanOrder) -> ScanResult:
+        """Every resource carrying a command identifier of ours, updated since ``order.since``,
+        for each resource type the tenant lets us write (a reconciliation sweep's first step)."""
+        tenant = self._tenant(order.tenant)
+        if tenant.capabilities.drops_identifiers:
+            return ScanResult(resources=[], searchable=False)
+        since = quote(order.since.isoformat(timespec="seconds"), safe="")
+        found: list[ScannedResource] = []
+        for resource_type in sorted(tenant.capabilities.writable):
+            parameter = "_tag" if resource_type in TAGGED_TYPES else "identifier"
+            path: str | None = (
+                f"{resource_type}?{parameter}={quote(COMMAND_IDENTIFIER_SYSTEM, safe='')}%7C"
+                f"&_lastUpdated=ge{since}&_count=500"
+            )
+            while path:
+                activity.heartbeat(resource_type, len(found))
+                response = await self._send(tenant, "GET", path, order.request_id)
+                if response.status_code != 200:
+                    raise self._fail_for(response, f"sweep search {resource_type}")
+                bundle = json_body(response) or {}
+                for entry in bundle.get("entry", []):
+                    if scanned := _scanned(entry.get("resource") or {}):
+                        found.append(scanned)
+                path = _next_page(bundle, tenant.base_url())
+        return ScanResult(resources=found, searchable=True)
+
+    @activity.defn(name="examine")
+    async def examine(self, order: ExamineOrder) -> list[Finding]:
+        """Read each candidate directly: gone or entered-in-error is ``missing``; a version other
+        than the one we verified whose content differs from it (vread) is ``drift``."""
+        tenant = self._tenant(order.tenant)
+        findings: list[Finding] = []
+        for candidate in order.candidates:
+            activity.heartbeat(len(findings))
+            current = await self._read(tenant, candidate.reference, order.request_id)
+            write_id = f"wb:{candidate.command}"
+            if current is None or is_withdrawn(current):
+                what = "gone" if current is None else "entered-in-error"
+                findings.append(
+                    Finding(
+                        kind=FindingKind.MISSING,
+                        tenant=tenant.id,
+                        command=candidate.command,
+                        write_id=write_id,
+                        resources=[candidate.reference],
+                        detail=f"{candidate.reference} was verified, and is now {what}",
+                    )
+                )
+                continue
+            version = _version_of(current)
+            if version == candidate.version or candidate.version is None:
+                continue
+            ours = None
+            if tenant.capabilities.vread:
+                path = f"{candidate.reference}/_history/{candidate.version}"
+                ours = await self._read(tenant, path, order.request_id)
+            changed = differences(ours, current) if ours else ["(version history unavailable)"]
+            if changed:
+                findings.append(
+                    Finding(
+                        kind=FindingKind.DRIFT,
+                        tenant=tenant.id,
+                        command=candidate.command,
+                        write_id=write_id,
+                        resources=[candidate.reference],
+                        detail=f"{candidate.reference} changed since version {candidate.version} "
+                        f"we verified (now {version}) at: {', '.join(changed[:10])}",
+                    )
+                )
+        return findings
+
+
+def _scanned(resource: dict[str, Any]) -> ScannedResource | None:
+    marks = resource.get("identifier", []) + [
+        {"system": tag.get("system"), "value": tag.get("code")}
+        for tag in (resource.get("meta") or {}).get("tag", [])
+    ]
+    command = next(
+        (m.get("value") for m in marks if m.get("system") == COMMAND_IDENTIFIER_SYSTEM), None
+    )
+    if not command or "id" not in resource:
+        return None
+    return ScannedResource(
+        reference=f"{resource['resourceType']}/{resource['id']}",
+        version=_version_of(resource),
+        command=str(command),
+        withdrawn=is_withdrawn(resource),
+    )
+
+
+def _next_page(bundle: dict[str, Any], base_url: str) -> str | None:
+    """The next page of a searchset as a path under the tenant's base URL (None: last page)."""
+    for link in bundle.get("link", []):
+        url = str(link.get("url", ""))
+        if link.get("relation") == "next" and url.startswith(base_url + "/"):
+            return url.removeprefix(base_url + "/")
+    return None

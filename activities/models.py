@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -139,3 +140,64 @@ class SagaPlan(BaseModel):
     vendor: str
     order: list[str]
     withdrawal: dict[str, dict[str, Any] | None]
+
+
+class ScanOrder(BaseModel):
+    """Search the EHR for every resource carrying a command identifier, updated since ``since``."""
+
+    tenant: str
+    request_id: str
+    since: datetime
+
+
+class ScannedResource(BaseModel):
+    """One resource of ours found by a sweep (references and codes only, no clinical content)."""
+
+    reference: str
+    version: str | None
+    command: str = Field(description="the command identifier value: '{tenant}:{key}'")
+    withdrawn: bool
+
+
+class ScanResult(BaseModel):
+    resources: list[ScannedResource]
+    searchable: bool = Field(description="False where the tenant drops our identifiers")
+
+
+class Candidate(BaseModel):
+    """A resource a sweep must read directly: ``version`` is the one we verified."""
+
+    command: str
+    reference: str
+    version: str | None
+
+
+class ExamineOrder(BaseModel):
+    tenant: str
+    request_id: str
+    candidates: list[Candidate]
+
+
+class FindingKind(StrEnum):
+    DUPLICATE = "duplicate"  # more than one resource in the chart for one command
+    ORPHAN = "orphan"  # our identifier, but no write that ended in the chart
+    DRIFT = "drift"  # the content differs from what we verified
+    MISSING = "missing"  # verified, now gone or entered-in-error
+
+
+class Finding(BaseModel):
+    kind: FindingKind
+    tenant: str
+    command: str
+    write_id: str
+    resources: list[str]
+    keep: str | None = Field(default=None, description="duplicates: the copy the write verified")
+    detail: str
+    auto_remediate: bool = Field(
+        default=False, description="tenant policy: withdraw extra copies without asking"
+    )
+
+
+class SweepSettings(BaseModel):
+    lookback_hours: float
+    auto_remediate_duplicates: bool

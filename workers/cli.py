@@ -32,6 +32,7 @@ from workers.cli_support import (
 )
 from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
 from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.reconcile_cli import add_reconcile_commands
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
 from workers.settings import Settings
@@ -233,6 +234,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
 
     add_review_commands(sub)
+    add_reconcile_commands(sub)
     return top
 
 

@@ -187,9 +187,16 @@ class WritebackClient:
                 return status
             await asyncio.sleep(poll_seconds)
 
-    async def details(self, workflow_id: str) -> WriteDetails:
-        """The full record of a running write (command, payload sent, EHR state, exchanges)."""
-        await self.status(workflow_id)  # same errors as status for unknown or broken writes
+    async def details(self, workflow_id: str) -> WriteDetails | WriteStatus:
+        """The full record of a write (command, payload sent, EHR state, exchanges). For the
+        other entries of the review queue: a saga's status with its steps (SagaStatus), or a
+        reconciliation finding's status."""
+        status = await self.status(workflow_id)  # same errors as status for unknown writes
+        workflow_type = (await self._handle(workflow_id).describe()).workflow_type
+        if workflow_type == "ClinicalSaga":
+            return await self.saga(workflow_id)
+        if workflow_type != "ClinicalWrite":
+            return status
         return await self._handle(workflow_id).query(ClinicalWrite.details)
 
     async def waiting(

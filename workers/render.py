@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from workers.client import WaitingWrite
 from workflows.contract import Transition, WriteDetails, WriteStatus
+from workflows.saga_contract import SagaStatus
 
 
 def as_json(model: BaseModel) -> str:
@@ -46,6 +47,26 @@ def status_text(status: WriteStatus) -> str:
             for e in status.ehr_log
         ]
     return "\n".join(lines)
+
+
+def saga_text(saga: SagaStatus) -> str:
+    lines = [status_text(saga), "steps"]
+    for step in saga.steps:
+        state = step.state.value if step.state else "not started"
+        undo = f", {step.compensation}" if step.compensation else ""
+        lines.append(f"  {step.name:<16} {step.resource or step.resource_type:<32} {state}{undo}")
+        if step.detail:
+            lines.append(f"  {'':<16} {step.detail}")
+    return "\n".join(lines)
+
+
+def record_text(record: WriteDetails | WriteStatus) -> str:
+    """What ``review show`` prints for any entry of the review queue."""
+    if isinstance(record, WriteDetails):
+        return details_text(record)
+    if isinstance(record, SagaStatus):
+        return saga_text(record)
+    return status_text(record)
 
 
 def details_text(details: WriteDetails) -> str:

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from workers.cli_support import EXIT_OK, UsageError, connect_client, exit_code_for, problems
 from workers.client import DecisionRefused, WriteNotFound
-from workers.render import as_json, details_text, waiting_table
-from workflows.contract import Resolution, ResolutionAction
+from workers.render import as_json, record_text, waiting_table
+from workflows.contract import Resolution, ResolutionAction, WriteDetails
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
@@ -33,8 +33,9 @@ async def cmd_show(args: argparse.Namespace) -> int:
         details = await client.details(args.workflow_id)
     except WriteNotFound:
         raise UsageError(f"no write with workflow id {args.workflow_id}") from None
-    print(as_json(details) if args.json else details_text(details))
-    return exit_code_for(details.status.state)
+    print(as_json(details) if args.json else record_text(details))
+    status = details.status if isinstance(details, WriteDetails) else details
+    return exit_code_for(status.state)
 
 
 async def cmd_resolve(args: argparse.Namespace) -> int:

@@ -16,11 +16,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.command_steps import CommandSteps
 from activities.ehr_steps import EhrSteps
+from activities.reconciliation import Reconciler
 from adapters.tenants import TenantRegistry
 from workers.settings import Settings
 from workers.temporal_client import connect
 from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
+from workflows.reconcile_finding import ReconcileFinding
+from workflows.reconcile_sweep import ReconcileSweep
 from workflows.task_queues import ehr_task_queue
 
 log = logging.getLogger("writeback.worker")
@@ -42,6 +45,7 @@ PASSTHROUGH_MODULES = (
     "workflows.budgets",
     "workflows.contract",
     "workflows.saga_contract",
+    "workflows.reconcile_contract",
     "workflows.search_attributes",
     "workflows.task_queues",
 )
@@ -58,12 +62,14 @@ def build_workers(
         Worker(
             client,
             task_queue=task_queue,
-            workflows=[ClinicalWrite, ClinicalSaga],
+            workflows=[ClinicalWrite, ClinicalSaga, ReconcileSweep, ReconcileFinding],
             activities=[
                 command_steps.validate,
                 command_steps.map,
                 command_steps.authorize,
                 command_steps.plan_saga,
+                command_steps.sweep_settings,
+                Reconciler(client).compare,
             ],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(
@@ -84,6 +90,8 @@ def build_workers(
                     ehr_steps.locate,
                     ehr_steps.verify,
                     ehr_steps.withdraw,
+                    ehr_steps.scan,
+                    ehr_steps.examine,
                 ],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 graceful_shutdown_timeout=timedelta(seconds=10),

@@ -40,6 +40,9 @@ TEST_TENANTS = [
     TenantSpec("patch-r4", "generic_r4", "r4", True, True, patch=True),
     TenantSpec("outage-r4", "generic_r4", "r4", True, True, rate_limit=20.0),
     TenantSpec("reconcile-r4", "generic_r4", "r4", True, True, reconcile_hours=24.0),
+    # reconciliation sweeps: one tenant with planted differences, one left clean
+    TenantSpec("sweep-r4", "generic_r4", "r4", True, True),
+    TenantSpec("sweep-clean", "generic_r4", "r4", True, True),
     # SMART Backend Services: the sandbox verifies our signed assertions and enforces scopes
     TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
     TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),

@@ -1,0 +1,90 @@
+"""``writeback reconcile``: run a reconciliation sweep now and print its report, or register the
+per-tenant sweep schedules."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import datetime
+from typing import Any
+
+from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
+from workers.cli_support import EXIT_OK, UsageError, connect_client
+from workers.render import as_json
+from workers.schedules import register_sweep_schedule
+from workflows.reconcile_contract import SweepReport, SweepRequest
+from workflows.reconcile_sweep import ReconcileSweep
+
+#: Exit code of a sweep that found something (0: the EHR matches our writes).
+EXIT_FINDINGS = 3
+_EXAMPLE_TIME = "2026-11-24T00:00:00+00:00"
+
+
+def report_text(report: SweepReport) -> str:
+    lines = [
+        f"tenant {report.tenant}: "
+        f"{report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC",
+        f"resources scanned {report.resources_scanned}, writes checked {report.writes_checked}, "
+        f"findings {len(report.findings)} ({len(report.raised)} new in the review queue)",
+    ]
+    lines += [f"note: {note}" for note in report.notes]
+    if report.findings:
+        lines.append(f"{'KIND':<10} {'WRITE':<48} DETAIL")
+        for finding in report.findings:
+            lines.append(f"{finding.kind.value:<10} {finding.write_id:<48} {finding.detail}")
+    return "\n".join(lines)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        since = datetime.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise UsageError(
+            "--since must be an ISO 8601 time, e.g. 2026-11-24T00:00:00+00:00"
+        ) from None
+    if since and since.tzinfo is None:
+        raise UsageError("--since needs a time zone, e.g. 2026-11-24T00:00:00+00:00")
+    client = await connect_client()
+    report = await client.temporal.execute_workflow(
+        ReconcileSweep.run,
+        SweepRequest(tenant=args.tenant, since=since),
+        id=f"wb-sweep:{args.tenant}:{uuid.uuid4().hex[:12]}",
+        task_queue=client.task_queue,
+    )
+    print(as_json(report) if args.json else report_text(report))
+    return EXIT_FINDINGS if report.findings else EXIT_OK
+
+
+async def cmd_schedule(args: argparse.Namespace) -> int:
+    try:
+        tenants = load_tenants(resolve_tenants_path(args.tenants))
+    except TenantConfigError as exc:
+        raise UsageError(str(exc)) from None
+    chosen = [t for t in tenants if not args.tenant or t.id in args.tenant]
+    if args.tenant and len(chosen) != len(set(args.tenant)):
+        raise UsageError(f"unknown tenant in {args.tenant} (configured: {', '.join(tenants.ids)})")
+    client = await connect_client()
+    for tenant in chosen:
+        schedule_id = await register_sweep_schedule(client.temporal, tenant, client.task_queue)
+        settings = tenant.reconcile
+        print(
+            f"{schedule_id}: every {settings.sweep_every_hours:g} h, "
+            f"looking back {settings.sweep_lookback_hours:g} h"
+        )
+    return EXIT_OK
+
+
+def add_reconcile_commands(sub: Any) -> None:
+    reconcile = sub.add_parser("reconcile", help="compare the EHR with what our writes say")
+    commands = reconcile.add_subparsers(dest="reconcile_command", required=True)
+
+    run = commands.add_parser("run", help="sweep one tenant now and print the report")
+    run.add_argument("--tenant", required=True)
+    run.add_argument("--since", help="ISO 8601 start of the window (default: tenant lookback)")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(run=cmd_run)
+
+    schedule = commands.add_parser("schedule", help="register the per-tenant sweep schedules")
+    schedule.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
+    schedule.add_argument("--tenants", help="tenant file (default: $WRITEBACK_TENANTS or the demo)")
+    schedule.set_defaults(run=cmd_schedule)
