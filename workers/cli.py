@@ -35,7 +35,9 @@ from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.reconcile_cli import add_reconcile_commands
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
+from workers.schedules import register_sweep_schedules
 from workers.settings import Settings
+from workers.temporal_client import connect
 from workflows.contract import (
     Interaction,
     Urgency,
@@ -156,11 +158,13 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
 def cmd_dev(args: argparse.Namespace) -> int:
     config = _stack_config(args)
     with running_stack(config) as stack:
+        sweeps = asyncio.run(_register_sweeps(config))
         print(f"Temporal   {config.temporal_address}")
         print(f"Web UI     {config.ui_url}")
         print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
         print(f"Tenants    {config.tenants_path}")
         print(f"Logs       {config.state_dir / 'logs'}")
+        print(f"Sweeps     {len(sweeps)} reconciliation schedules (`writeback reconcile run`)")
         print("Ctrl-C stops everything.", flush=True)
         try:
             while all(process.poll() is None for _name, process in stack.processes):
@@ -171,6 +175,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
         dead = [name for name, process in stack.processes if process.poll() is not None]
         print(f"stopped: {', '.join(dead)} exited (see {config.state_dir / 'logs'})")
         return EXIT_FAILED
+
+
+async def _register_sweeps(config: StackConfig) -> list[str]:
+    """The per-tenant reconciliation sweeps, as Temporal Schedules (visible in the Web UI)."""
+    settings = Settings.from_env()
+    client = await connect(config.temporal_address, settings.namespace)
+    tenants = load_tenants(config.tenants_path)
+    return await register_sweep_schedules(client, tenants, settings.task_queue)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from adapters.tenants import Tenant
+from adapters.tenants import Tenant, TenantRegistry
 from workflows.reconcile_contract import SweepRequest, sweep_schedule_id
 from workflows.reconcile_sweep import ReconcileSweep
 
@@ -53,3 +53,9 @@ async def register_sweep_schedule(client: Client, tenant: Tenant, task_queue: st
 
         await client.get_schedule_handle(schedule_id).update(replace)
     return schedule_id
+
+
+async def register_sweep_schedules(
+    client: Client, tenants: TenantRegistry, task_queue: str
+) -> list[str]:
+    return [await register_sweep_schedule(client, tenant, task_queue) for tenant in tenants]
