@@ -116,7 +116,10 @@ class ReconcileSettings(BaseModel):
         default=1.0, gt=0, description="how often the scheduled sweep runs for this tenant"
     )
     sweep_lookback_hours: float = Field(
-        default=25.0, gt=0, description="window of _lastUpdated a scheduled sweep searches"
+        default=2.0,
+        gt=0,
+        description="window of _lastUpdated a scheduled sweep searches: the interval plus an "
+        "overlap, so that each change is seen by two sweeps and the cost stays per change",
     )
     auto_remediate_duplicates: bool = Field(
         default=False,

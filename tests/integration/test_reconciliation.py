@@ -201,7 +201,7 @@ async def test_the_schedule_command_registers_one_sweep_per_tenant(
         env=cli_env,
     )
     assert result.returncode == 0, result.stderr
-    assert "every 1 h, looking back 25 h" in result.stdout
+    assert "every 1 h, looking back 2 h" in result.stdout
     handle = dev_server.client.get_schedule_handle(sweep_schedule_id("sweep-clean"))
     described = await handle.describe()
     assert described.schedule.spec.intervals[0].every.total_seconds() == 3600
