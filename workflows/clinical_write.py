@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -99,10 +100,34 @@ def _failure_of(err: ActivityError | ApplicationError, unanswered: ErrorClass) -
     return StepFailed(unanswered.value, f"no answer from the step ({type(cause).__name__})")
 
 
+#: A write waiting for weeks re-checks every 4 h; past this many history events it continues as a
+#: new run carrying its state (Temporal warns at 10k events and stops a run at 50k).
+CONTINUE_AS_NEW_AFTER_EVENTS = 2000
+
+
+class ContinuedWrite(BaseModel):
+    """What a long wait hands over to its next run (continue-as-new): the command and everything
+    the previous run knew. (One argument: Temporal drops type hints when the argument count
+    differs from the signature's, so an optional second argument would arrive as a dict.)"""
+
+    command: WriteCommand
+    status: WriteStatus
+    plan: WritePlan | None
+    receipt: WriteReceipt | None
+    ehr_state: dict[str, Any] | None
+    differences: list[str]
+    ehr_timeout_seconds: float
+    search_lag_seconds: float
+    reconcile_after_seconds: float
+    maybe_landed: bool
+    rechecks: int
+
+
 @workflow.defn(name="ClinicalWrite")
 class ClinicalWrite:
     @workflow.init
-    def __init__(self, command: WriteCommand) -> None:
+    def __init__(self, start: WriteCommand | ContinuedWrite) -> None:
+        command = start.command if isinstance(start, ContinuedWrite) else start
         self._command = command
         self._status = WriteStatus(
             workflow_id=workflow.info().workflow_id,
@@ -123,6 +148,32 @@ class ClinicalWrite:
         self._decisions_received = 0
         self._decisions_applied = 0
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
+        self._rechecks = 0
+        if isinstance(start, ContinuedWrite):
+            self._resume(start)
+
+    def _resume(self, carried: ContinuedWrite) -> None:
+        self._status, self._plan, self._receipt = carried.status, carried.plan, carried.receipt
+        self._ehr_state, self._differences = carried.ehr_state, carried.differences
+        self._ehr_timeout = timedelta(seconds=carried.ehr_timeout_seconds)
+        self._search_lag = timedelta(seconds=carried.search_lag_seconds)
+        self._reconcile_after = timedelta(seconds=carried.reconcile_after_seconds)
+        self._maybe_landed, self._rechecks = carried.maybe_landed, carried.rechecks
+
+    def _carry(self) -> ContinuedWrite:
+        return ContinuedWrite(
+            command=self._command,
+            status=self._status,
+            plan=self._plan,
+            receipt=self._receipt,
+            ehr_state=self._ehr_state,
+            differences=self._differences,
+            ehr_timeout_seconds=self._ehr_timeout.total_seconds(),
+            search_lag_seconds=self._search_lag.total_seconds(),
+            reconcile_after_seconds=self._reconcile_after.total_seconds(),
+            maybe_landed=self._maybe_landed,
+            rechecks=self._rechecks,
+        )
 
     # --- what callers can ask and say -------------------------------------------------------
 
@@ -228,7 +279,22 @@ class ClinicalWrite:
     # --- the write ------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, command: WriteCommand) -> WriteStatus:
+    async def run(self, start: WriteCommand | ContinuedWrite) -> WriteStatus:
+        command = self._command
+        if not isinstance(start, ContinuedWrite):
+            await self._write(command)
+        await self._await_decisions()
+        if (
+            self._status.state is WriteState.VERIFIED
+            and command.reconcile
+            and self._reconcile_after
+        ):
+            await workflow.sleep(self._reconcile_after)
+            await self._reconcile()
+            await self._await_decisions()
+        return self._status
+
+    async def _write(self, command: WriteCommand) -> None:
         if workflow.info().typed_search_attributes.get(sa.STATE) is None:
             # started by something other than WritebackClient.submit, which sets these
             workflow.upsert_search_attributes(
@@ -245,16 +311,6 @@ class ClinicalWrite:
             await self._settle_send(failure)
         else:
             await self._check()
-        await self._await_decisions()
-        if (
-            self._status.state is WriteState.VERIFIED
-            and command.reconcile
-            and self._reconcile_after
-        ):
-            await workflow.sleep(self._reconcile_after)
-            await self._reconcile()
-            await self._await_decisions()
-        return self._status
 
     async def _prepare(self) -> None:
         command = self._command
@@ -459,17 +515,17 @@ class ClinicalWrite:
     async def _await_decisions(self) -> None:
         """Park while a person must decide; meanwhile re-check the EHR on a widening schedule
         (a write the EHR finally shows, or shows correctly, finishes by itself)."""
-        rechecks = 0
         while self._status.state.is_waiting_for_human:
+            self._continue_as_new_if_long()
             automatic = self._status.state is WriteState.PENDING_CONFIRMATION
-            delay = RECHECK_DELAYS[min(rechecks, len(RECHECK_DELAYS) - 1)]
+            delay = RECHECK_DELAYS[min(self._rechecks, len(RECHECK_DELAYS) - 1)]
             self._status.next_check_at = workflow.now() + delay if automatic else None
             try:
                 await workflow.wait_condition(
                     lambda: self._resolution is not None, timeout=delay if automatic else None
                 )
             except TimeoutError:
-                rechecks += 1
+                self._rechecks += 1
                 await self._recheck()
                 continue
             resolution, self._resolution = self._resolution, None
@@ -478,6 +534,15 @@ class ClinicalWrite:
                 await self._apply(resolution)
             finally:
                 self._decisions_applied += 1
+
+    def _continue_as_new_if_long(self) -> None:
+        info = workflow.info()
+        long = info.get_current_history_length() > CONTINUE_AS_NEW_AFTER_EVENTS
+        if (long or info.is_continue_as_new_suggested()) and workflow.all_handlers_finished():
+            if self._search_updates:
+                workflow.upsert_search_attributes(self._search_updates)
+                self._search_updates = []
+            workflow.continue_as_new(self._carry())
 
     async def _reconcile(self) -> None:
         """The per-write re-check, some hours after ``verified``: still as we wrote it, or a
