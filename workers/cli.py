@@ -35,6 +35,7 @@ from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.reconcile_cli import add_reconcile_commands
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
+from workers.saga_cli import add_saga_commands
 from workers.schedules import register_sweep_schedules
 from workers.settings import Settings
 from workers.temporal_client import connect
@@ -247,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_review_commands(sub)
     add_reconcile_commands(sub)
+    add_saga_commands(sub)
     return top
 
 
