@@ -121,7 +121,7 @@ class ReconcileFinding:
         return self._status
 
     async def _remediate(self, why: str) -> None:
-        """Withdraw every copy but the one the write verified (the lowest id if it verified none)."""
+        """Withdraw every copy but the one the write verified (else the first by reference)."""
         finding = self._finding
         keep = finding.keep or sorted(finding.resources)[0]
         extra = [reference for reference in finding.resources if reference != keep]
