@@ -11,6 +11,7 @@ import httpx
 import pytest
 from support.audit import current_resources_for_command
 from support.sandbox_process import SandboxProcess
+from support.workflow_runs import result_of
 
 from adapters.compensation import is_withdrawn
 from workers import samples
@@ -72,7 +73,7 @@ async def test_sagas_under_chaos_end_all_in_the_chart_or_all_withdrawn(
         handle = writeback.temporal.get_workflow_handle_for(
             ClinicalSaga.run, submission.workflow_id
         )
-        return (await handle.result()).state
+        return (await result_of(handle)).state
 
     states = await asyncio.gather(*(run(command) for command in commands))
     injected = (await faults.get(f"/_admin/faults/{tenant}")).json()["injected"]

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from support.audit import current_resources_for_command
 from support.sandbox_process import SandboxProcess
+from support.workflow_runs import result_of
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
@@ -37,7 +38,7 @@ def saga(tenant: str, key: str, steps: list[SagaStep], kind: str = "referral") -
 async def run_saga(client: WritebackClient, command: SagaCommand) -> SagaStatus:
     submission = await client.submit_saga(command)
     handle = client.temporal.get_workflow_handle_for(ClinicalSaga.run, submission.workflow_id)
-    return await handle.result()
+    return await result_of(handle)
 
 
 def stored(ehr: SandboxProcess, command: SagaCommand, step: str) -> list[dict[str, Any]]:
