@@ -34,7 +34,7 @@ from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
 from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
-from workers.settings import Settings
+from workers.settings import Settings, SettingsError
 from workflows.contract import (
     Interaction,
     Urgency,
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result)
-    except (UsageError, TenantConfigError) as exc:
+    except (UsageError, TenantConfigError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NoWorker as exc:

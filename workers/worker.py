@@ -17,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.command_steps import CommandSteps
 from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
+from workers.health import Health, serving_health
 from workers.settings import Settings
 from workers.temporal_client import connect
 from workflows.clinical_write import ClinicalWrite
@@ -102,11 +103,22 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
+    health = Health()
+    async with AsyncExitStack() as probes:
+        if settings.health_port is not None:
+            await probes.enter_async_context(serving_health(health, settings.health_port))
+        client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
+        await _serve_until_stopped(client, settings, tenants, health, stop)
+
+
+async def _serve_until_stopped(
+    client: Client, settings: Settings, tenants: TenantRegistry, health: Health, stop: asyncio.Event
+) -> None:
     async with (
         ehr_http_client() as http,
         running_workers(client, tenants, http, settings.task_queue),
     ):
+        health.ready = True
         log.info(
             "worker ready: task queue %s, tenants %s from %s",
             settings.task_queue,
@@ -115,3 +127,6 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
         )
         print(f"{WORKER_READY} on task queue '{settings.task_queue}'", flush=True)
         await stop.wait()
+        # Draining: readiness fails while the workers finish in-flight tasks (graceful timeout).
+        health.ready = False
+        log.info("stopping: finishing in-flight tasks")
