@@ -64,6 +64,11 @@ class EhrSteps:
             if tenant.rate_limit_per_second
         }
 
+    def share_tenant_limit(self, tenant_id: str, workers: int, rank: int) -> None:
+        """This process is ``rank`` of ``workers`` serving the tenant (workers/rate_share.py)."""
+        if pacer := self._pacers.get(tenant_id):
+            pacer.share(workers, rank)
+
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.get(tenant_id)
         if tenant is None:

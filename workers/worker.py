@@ -18,6 +18,7 @@ from activities.command_steps import CommandSteps
 from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
 from workers.health import Health, serving_health
+from workers.rate_share import keep_sharing_limits
 from workers.settings import Settings
 from workers.temporal_client import connect
 from workflows.clinical_write import ClinicalWrite
@@ -47,12 +48,16 @@ PASSTHROUGH_MODULES = (
 
 
 def build_workers(
-    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+    client: Client,
+    tenants: TenantRegistry,
+    http: httpx.AsyncClient,
+    task_queue: str,
+    ehr_steps: EhrSteps | None = None,
 ) -> list[Worker]:
     """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
     queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
     command_steps = CommandSteps(tenants)
-    ehr_steps = EhrSteps(tenants, http)
+    ehr_steps = ehr_steps or EhrSteps(tenants, http)
     workers = [
         Worker(
             client,
@@ -82,12 +87,28 @@ def build_workers(
 
 @asynccontextmanager
 async def running_workers(
-    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+    client: Client,
+    tenants: TenantRegistry,
+    http: httpx.AsyncClient,
+    task_queue: str,
+    share_limits: bool = False,
 ) -> AsyncIterator[None]:
+    """``share_limits``: pace each tenant at this process's share of its limit among all the
+    processes polling the tenant's queue (workers/rate_share.py)."""
+    ehr_steps = EhrSteps(tenants, http)
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, tenants, http, task_queue):
+        for worker in build_workers(client, tenants, http, task_queue, ehr_steps):
             await stack.enter_async_context(worker)
-        yield
+        sharing = (
+            asyncio.create_task(keep_sharing_limits(client, ehr_steps, tenants, task_queue))
+            if share_limits
+            else None
+        )
+        try:
+            yield
+        finally:
+            if sharing is not None:
+                sharing.cancel()
 
 
 def ehr_http_client() -> httpx.AsyncClient:
@@ -116,7 +137,7 @@ async def _serve_until_stopped(
 ) -> None:
     async with (
         ehr_http_client() as http,
-        running_workers(client, tenants, http, settings.task_queue),
+        running_workers(client, tenants, http, settings.task_queue, share_limits=True),
     ):
         health.ready = True
         log.info(
