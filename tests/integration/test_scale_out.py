@@ -33,7 +33,7 @@ WRITES = 40  # 2 EHR requests each (conditional create + read-back): 16 s at R =
 
 async def poll_log(path: Path, pattern: str, within: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
-    while not re.search(pattern, path.read_text()):
+    while not re.search(pattern, await asyncio.to_thread(path.read_text)):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{path.name} never logged {pattern!r}")
         await asyncio.sleep(0.1)
