@@ -20,6 +20,7 @@ from adapters.tenants import TenantRegistry
 from workers.health import Health, serving_health
 from workers.rate_share import keep_sharing_limits
 from workers.settings import Settings
+from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
 from workflows.clinical_write import ClinicalWrite
 from workflows.task_queues import ehr_task_queue
@@ -44,6 +45,8 @@ PASSTHROUGH_MODULES = (
     "workflows.contract",
     "workflows.search_attributes",
     "workflows.task_queues",
+    "workflows.write_metrics",
+    "opentelemetry",
 )
 
 
@@ -125,7 +128,11 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     health = Health()
+    telemetry = configure_from_env(settings)
+    if telemetry.exporters:
+        log.info("telemetry to %s", ", ".join(telemetry.exporters))
     async with AsyncExitStack() as probes:
+        probes.callback(telemetry.shutdown)
         if settings.health_port is not None:
             await probes.enter_async_context(serving_health(health, settings.health_port))
         client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
