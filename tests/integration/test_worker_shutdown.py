@@ -88,3 +88,41 @@ async def test_sigterm_drains_the_request_in_flight_and_reports_not_ready(
         if r["method"] == "POST" and (r["request_id"] or "").startswith(cmd.workflow_id)
     ]
     assert len(posts) == 1, posts  # the in-flight create finished; nothing was re-sent
+
+
+async def test_worker_serves_its_metrics_for_prometheus(
+    dev_server: WorkflowEnvironment,
+    tenants_file: Path,
+    worker_processes: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    task_queue = f"prom-{uuid.uuid4().hex[:8]}"
+    client = WritebackClient(dev_server.client, task_queue=task_queue)
+    port = free_port()
+    worker_processes.append(
+        WorkerProcess(
+            temporal_address(dev_server),
+            task_queue,
+            tenants_file,
+            tmp_path / "w.log",
+            {"WRITEBACK_METRICS_PORT": str(port)},
+        )
+    )
+    key = f"prom-{uuid.uuid4().hex[:10]}"
+    cmd = WriteCommand(tenant=TENANT, idempotency_key=key, resource=samples.heart_rate(key, 64))
+    await client.submit(cmd)
+    assert (await client.wait(cmd.workflow_id)).state is WriteState.VERIFIED
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        scraped = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    wanted = ('tenant="demo-r4"', 'vendor="generic_r4"', 'resource_type="Observation"')
+    verified = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("writeback_writes_total{") and 'state="verified"' in line
+    ]
+    assert len(verified) == 1 and all(label in verified[0] for label in wanted), verified
+    assert verified[0].endswith(" 1.0")
+    assert "writeback_time_to_verified_seconds_count{" in scraped
+    assert 'writeback_ehr_request_duration_seconds_count{error_class="none"' in scraped
+    assert "Patient" not in scraped

@@ -53,6 +53,14 @@ async def traced(
         yield writeback
 
 
+ONE_503_ON_CREATE = {"kind": "status", "status": 503, "method": "POST"}
+
+
+async def queue_fault(faults: httpx.AsyncClient, tenant: str, fault: dict[str, Any]) -> None:
+    response = await faults.post(f"/_admin/faults/{tenant}", json={"queue": [fault]})
+    assert response.status_code == 200, response.text
+
+
 def data_points() -> dict[str, list[dict[str, Any]]]:
     """Metric name -> the label sets of its data points."""
     found: dict[str, list[dict[str, Any]]] = {}
@@ -75,10 +83,7 @@ def trace_of(span: ReadableSpan) -> list[ReadableSpan]:
 async def test_a_retried_write_is_one_trace_from_submit_to_the_ehr_request(
     traced: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
-    await faults.post(
-        "/_admin/faults/demo-r4",
-        json={"queue": [{"kind": "status", "status": 503, "method": "POST"}]},
-    )
+    await queue_fault(faults, "demo-r4", ONE_503_ON_CREATE)
     cmd = command("demo-r4", key)
     with trace.get_tracer("caller").start_as_current_span("caller submits") as root:
         status = await run_to_end(traced, cmd)
@@ -114,10 +119,7 @@ async def test_every_metric_is_recorded_with_tenant_vendor_and_resource_labels(
     traced: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
     # retried once, then verified (retries, writes, time to verified, EHR latency)
-    await faults.post(
-        "/_admin/faults/demo-r4",
-        json={"queue": [{"kind": "status", "status": 503, "method": "POST"}]},
-    )
+    await queue_fault(faults, "demo-r4", ONE_503_ON_CREATE)
     assert (await run_to_end(traced, command("demo-r4", f"{key}-retry"))).state is (
         WriteState.VERIFIED
     )
@@ -127,10 +129,7 @@ async def test_every_metric_is_recorded_with_tenant_vendor_and_resource_labels(
     rejected = await run_to_end(traced, command("demo-r4", f"{key}-invalid", invalid))
     assert rejected.state is WriteState.REJECTED
     # committed, answer lost: an ambiguous outcome, resolved by finding the copy it made
-    await faults.post(
-        "/_admin/faults/fast-r4",
-        json={"queue": [{"kind": "commit_then_drop", "method": "POST"}]},
-    )
+    await queue_fault(faults, "fast-r4", {"kind": "commit_then_drop", "method": "POST"})
     ambiguous = await run_to_end(traced, command("fast-r4", f"{key}-ambiguous"))
     assert ambiguous.state is WriteState.VERIFIED
     # two copies already in the EHR: a duplicate detection waiting for a person
@@ -146,10 +145,7 @@ async def test_every_metric_is_recorded_with_tenant_vendor_and_resource_labels(
     await traced.submit(duplicated)
     assert (await traced.wait(duplicated.workflow_id)).state is WriteState.PENDING_CONFIRMATION
     # the EHR stores it without our identifier: read-back mismatch
-    await faults.post(
-        "/_admin/faults/demo-cerner",
-        json={"queue": [{"kind": "drop_identifier", "method": "POST"}]},
-    )
+    await queue_fault(faults, "demo-cerner", {"kind": "drop_identifier", "method": "POST"})
     dropped = command("demo-cerner", f"{key}-drop")
     await traced.submit(dropped)
     mismatch = await traced.wait(dropped.workflow_id)
