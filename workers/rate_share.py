@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import TaskQueueType
@@ -31,6 +32,20 @@ log = logging.getLogger("writeback.rate_share")
 #: An activity poll is held open up to ~60 s; a poller not seen for longer than this is gone.
 POLLER_FRESH = timedelta(seconds=70)
 REFRESH_SECONDS = 2.0
+#: How many seconds of this tenant's requests one process takes on at a time. Activities waiting
+#: for their pacer slot inside a process count against their start-to-close timeout; tasks
+#: beyond these slots stay queued on the Temporal server, where they do not time out.
+BACKLOG_SECONDS = 5
+#: Temporal's default activity slots per worker, kept for tenants without a rate limit.
+DEFAULT_SLOTS = 100
+
+
+def ehr_activity_slots(rate_per_second: float | None) -> int:
+    """Concurrent EHR activities one process runs for a tenant: ``BACKLOG_SECONDS`` of its rate
+    (then a process pacing at 1/N of the rate holds at most ``N * BACKLOG_SECONDS`` of waiting)."""
+    if not rate_per_second:
+        return DEFAULT_SLOTS
+    return max(1, min(DEFAULT_SLOTS, math.ceil(rate_per_second * BACKLOG_SECONDS)))
 
 
 async def worker_share(client: Client, task_queue: str) -> tuple[int, int]:

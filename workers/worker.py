@@ -18,7 +18,7 @@ from activities.command_steps import CommandSteps
 from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
 from workers.health import Health, serving_health
-from workers.rate_share import keep_sharing_limits
+from workers.rate_share import ehr_activity_slots, keep_sharing_limits
 from workers.settings import Settings
 from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
@@ -82,6 +82,7 @@ def build_workers(
                 task_queue=ehr_task_queue(task_queue, tenant.id),
                 activities=[ehr_steps.write, ehr_steps.update, ehr_steps.locate, ehr_steps.verify],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
+                max_concurrent_activities=ehr_activity_slots(tenant.rate_limit_per_second),
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from activities.pacer import Pacer
+from workers.rate_share import ehr_activity_slots
 
 
 class Clock:
@@ -53,3 +54,12 @@ def test_out_of_range_shares_are_clamped() -> None:
     pacer = Pacer(4, clock=clock)
     pacer.share(0, 7)  # treated as the only process
     assert greedy_run([pacer], clock, seconds=3) == [[4], [4], [4]]
+
+
+@pytest.mark.parametrize(
+    ("rate", "slots"), [(None, 100), (5, 25), (0.1, 1), (20, 100), (1000, 100)]
+)
+def test_a_process_takes_on_a_few_seconds_of_a_tenants_requests(
+    rate: float | None, slots: int
+) -> None:
+    assert ehr_activity_slots(rate) == slots
