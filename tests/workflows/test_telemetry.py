@@ -6,7 +6,9 @@ that could carry patient data."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -189,3 +191,10 @@ async def test_every_metric_is_recorded_with_tenant_vendor_and_resource_labels(
     # no span attribute carries a patient reference either
     for span in SPANS.get_finished_spans():
         assert not any("Patient/" in str(v) for v in (span.attributes or {}).values()), span.name
+
+
+def test_the_readme_documents_exactly_the_metrics_recorded() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Metrics", 1)[1].split("\n### ", 1)[0]
+    documented = re.findall(r"^\| `(writeback\.[a-z_.]+)` \|", section, re.MULTILINE)
+    assert documented == NAMES
