@@ -18,6 +18,7 @@ import httpx
 from temporalio import activity
 
 from activities.circuit_breaker import CircuitBreaker
+from activities.ehr_telemetry import ehr_exchange
 from activities.errors import RETRYABLE, ErrorClass, step_failure
 from activities.fhir_http import (
     error_class_for_status,
@@ -87,6 +88,11 @@ class EhrSteps:
             if tenant.rate_limit_per_second
         }
 
+    def share_tenant_limit(self, tenant_id: str, workers: int, rank: int) -> None:
+        """This process is ``rank`` of ``workers`` serving the tenant (workers/rate_share.py)."""
+        if pacer := self._pacers.get(tenant_id):
+            pacer.share(workers, rank)
+
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
@@ -128,24 +134,28 @@ class EhrSteps:
         arguments = {key: value for key, value in kwargs.items() if key != "headers"}
         if pacer := self._pacers.get(tenant.id):
             await pacer.wait()
-        try:
-            response = await self._http.request(
-                method,
-                f"{tenant.base_url()}/{path}",
-                headers=headers,
-                timeout=tenant.timeout_seconds,
-                **arguments,
-            )
-        except _NOT_SENT as exc:
-            breaker.record_failure()
-            raise step_failure(
-                ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
-            ) from None
-        except _AMBIGUOUS as exc:
-            breaker.record_failure()
-            raise step_failure(
-                ErrorClass.AMBIGUOUS, f"{what}: {type(exc).__name__} after sending", attempt=attempt
-            ) from None
+        with ehr_exchange(tenant, method, path, headers) as call:
+            try:
+                response = await self._http.request(
+                    method,
+                    f"{tenant.base_url()}/{path}",
+                    headers=headers,
+                    timeout=tenant.timeout_seconds,
+                    **arguments,
+                )
+            except _NOT_SENT as exc:
+                breaker.record_failure()
+                raise step_failure(
+                    ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
+                ) from None
+            except _AMBIGUOUS as exc:
+                breaker.record_failure()
+                raise step_failure(
+                    ErrorClass.AMBIGUOUS,
+                    f"{what}: {type(exc).__name__} after sending",
+                    attempt=attempt,
+                ) from None
+            call.answered(response)
         if error_class_for_status(response.status_code) in RETRYABLE:
             breaker.record_failure()
         else:

@@ -1,14 +1,22 @@
-"""Spacing of a tenant's EHR requests inside one worker process.
+"""Spacing of a tenant's EHR requests inside one worker process, and its share of the tenant's
+limit when several worker processes serve the tenant.
 
 The task-queue rate limit (enforced by the Temporal server across all workers) caps how many EHR
 activities start per second on average, but the server's token bucket allows bursts and an
 activity may make more than one request (search, then create). The pacer spaces this process's
-requests at least ``1/rate`` apart, so the EHR sees a steady stream instead of bursts.
+requests at least ``workers/rate`` apart, so the EHR sees a steady stream instead of bursts.
+
+With ``workers`` processes sharing a tenant (``share``), each process also keeps to a quota per
+wall-clock second: process ``rank`` may send ``floor((R + (rank + second) mod workers) / workers)``
+requests in that second. Over the ranks these quotas add up to exactly R (Hermite's identity), so
+the tenant never sees more than R requests in one second whatever the processes do, and the
+rotation by second gives every process a turn even when there are more processes than R.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
@@ -18,16 +26,35 @@ SAFETY = 1.05
 
 
 class Pacer:
-    def __init__(self, rate_per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = SAFETY / rate_per_second
+    def __init__(self, rate_per_second: float, clock: Callable[[], float] = time.time) -> None:
+        self._rate = rate_per_second
         self._clock = clock
         self._next_slot = 0.0
+        self._workers, self._rank = 1, 0
+        self._interval = SAFETY / rate_per_second
+        self._second, self._sent_this_second = -1, 0
+
+    def share(self, workers: int, rank: int) -> None:
+        """This process is number ``rank`` (0-based) of ``workers`` serving the tenant."""
+        self._workers = max(1, workers)
+        self._rank = min(max(0, rank), self._workers - 1)
+        self._interval = SAFETY * self._workers / self._rate
+
+    def _quota(self, second: int) -> int:
+        turn = (self._rank + second) % self._workers
+        return math.floor((self._rate + turn) / self._workers)
 
     def try_acquire(self) -> float:
         """0 when a request may go now (and the slot is taken), else seconds to wait first."""
         now = self._clock()
+        second = math.floor(now)
+        if second != self._second:
+            self._second, self._sent_this_second = second, 0
+        if self._sent_this_second >= self._quota(second):
+            return max(second + 1 - now, self._next_slot - now, 0.001)
         if now >= self._next_slot:
             self._next_slot = now + self._interval
+            self._sent_this_second += 1
             return 0.0
         return self._next_slot - now
 

@@ -8,6 +8,7 @@
     POST            /_admin/tenants/{tenant}/revoke-tokens   {"client_id"?} -> {"revoked": n}
     POST            /_admin/review/{tenant}/{type}/{id}  release a held resource to search
     GET             /_admin/stats/{tenant}               see sandbox.stats
+    GET             /_admin/requests/{tenant}            see sandbox.request_log
     POST            /_admin/reset                        every tenant back to the start state
     POST            /_admin/reset/{tenant}               one tenant
 
@@ -90,6 +91,9 @@ def routes(sb: Sandbox) -> list[Route]:
     async def stats(request: Request) -> Response:
         return JSONResponse(sb.stats.describe(request.path_params["tenant"]))
 
+    async def requests(request: Request) -> Response:
+        return JSONResponse(sb.requests.describe(request.path_params["tenant"]))
+
     async def reset(request: Request) -> Response:
         tenant = request.path_params.get("tenant")
         sb.reset(tenant)
@@ -102,6 +106,7 @@ def routes(sb: Sandbox) -> list[Route]:
         Route("/_admin/tenants/{tenant}/revoke-tokens", revoke, methods=["POST"]),
         Route("/_admin/review/{tenant}/{type}/{id}", review, methods=["POST"]),
         Route("/_admin/stats/{tenant}", stats, methods=["GET"]),
+        Route("/_admin/requests/{tenant}", requests, methods=["GET"]),
         Route("/_admin/reset", reset, methods=["POST"]),
         Route("/_admin/reset/{tenant}", reset, methods=["POST"]),
     ]

@@ -85,6 +85,15 @@ def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoi
                 response = await _serve(sb, handler, request, tenant, p, public)
         finally:
             sb.in_flight[tenant] -= 1
+        sb.requests.record(
+            tenant,
+            method,
+            request.url.path,
+            response.status_code,
+            request.headers.get("traceparent"),
+            request.headers.get("x-request-id"),
+            now,
+        )
         if p.request_id_headers:
             rid = uuid.uuid4().hex
             for name in p.request_id_headers:

@@ -8,6 +8,7 @@ from sandbox.auth import AuthService
 from sandbox.config import SandboxConfig
 from sandbox.context import StaleReads
 from sandbox.faults import FaultRegistry
+from sandbox.request_log import RequestLog
 from sandbox.stats import Stats
 from sandbox.store import Store
 from sandbox.tenants import TenantRegistry
@@ -20,6 +21,7 @@ class Sandbox:
         self.faults = FaultRegistry(config.faults)
         self.auth = AuthService(config.auth)
         self.stats = Stats()
+        self.requests = RequestLog()
         self.stale = StaleReads()
         self.in_flight: Counter[str] = Counter()
 
@@ -30,4 +32,5 @@ class Sandbox:
         self.faults.reset(tenant)
         self.auth.reset(tenant)
         self.stats.reset(tenant)
+        self.requests.reset(tenant)
         self.stale.clear(tenant)

@@ -37,7 +37,7 @@ from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
 from workers.saga_cli import add_saga_commands
 from workers.schedules import register_sweep_schedules
-from workers.settings import Settings
+from workers.settings import Settings, SettingsError
 from workers.temporal_client import connect
 from workflows.contract import (
     Interaction,
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result)
-    except (UsageError, TenantConfigError) as exc:
+    except (UsageError, TenantConfigError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NoWorker as exc:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import sys
 from collections.abc import Sequence
 
 from pydantic import BaseModel
+from rich import box
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.table import Table
 
 from workers.client import WaitingWrite
 from workflows.contract import Transition, WriteDetails, WriteStatus
@@ -84,16 +91,35 @@ def details_text(details: WriteDetails) -> str:
 
 
 def waiting_table(entries: Sequence[WaitingWrite]) -> str:
+    """The review queue as a table (colours only on a terminal; plain text through a pipe)."""
     if not entries:
         return "no writes are waiting for a person"
-    header = f"{'waiting since':<20} {'state':<21} {'urgency':<8} {'error':<13} workflow / reason"
-    rows = [header]
+    table = Table(box=box.SIMPLE_HEAD, show_lines=False, expand=False)
+    for column in ("waiting since", "state", "tenant", "urgency", "error", "workflow / reason"):
+        table.add_column(column, overflow="fold")
     for entry in entries:
         since = f"{entry.waiting_since:%Y-%m-%d %H:%M:%S}" if entry.waiting_since else "-"
-        rows.append(
-            f"{since:<20} {entry.state:<21} {entry.urgency or '-':<8} "
-            f"{entry.error_class or '-':<13} {entry.workflow_id}"
+        what = entry.workflow_id + (f"\n[dim]{escape(entry.reason)}[/dim]" if entry.reason else "")
+        table.add_row(
+            since,
+            f"[bold yellow]{entry.state}[/]",
+            entry.tenant,
+            entry.urgency or "-",
+            entry.error_class or "-",
+            what,
         )
-        if entry.reason:
-            rows.append(f"{'':<65}{entry.reason}")
-    return "\n".join(rows)
+    return render(table)
+
+
+def render(renderable: RenderableType) -> str:
+    """Rich output as a string, as wide as the terminal (120 columns when not a terminal)."""
+    tty = sys.stdout.isatty()
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        force_terminal=tty,
+        no_color=not tty,
+        width=shutil.get_terminal_size((120, 24)).columns if tty else 120,
+    )
+    console.print(renderable)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")

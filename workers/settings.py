@@ -10,12 +10,20 @@ from pathlib import Path
 TASK_QUEUE = "writeback"
 
 
+class SettingsError(ValueError):
+    """An environment variable holds something unusable; the message names it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     temporal_address: str
     namespace: str
     task_queue: str
     state_dir: Path
+    #: Port of the worker's /livez and /readyz endpoints (workers/health.py); None: not served.
+    health_port: int | None = None
+    #: Port of the Prometheus scrape endpoint for the worker's metrics; None: not served.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -24,7 +32,18 @@ class Settings:
             namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
             task_queue=os.environ.get("WRITEBACK_TASK_QUEUE", TASK_QUEUE),
             state_dir=Path(os.environ.get("WRITEBACK_STATE_DIR", "state")),
+            health_port=_port("WRITEBACK_HEALTH_PORT"),
+            metrics_port=_port("WRITEBACK_METRICS_PORT"),
         )
+
+
+def _port(variable: str) -> int | None:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise SettingsError(f"${variable} must be a TCP port number (0-65535), not {value!r}")
+    return int(value)
 
 
 def venv_binary(name: str) -> Path:

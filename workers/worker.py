@@ -18,7 +18,10 @@ from activities.command_steps import CommandSteps
 from activities.ehr_steps import EhrSteps
 from activities.reconciliation import Reconciler
 from adapters.tenants import TenantRegistry
+from workers.health import Health, serving_health
+from workers.rate_share import ehr_activity_slots, keep_sharing_limits
 from workers.settings import Settings
+from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
 from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
@@ -48,16 +51,22 @@ PASSTHROUGH_MODULES = (
     "workflows.reconcile_contract",
     "workflows.search_attributes",
     "workflows.task_queues",
+    "workflows.write_metrics",
+    "opentelemetry",
 )
 
 
 def build_workers(
-    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+    client: Client,
+    tenants: TenantRegistry,
+    http: httpx.AsyncClient,
+    task_queue: str,
+    ehr_steps: EhrSteps | None = None,
 ) -> list[Worker]:
     """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
     queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
     command_steps = CommandSteps(tenants)
-    ehr_steps = EhrSteps(tenants, http)
+    ehr_steps = ehr_steps or EhrSteps(tenants, http)
     workers = [
         Worker(
             client,
@@ -94,6 +103,7 @@ def build_workers(
                     ehr_steps.examine,
                 ],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
+                max_concurrent_activities=ehr_activity_slots(tenant.rate_limit_per_second),
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
         )
@@ -102,12 +112,28 @@ def build_workers(
 
 @asynccontextmanager
 async def running_workers(
-    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+    client: Client,
+    tenants: TenantRegistry,
+    http: httpx.AsyncClient,
+    task_queue: str,
+    share_limits: bool = False,
 ) -> AsyncIterator[None]:
+    """``share_limits``: pace each tenant at this process's share of its limit among all the
+    processes polling the tenant's queue (workers/rate_share.py)."""
+    ehr_steps = EhrSteps(tenants, http)
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, tenants, http, task_queue):
+        for worker in build_workers(client, tenants, http, task_queue, ehr_steps):
             await stack.enter_async_context(worker)
-        yield
+        sharing = (
+            asyncio.create_task(keep_sharing_limits(client, ehr_steps, tenants, task_queue))
+            if share_limits
+            else None
+        )
+        try:
+            yield
+        finally:
+            if sharing is not None:
+                sharing.cancel()
 
 
 def ehr_http_client() -> httpx.AsyncClient:
@@ -123,11 +149,26 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
+    health = Health()
+    telemetry = configure_from_env(settings)
+    if telemetry.exporters:
+        log.info("telemetry to %s", ", ".join(telemetry.exporters))
+    async with AsyncExitStack() as probes:
+        probes.callback(telemetry.shutdown)
+        if settings.health_port is not None:
+            await probes.enter_async_context(serving_health(health, settings.health_port))
+        client = await connect(settings.temporal_address, settings.namespace, wait_seconds=30)
+        await _serve_until_stopped(client, settings, tenants, health, stop)
+
+
+async def _serve_until_stopped(
+    client: Client, settings: Settings, tenants: TenantRegistry, health: Health, stop: asyncio.Event
+) -> None:
     async with (
         ehr_http_client() as http,
-        running_workers(client, tenants, http, settings.task_queue),
+        running_workers(client, tenants, http, settings.task_queue, share_limits=True),
     ):
+        health.ready = True
         log.info(
             "worker ready: task queue %s, tenants %s from %s",
             settings.task_queue,
@@ -136,3 +177,6 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
         )
         print(f"{WORKER_READY} on task queue '{settings.task_queue}'", flush=True)
         await stop.wait()
+        # Draining: readiness fails while the workers finish in-flight tasks (graceful timeout).
+        health.ready = False
+        log.info("stopping: finishing in-flight tasks")

@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import search_attributes as sa
+from workflows import write_metrics
 from workflows.budgets import BUDGETS
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import (
@@ -145,6 +146,8 @@ class ClinicalSaga:
         self._status.state = state
         self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
         workflow.upsert_search_attributes(updates)
+        if state.is_settled:
+            write_metrics.settled(self._status)
 
     def _step(self, name: str) -> SagaStepStatus:
         return next(step for step in self._status.steps if step.name == name)

@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
+from workflows import write_metrics
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     EhrExchange,
@@ -232,6 +233,8 @@ class ClinicalWrite:
         self._status.state = state
         self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
         self._search_updates.append(sa.STATE.value_set(state.value))
+        if state.is_settled:
+            write_metrics.settled(self._status)
         if state in sa.PUBLISHED_STATES:
             # one upsert (one history event, one visibility write) for everything since the last
             workflow.upsert_search_attributes(self._search_updates)
@@ -384,8 +387,11 @@ class ClinicalWrite:
                         f"retry budget ({self._command.urgency.value}) spent after {attempt} "
                         f"attempts; last: {failure.reason}",
                     ) from None
+                write_metrics.retried(self._status, failure.error_class)
                 await workflow.sleep(delay)
                 continue
+            if not receipt.created:
+                write_metrics.joined_existing(self._status)
             how = "created" if receipt.created else "already present"
             self._log("write", attempt, f"HTTP {receipt.status_code}: {how}")
             self._acknowledge(receipt, f"{how} (HTTP {receipt.status_code})")

@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
+from workflows import write_metrics
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     Resolution,
@@ -102,6 +103,7 @@ class ReconcileFinding:
                 ),
             ]
         )
+        write_metrics.settled(self._status)  # counted as a reconciliation mismatch, by kind
         if finding.kind is FindingKind.DUPLICATE and finding.auto_remediate:
             await self._remediate("tenant policy: auto-remediate duplicates")
         while self._status.state is WriteState.MISMATCH:

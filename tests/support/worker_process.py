@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 class WorkerProcess:
     """``python -m workers worker`` as a child process (so a test can SIGKILL it)."""
 
-    def __init__(self, address: str, task_queue: str, tenants_file: Path, log: Path) -> None:
+    def __init__(
+        self,
+        address: str,
+        task_queue: str,
+        tenants_file: Path,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         env = {
             **os.environ,
+            **(extra_env or {}),
             "TEMPORAL_ADDRESS": address,
             "WRITEBACK_TASK_QUEUE": task_queue,
             "PYTHONPATH": str(ROOT),
@@ -35,6 +44,11 @@ class WorkerProcess:
         if "worker ready" not in line:
             self.stop()
             raise RuntimeError(f"worker did not start: {line!r}; see {log}")
+
+    @property
+    def identity(self) -> str:
+        """The Temporal worker identity this process polls with (the SDK's default)."""
+        return f"{self.proc.pid}@{socket.gethostname()}"
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from support.audit import resources_for_command, resources_for_patient
 from support.sandbox_process import SandboxProcess
+from support.updates import chart_observation, clinician_edits, conflicting_update, our_update
 from support.workflow_runs import command, run_to_end, wait_for_state, wait_until_settled
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,13 +20,11 @@ from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
 from workers import samples
 from workers.client import DecisionRefused, WritebackClient
 from workflows.contract import (
-    Interaction,
     Resolution,
     ResolutionAction,
     Urgency,
     WriteCommand,
     WriteState,
-    WriteStatus,
 )
 
 HANG_ON_CREATE = {"kind": "commit_then_hang", "seconds": 3, "method": "POST"}
@@ -162,38 +161,6 @@ async def test_several_resources_for_one_command_wait_for_a_person_to_choose(
 # --- updates --------------------------------------------------------------------------------
 
 
-async def chart_observation(http: httpx.AsyncClient, tenant: str) -> dict[str, Any]:
-    """An Observation already in the chart (written by someone else), version 1."""
-    response = await http.post(
-        f"/fhir/{tenant}/Observation",
-        json=samples.heart_rate(f"upd-{uuid.uuid4().hex[:6]}", 70),
-        headers={"Prefer": "return=representation"},
-    )
-    location = response.headers["Location"]
-    resource_id = location.split("Observation/")[-1].split("/")[0]
-    read = await http.get(f"/fhir/{tenant}/Observation/{resource_id}")
-    return dict(read.json())
-
-
-async def clinician_edits(http: httpx.AsyncClient, tenant: str, resource: dict[str, Any]) -> None:
-    response = await http.put(f"/fhir/{tenant}/Observation/{resource['id']}", json=resource)
-    assert response.status_code == 200, response.text
-
-
-def our_update(tenant: str, key: str, current: dict[str, Any], value: float) -> Any:
-    desired = {k: v for k, v in current.items() if k != "meta"}
-    desired["valueQuantity"] = {**current["valueQuantity"], "value": value}
-    desired["status"] = "amended"
-    return command(
-        tenant,
-        key,
-        desired,
-        interaction=Interaction.UPDATE,
-        target=f"Observation/{current['id']}",
-        base_version=current["meta"]["versionId"],
-    )
-
-
 @pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner", "patch-r4"])
 async def test_update_of_the_current_version_is_verified(
     writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, key: str
@@ -235,19 +202,6 @@ async def test_a_race_lost_on_if_match_reads_again(
     )
     status = await run_to_end(writeback, our_update(tenant, key, current, 76))
     assert status.state is WriteState.VERIFIED
-
-
-async def conflicting_update(
-    writeback: WritebackClient, http: httpx.AsyncClient, tenant: str, key: str
-) -> tuple[dict[str, Any], WriteStatus]:
-    """A clinician changes the value (to 99) after the user saw version 1; our update changes it
-    too (to 75). Returns the chart's version 1 and the status the write settles in."""
-    current = await chart_observation(http, tenant)
-    theirs = {**current, "valueQuantity": {**current["valueQuantity"], "value": 99}}
-    await clinician_edits(http, tenant, theirs)
-    cmd = our_update(tenant, key, current, 75)
-    await writeback.submit(cmd)
-    return current, await writeback.wait(cmd.workflow_id)
 
 
 async def test_overlapping_changes_are_a_conflict_and_override_writes_ours(
