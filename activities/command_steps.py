@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.errors import ErrorClass, step_failure
 from activities.models import AuthorizationRecord, CommandInput, ValidatedWrite, WritePlan
+from adapters.clinical_semantics import ClinicalContext
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
@@ -34,8 +35,11 @@ class CommandSteps:
     @activity.defn(name="validate")
     async def validate(self, command: CommandInput) -> ValidatedWrite:
         tenant = self._tenant(command.tenant)
+        # the workflow's clock, so every attempt judges "the future" against the same instant
+        now = command.requested_at or activity.info().current_attempt_scheduled_time
+        context = ClinicalContext(now=now, require_encounter=tenant.require_encounter)
         try:
-            resource_type = validate_resource(command.resource)
+            resource_type = validate_resource(command.resource, context)
         except ResourceInvalid as exc:
             raise step_failure(ErrorClass.VALIDATION, str(exc)) from None
         return ValidatedWrite(

@@ -228,6 +228,16 @@ class EhrSteps:
             resource.setdefault("meta", {})["versionId"] = version
         return resource
 
+    async def search(self, tenant_id: str, query: str, request_id: str) -> list[dict[str, Any]]:
+        """The resources a search (``Type?param=…``) finds, for steps other than the write
+        (identity crosswalk), through the same breaker, pacer and token as the write."""
+        tenant = self._tenant(tenant_id)
+        response = await self._send(tenant, "GET", query, request_id)
+        if response.status_code != 200:
+            raise self._fail_for(response, f"search {query.split('?')[0]}")
+        entries = (json_body(response) or {}).get("entry") or []
+        return [e["resource"] for e in entries if isinstance(e, dict) and "resource" in e]
+
     @activity.defn(name="update")
     async def update(self, order: EhrUpdate) -> WriteReceipt:
         """Write the user's version over the current one, merging a newer EHR version when the

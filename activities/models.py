@@ -21,6 +21,9 @@ class CommandInput(BaseModel):
     target: str | None = None
     requested_by: str
     on_behalf_of: str | None = None
+    requested_at: datetime | None = Field(
+        default=None, description="workflow time: clinical times are judged against it"
+    )
 
 
 class ValidatedWrite(BaseModel):

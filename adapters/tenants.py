@@ -102,6 +102,18 @@ class BreakerSettings(BaseModel):
     cooldown_seconds: float = Field(default=10.0, gt=0)
 
 
+class CrosswalkSettings(BaseModel):
+    """How internal ids (``Patient/internal:123``) are found in this tenant's EHR: its records
+    carry our internal id as an identifier under ``identifier_system``, searched per type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    identifier_system: str = "urn:writeback:internal-id"
+    types: list[str] = Field(
+        default_factory=lambda: ["Patient", "Encounter", "Practitioner", "Organization"]
+    )
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -118,6 +130,11 @@ class Tenant(BaseModel):
         default=None, gt=0, description="EHR requests/s across all workers (server-enforced)"
     )
     breaker: BreakerSettings = BreakerSettings()
+    # onboarding: clinical policy and identity crosswalk (see README "Onboarding a tenant")
+    require_encounter: bool = Field(
+        default=False, description="writes must reference an Encounter (clinical semantics)"
+    )
+    crosswalk: CrosswalkSettings = CrosswalkSettings()
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")

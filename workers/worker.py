@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.command_steps import CommandSteps
+from activities.crosswalk import Crosswalk
+from activities.crosswalk_store import CROSSWALK_URL_ENV, CrosswalkStore, open_crosswalk
 from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
 from workers.settings import Settings
@@ -52,6 +55,7 @@ def build_workers(
     queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
     command_steps = CommandSteps(tenants)
     ehr_steps = EhrSteps(tenants, http)
+    crosswalk = Crosswalk(tenants, ehr_steps, crosswalk_store())
     workers = [
         Worker(
             client,
@@ -71,12 +75,25 @@ def build_workers(
             Worker(
                 client,
                 task_queue=ehr_task_queue(task_queue, tenant.id),
-                activities=[ehr_steps.write, ehr_steps.update, ehr_steps.locate, ehr_steps.verify],
+                activities=[
+                    ehr_steps.write,
+                    ehr_steps.update,
+                    ehr_steps.locate,
+                    ehr_steps.verify,
+                    crosswalk.resolve,
+                ],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
         )
     return workers
+
+
+def crosswalk_store() -> CrosswalkStore:
+    """``$WRITEBACK_CROSSWALK_URL`` (a ``postgresql://`` URI or a SQLite path), else a SQLite file
+    in the state directory."""
+    location = os.environ.get(CROSSWALK_URL_ENV)
+    return open_crosswalk(location or str(Settings.from_env().state_dir / "crosswalk.db"))
 
 
 @asynccontextmanager
