@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from support.sandbox_process import SandboxProcess, ident, new_cmd, observation, poll_until
 
 
@@ -385,3 +386,29 @@ def test_stats_per_second_histogram(client: httpx.Client, tenant: str) -> None:
     assert all(isinstance(s["t"], int) for s in stats["per_second"])
     assert stats["max_per_second"] == max(s["total"] for s in stats["per_second"])
     assert client.get("/_admin/stats/never-used").json()["total"] == 0
+
+
+def test_schema_drift_shows_in_the_capability_statement(client: httpx.Client, tenant: str) -> None:
+    ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
+    assert "contained" not in client.get(f"/fhir/{tenant}/metadata").json()
+    client.post(
+        f"/_admin/faults/{tenant}",
+        json={
+            "drift": {
+                "required_fields": ["Observation.performer"],
+                "removed_extensions": [ext],
+                "code_bindings": {"Observation.code": "http://loinc.org"},
+            }
+        },
+    )
+    statement = client.get(f"/fhir/{tenant}/metadata").json()
+    CapabilityStatement.model_validate(statement)
+    obs = {x["type"]: x for x in statement["rest"][0]["resource"]}["Observation"]
+    profiles = {c["id"]: c for c in statement["contained"]}
+    elements = profiles[obs["profile"].lstrip("#")]["differential"]["element"]
+    by_id = {e["id"]: e for e in elements}
+    assert by_id["Observation.performer"]["min"] == 1
+    assert by_id["Observation.code"]["binding"]["valueSet"] == "http://loinc.org"
+    assert by_id[f"Observation.extension:{ext}"]["max"] == "0"
+    client.delete(f"/_admin/faults/{tenant}")
+    assert "contained" not in client.get(f"/fhir/{tenant}/metadata").json()
