@@ -31,6 +31,7 @@ from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
 from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
 from adapters.merge import json_patch, three_way_merge
+from adapters.schema_drift import drift_fields
 from adapters.tenants import Tenant, TenantRegistry
 
 #: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
@@ -130,6 +131,12 @@ class EhrSteps:
         return response
 
     def _fail_for(self, response: httpx.Response, what: str) -> Exception:
+        if fields := drift_fields(response.status_code, json_body(response)):
+            return step_failure(
+                ErrorClass.SCHEMA_DRIFT,
+                f"schema drift at {', '.join(fields)}: {what}: {outcome_summary(response)}; the "
+                "tenant's contract changed — run `writeback tenants check` and update its adapter",
+            )
         return step_failure(
             error_class_for_status(response.status_code),
             f"{what}: {outcome_summary(response)}",

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         WriteReceipt,
     )
     from adapters.internal_refs import has_internal_refs
+    from adapters.schema_drift import dropped_extensions
 
 #: The pure steps retry only on infrastructure hiccups, never on a decided failure.
 _PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
@@ -405,6 +406,12 @@ class ClinicalWrite:
             return StepFailed(ErrorClass.NOT_FOUND.value, "read-back did not find the resource")
         differing = ", ".join(verification.differences[:10])
         self._log("verify", 1, f"differs at {differing}")
+        if dropped_extensions(verification.differences):
+            return StepFailed(
+                ErrorClass.SCHEMA_DRIFT.value,
+                f"schema drift at {differing}: the EHR stored {self._status.resource} without "
+                "these extensions (no longer accepted); a person must review the stored resource",
+            )
         return StepFailed(ErrorClass.MISMATCH.value, f"read-back differs at {differing}")
 
     async def _check(self) -> None:
@@ -412,6 +419,10 @@ class ClinicalWrite:
         failure = await self._verification_failure()
         if failure is None:
             self._move(WriteState.VERIFIED, "read-back matches what was sent")
+        elif failure.error_class == ErrorClass.SCHEMA_DRIFT and workflow.patched(
+            "schema-drift-rejects"
+        ):
+            self._fail(WriteState.REJECTED, failure)
         else:
             self._fail(WriteState.PENDING_CONFIRMATION, failure)
 
