@@ -35,6 +35,7 @@ from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
 from workers.settings import Settings
+from workers.tenants_cli import add_tenants_commands
 from workflows.contract import (
     Interaction,
     Urgency,
@@ -233,6 +234,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
 
     add_review_commands(sub)
+    add_tenants_commands(sub)
     return top
 
 
