@@ -37,7 +37,9 @@ class CommandSteps:
         tenant = self._tenant(command.tenant)
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
-        context = ClinicalContext(now=now, require_encounter=tenant.require_encounter)
+        context = None
+        if tenant.adapter_version.checks_clinical_semantics:
+            context = ClinicalContext(now=now, require_encounter=tenant.require_encounter)
         try:
             resource_type = validate_resource(command.resource, context)
         except ResourceInvalid as exc:
@@ -48,6 +50,7 @@ class CommandSteps:
             resource_type=resource_type,
             ehr_timeout_seconds=tenant.timeout_seconds,
             search_lag_seconds=tenant.capabilities.search_lag_seconds,
+            adapter_version=tenant.adapter_version.value,
         )
 
     @activity.defn(name="map")

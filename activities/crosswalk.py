@@ -83,7 +83,8 @@ class Crosswalk:
                 from_store += 1
             tenant_ids[key] = mapping.tenant_id
         resolved = with_tenant_refs(order.resource, tenant_ids)
-        await self._check_encounter(order, resolved, tenant_ids, found)
+        if tenant.adapter_version.checks_clinical_semantics:
+            await self._check_encounter(order, resolved, tenant_ids, found)
         return CrosswalkResult(resource=resolved, from_store=from_store, learned=learned)
 
     async def _look_up(

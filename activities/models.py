@@ -32,6 +32,7 @@ class ValidatedWrite(BaseModel):
     resource_type: str
     ehr_timeout_seconds: float
     search_lag_seconds: float = 0.0
+    adapter_version: str = Field(default="1", description="the tenant's pin when validated")
 
 
 class WritePlan(BaseModel):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
+
 TENANTS_ENV = "WRITEBACK_TENANTS"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
@@ -135,6 +137,10 @@ class Tenant(BaseModel):
         default=False, description="writes must reference an Encounter (clinical semantics)"
     )
     crosswalk: CrosswalkSettings = CrosswalkSettings()
+    adapter_version: AdapterVersion = Field(
+        default=LATEST_ADAPTER_VERSION,
+        description="pinned adapter behaviour (adapters/versions.py)",
+    )
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")

@@ -149,3 +149,20 @@ def test_unknown_tenant_and_unreachable_server_are_usage_errors(tmp_path: Path) 
         "tenants", "check", "gone", "--tenants", str(tenants), "--state-dir", str(tmp_path)
     )
     assert done.returncode == 2 and "discovery failed" in done.stderr
+
+
+def test_a_mapping_recorded_by_hand_is_listed_with_its_provenance(
+    ehr: SandboxProcess, onboarding_tenant: str, tmp_path: Path
+) -> None:
+    tenants = tenants_toml(tmp_path / "t.toml", ehr, onboarding_tenant, MATCHING)
+    env = {"WRITEBACK_CROSSWALK_URL": str(tmp_path / "crosswalk.db")}
+    done = run_cli(
+        "tenants", "map", onboarding_tenant, "Patient", "p-42", "tp-9", "--by", "op-7",
+        "--tenants", str(tenants), env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = run_cli("tenants", "crosswalk", onboarding_tenant, "--tenants", str(tenants), env=env)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("Patient/internal:p-42 -> tp-9  [manual, ")
+    assert line.endswith(", writeback tenants map, by op-7]")

@@ -29,6 +29,7 @@ from workflows.contract import WriteState
 
 INTERNAL_SYSTEM = "urn:writeback:internal-id"
 STRICT = "strict-enc"  # a tenant whose policy requires an encounter on every write
+PINNED_V1 = "pinned-v1"  # a tenant still pinned to adapter version 1 (no clinical semantics)
 
 
 @pytest.fixture
@@ -51,7 +52,11 @@ async def onboarding(
         {**r4.model_dump(), "id": STRICT, "fhir_base_url": f"{ehr.url}/fhir/{STRICT}"}
         | {"require_encounter": True}
     )
-    registry = TenantRegistry([*tenants, strict], source="test")
+    pinned = Tenant.model_validate(
+        {**r4.model_dump(), "id": PINNED_V1, "fhir_base_url": f"{ehr.url}/fhir/{PINNED_V1}"}
+        | {"adapter_version": "1"}
+    )
+    registry = TenantRegistry([*tenants, strict, pinned], source="test")
     async with running_worker(time_skipping.client, registry) as client:
         yield client
 
@@ -271,3 +276,15 @@ async def test_write_inside_the_internal_encounter_is_verified_with_tenant_refer
     assert details.sent is not None
     assert details.sent["subject"]["reference"] == f"Patient/{patient_id}"
     assert details.sent["encounter"]["reference"] == f"Encounter/{visit_id}"
+
+
+async def test_tenant_pinned_to_adapter_v1_keeps_the_old_rules_until_its_pin_moves(
+    onboarding: WritebackClient, key: str
+) -> None:
+    resource = samples.heart_rate("p", 72)
+    resource["valueQuantity"]["value"] = 720  # implausible: adapter v2 rejects it
+    status = await run_to_end(onboarding, command(PINNED_V1, key, resource))
+    assert status.state is WriteState.VERIFIED
+    status = await run_to_end(onboarding, command("demo-r4", key, resource))
+    assert status.state is WriteState.REJECTED
+    assert status.reason and status.reason.startswith("valueQuantity.value: outside")
