@@ -101,7 +101,7 @@ class Crosswalk:
                 f"internal id (identifier system {system}); register the identifier on the "
                 f"tenant's {ref.resource_type} record, or add the mapping with "
                 f"`writeback tenants map {order.tenant} {ref.resource_type} <internal id> "
-                "<tenant id>`, then retry the write",
+                "<tenant id>`, then submit the write again under a new idempotency key",
             )
         mapping = Mapping(
             tenant=order.tenant,
