@@ -23,6 +23,7 @@ from temporalio.workflow import NondeterminismError
 
 from workers.worker import PASSTHROUGH_MODULES
 from workflows.clinical_write import ClinicalWrite
+from workflows.contract import WriteCommand, WriteStatus
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 RECORDED = {path.stem: path.read_text() for path in HISTORIES}
@@ -112,3 +113,42 @@ async def test_unguarded_command_change_fails_replay(v1_history: WorkflowHistory
 
 async def test_patched_command_change_replays(v1_history: WorkflowHistory) -> None:
     await Replayer(workflows=[ThrowawayPatched]).replay_workflow(v1_history)
+
+
+# --- the same on ClinicalWrite itself: a modified copy against the recorded release ------------
+
+
+@workflow.defn(name="ClinicalWrite", sandboxed=False)
+class ClinicalWriteUnguarded(ClinicalWrite):
+    """A 'next release' that starts every write with a new step and no version marker."""
+
+    @workflow.run
+    async def run(self, command: WriteCommand) -> WriteStatus:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(command)
+
+
+@workflow.defn(name="ClinicalWrite", sandboxed=False)
+class ClinicalWritePatched(ClinicalWrite):
+    """The same change behind ``workflow.patched``: recorded writes replay the old sequence."""
+
+    @workflow.run
+    async def run(self, command: WriteCommand) -> WriteStatus:
+        if workflow.patched("pause-before-validate"):
+            await workflow.sleep(timedelta(seconds=1))
+        return await super().run(command)
+
+
+def _released(name: str) -> WorkflowHistory:
+    return WorkflowHistory.from_json(f"replay-{name}", RECORDED[name])
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+async def test_unguarded_change_to_clinical_write_fails_replay_of_the_release(name: str) -> None:
+    with pytest.raises(NondeterminismError):
+        await _replayer(ClinicalWriteUnguarded).replay_workflow(_released(name))
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+async def test_patched_change_to_clinical_write_replays_the_release(name: str) -> None:
+    await _replayer(ClinicalWritePatched).replay_workflow(_released(name))

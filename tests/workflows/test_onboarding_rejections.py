@@ -106,22 +106,26 @@ def internal_id() -> str:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (lambda r: r["valueQuantity"].update(code="kg", unit="kg"), "valueQuantity.code"),
+        (lambda r, now: r["valueQuantity"].update(code="kg", unit="kg"), "valueQuantity.code"),
         (
-            lambda r: r.update(
-                effectiveDateTime=(datetime.now(UTC) + timedelta(days=1)).isoformat()
-            ),
+            # "the future" is the workflow's clock, which the test server skips ahead
+            lambda r, now: r.update(effectiveDateTime=(now + timedelta(days=1)).isoformat()),
             "effectiveDateTime",
         ),
-        (lambda r: r["valueQuantity"].update(value=720), "valueQuantity.value"),
+        (lambda r, now: r["valueQuantity"].update(value=720), "valueQuantity.value"),
     ],
     ids=["wrong-unit", "future-effective-time", "implausible-value"],
 )
 async def test_clinically_wrong_write_is_rejected_without_any_ehr_request(
-    onboarding: WritebackClient, ehr: SandboxProcess, key: str, change: Any, field: str
+    onboarding: WritebackClient,
+    time_skipping: WorkflowEnvironment,
+    ehr: SandboxProcess,
+    key: str,
+    change: Any,
+    field: str,
 ) -> None:
     resource = samples.heart_rate("wf-test", 72)
-    change(resource)
+    change(resource, await time_skipping.get_current_time())
     before = await requests_seen(ehr, "demo-r4")
     status = await run_to_end(onboarding, command("demo-r4", key, resource))
 
