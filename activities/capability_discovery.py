@@ -11,9 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
+from temporalio import activity
 
-from adapters.capability_profile import CapabilityProfile, build_profile
-from adapters.tenants import Tenant
+from activities.errors import ErrorClass, step_failure
+from adapters.capability_profile import (
+    CapabilityProfile,
+    build_profile,
+    config_mismatches,
+    profile_diff,
+)
+from adapters.tenants import Tenant, TenantRegistry
 
 FHIR_JSON = "application/fhir+json"
 
@@ -66,3 +74,48 @@ class ProfileStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(profile.model_dump_json(indent=2))
         return path
+
+
+class DiscoveryReport(BaseModel):
+    """What a discovery run found: changes since the last profile, mismatches with the config.
+    Capability facts only (no patient data): safe in history, logs and the Schedule's view."""
+
+    tenant: str
+    first_check: bool
+    changes: list[str]
+    mismatches: list[str]
+
+
+class CapabilityDiscovery:
+    """Discovery as an activity, for the per-tenant Temporal Schedule (``tenants schedule``)."""
+
+    def __init__(self, tenants: TenantRegistry, http: httpx.AsyncClient, store: ProfileStore):
+        self._tenants = tenants
+        self._http = http
+        self._store = store
+
+    @activity.defn(name="discover_capabilities")
+    async def run(self, tenant_id: str) -> DiscoveryReport:
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise step_failure(ErrorClass.VALIDATION, f"unknown tenant '{tenant_id}'")
+        try:
+            profile = await discover(tenant, self._http)
+        except DiscoveryFailed as exc:
+            raise step_failure(ErrorClass.TRANSIENT, str(exc)) from None
+        return check_and_store(tenant, profile, self._store)
+
+
+def check_and_store(
+    tenant: Tenant, profile: CapabilityProfile, store: ProfileStore
+) -> DiscoveryReport:
+    """Diff ``profile`` against the stored one, list config mismatches, store it as the last."""
+    previous = store.load(tenant.id)
+    report = DiscoveryReport(
+        tenant=tenant.id,
+        first_check=previous is None,
+        changes=profile_diff(previous, profile),
+        mismatches=config_mismatches(tenant, profile),
+    )
+    store.save(tenant.id, profile)
+    return report

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from activities.capability_discovery import DiscoveryFailed, ProfileStore, discover
+from activities.capability_discovery import (
+    DiscoveryFailed,
+    ProfileStore,
+    check_and_store,
+    discover,
+)
 from activities.crosswalk_store import Mapping
-from adapters.capability_profile import CapabilityProfile, config_mismatches, profile_diff
+from adapters.capability_profile import CapabilityProfile
 from adapters.internal_refs import CROSSWALK_TYPES
 from adapters.tenants import Tenant, load_tenants, resolve_tenants_path
-from workers.cli_support import EXIT_FAILED, EXIT_OK, UsageError
+from workers.cli_support import EXIT_FAILED, EXIT_OK, UsageError, connect_client
+from workers.discovery_schedule import schedule_discovery
 from workers.settings import Settings
 from workers.worker import crosswalk_store
 
@@ -50,30 +56,31 @@ async def cmd_check(args: argparse.Namespace) -> int:
             profile = await discover(tenant, http)
         except DiscoveryFailed as exc:
             raise UsageError(f"tenant '{tenant.id}': discovery failed: {exc}") from None
-    previous = store.load(tenant.id)
-    changes = profile_diff(previous, profile)
-    mismatches = config_mismatches(tenant, profile)
-    store.save(tenant.id, profile)
+    report = check_and_store(tenant, profile, store)
     if args.json:
-        out: dict[str, Any] = {
-            "tenant": tenant.id,
-            "profile": profile.model_dump(),
-            "first_check": previous is None,
-            "changes": changes,
-            "mismatches": mismatches,
-        }
-        print(json.dumps(out, indent=2))
+        print(json.dumps({**report.model_dump(), "profile": profile.model_dump()}, indent=2))
     else:
         print(f"tenant     {tenant.id} ({tenant.vendor.value}) {tenant.base_url()}")
         print("\n".join(profile_text(profile)))
-        if previous is None:
+        if report.first_check:
             print("changes    first check: profile stored")
         else:
-            print(f"changes    {len(changes)} since the last check")
-            print("\n".join(f"  {line}" for line in changes))
-        print(f"mismatches {len(mismatches)} with the tenant's configuration")
-        print("\n".join(f"  {line}" for line in mismatches))
-    return EXIT_FAILED if mismatches else EXIT_OK
+            print(f"changes    {len(report.changes)} since the last check")
+            print("\n".join(f"  {line}" for line in report.changes))
+        print(f"mismatches {len(report.mismatches)} with the tenant's configuration")
+        print("\n".join(f"  {line}" for line in report.mismatches))
+    return EXIT_FAILED if report.mismatches else EXIT_OK
+
+
+async def cmd_schedule(args: argparse.Namespace) -> int:
+    """Create (or replace) the tenant's discovery Schedule: a TenantDiscovery run every N hours."""
+    tenant = _tenant(args)
+    client = await connect_client()
+    schedule_id = await schedule_discovery(
+        client.temporal, tenant.id, client.task_queue, timedelta(hours=args.every_hours)
+    )
+    print(f"{schedule_id}: discovery every {args.every_hours:g} h")
+    return EXIT_OK
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -119,6 +126,13 @@ def add_tenants_commands(sub: Any) -> None:
     check.add_argument("--state-dir", help="where profiles are kept (default ./state)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=cmd_check)
+
+    schedule = commands.add_parser(
+        "schedule", help="re-run discovery on a Temporal Schedule (Temporal at $TEMPORAL_ADDRESS)"
+    )
+    common(schedule)
+    schedule.add_argument("--every-hours", type=float, default=24.0)
+    schedule.set_defaults(run=cmd_schedule)
 
     mapping = commands.add_parser("map", help="record an identity mapping by hand")
     common(mapping)

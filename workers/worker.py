@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.capability_discovery import CapabilityDiscovery, ProfileStore
 from activities.command_steps import CommandSteps
 from activities.crosswalk import Crosswalk
 from activities.crosswalk_store import CROSSWALK_URL_ENV, CrosswalkStore, open_crosswalk
@@ -24,6 +25,7 @@ from workers.settings import Settings
 from workers.temporal_client import connect
 from workflows.clinical_write import ClinicalWrite
 from workflows.task_queues import ehr_task_queue
+from workflows.tenant_discovery import TenantDiscovery
 
 log = logging.getLogger("writeback.worker")
 
@@ -56,11 +58,12 @@ def build_workers(
     command_steps = CommandSteps(tenants)
     ehr_steps = EhrSteps(tenants, http)
     crosswalk = Crosswalk(tenants, ehr_steps, crosswalk_store())
+    discovery = CapabilityDiscovery(tenants, http, ProfileStore(Settings.from_env().state_dir))
     workers = [
         Worker(
             client,
             task_queue=task_queue,
-            workflows=[ClinicalWrite],
+            workflows=[ClinicalWrite, TenantDiscovery],
             activities=[command_steps.validate, command_steps.map, command_steps.authorize],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(
@@ -81,6 +84,7 @@ def build_workers(
                     ehr_steps.locate,
                     ehr_steps.verify,
                     crosswalk.resolve,
+                    discovery.run,
                 ],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 graceful_shutdown_timeout=timedelta(seconds=10),
