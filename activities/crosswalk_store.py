@@ -71,80 +71,75 @@ class CrosswalkStore(Protocol):
     def mappings(self, tenant: str) -> list[Mapping]: ...
 
 
-class SqliteCrosswalk:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        with closing(self._connect()) as conn, conn:
-            conn.execute(_CREATE)
+class _SqlCrosswalk:
+    """The queries, shared by both databases (they differ only in the parameter marker)."""
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+    _MARK = "?"
+
+    def _run(self, sql: str, params: tuple[str, ...]) -> list[Any]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self._MARK)
 
     def get(self, tenant: str, resource_type: str, internal_id: str) -> Mapping | None:
-        with closing(self._connect()) as conn:
-            row = conn.execute(
+        rows = self._run(
+            self._sql(
                 f"SELECT {_COLUMNS} FROM crosswalk "
-                "WHERE tenant = ? AND resource_type = ? AND internal_id = ?",
-                (tenant, resource_type, internal_id),
-            ).fetchone()
-        return Mapping.from_row(row) if row else None
+                "WHERE tenant = ? AND resource_type = ? AND internal_id = ?"
+            ),
+            (tenant, resource_type, internal_id),
+        )
+        return Mapping.from_row(rows[0]) if rows else None
 
     def put(self, mapping: Mapping) -> None:
-        with closing(self._connect()) as conn, conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO crosswalk ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                mapping.row(),
-            )
+        self._run(
+            self._sql(
+                f"INSERT INTO crosswalk ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (tenant, resource_type, internal_id) DO UPDATE SET "
+                "tenant_id = excluded.tenant_id, source = excluded.source, "
+                "learned_at = excluded.learned_at, lookup = excluded.lookup"
+            ),
+            mapping.row(),
+        )
 
     def mappings(self, tenant: str) -> list[Mapping]:
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
+        rows = self._run(
+            self._sql(
                 f"SELECT {_COLUMNS} FROM crosswalk WHERE tenant = ? "
-                "ORDER BY resource_type, internal_id",
-                (tenant,),
-            ).fetchall()
+                "ORDER BY resource_type, internal_id"
+            ),
+            (tenant,),
+        )
         return [Mapping.from_row(row) for row in rows]
 
 
-class PostgresCrosswalk:
+class SqliteCrosswalk(_SqlCrosswalk):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._run(_CREATE, ())
+
+    def _run(self, sql: str, params: tuple[str, ...]) -> list[Any]:
+        with closing(sqlite3.connect(self._path, timeout=30)) as conn, conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn.execute(sql, params).fetchall()
+
+
+class PostgresCrosswalk(_SqlCrosswalk):
+    _MARK = "%s"
+
     def __init__(self, uri: str) -> None:
         import psycopg  # only deployments that configure PostgreSQL load the driver
 
         self._psycopg = psycopg
         self._uri = uri
-        with psycopg.connect(uri) as conn:
-            conn.execute(_CREATE)
+        self._run(_CREATE, ())
 
-    def get(self, tenant: str, resource_type: str, internal_id: str) -> Mapping | None:
+    def _run(self, sql: str, params: tuple[str, ...]) -> list[Any]:
         with self._psycopg.connect(self._uri) as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM crosswalk "
-                "WHERE tenant = %s AND resource_type = %s AND internal_id = %s",
-                (tenant, resource_type, internal_id),
-            ).fetchone()
-        return Mapping.from_row(row) if row else None
-
-    def put(self, mapping: Mapping) -> None:
-        with self._psycopg.connect(self._uri) as conn:
-            conn.execute(
-                f"INSERT INTO crosswalk ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (tenant, resource_type, internal_id) DO UPDATE SET "
-                "tenant_id = EXCLUDED.tenant_id, source = EXCLUDED.source, "
-                "learned_at = EXCLUDED.learned_at, lookup = EXCLUDED.lookup",
-                mapping.row(),
-            )
-
-    def mappings(self, tenant: str) -> list[Mapping]:
-        with self._psycopg.connect(self._uri) as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM crosswalk WHERE tenant = %s "
-                "ORDER BY resource_type, internal_id",
-                (tenant,),
-            ).fetchall()
-        return [Mapping.from_row(row) for row in rows]
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
 
 
 def open_crosswalk(location: str) -> CrosswalkStore:

@@ -13,6 +13,8 @@ from typing import Any
 
 INTERNAL_PREFIX = "internal:"
 CROSSWALK_TYPES = frozenset({"Patient", "Encounter", "Practitioner", "Organization"})
+#: FHIR's id syntax, for our internal ids and the tenant's alike.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _INTERNAL = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)/internal:(?P<id>[A-Za-z0-9\-.]{1,64})$")
 
 

@@ -19,7 +19,7 @@ from activities.capability_discovery import (
 )
 from activities.crosswalk_store import Mapping
 from adapters.capability_profile import CapabilityProfile
-from adapters.internal_refs import CROSSWALK_TYPES
+from adapters.internal_refs import CROSSWALK_TYPES, ID_PATTERN
 from adapters.tenants import Tenant, load_tenants, resolve_tenants_path
 from workers.cli_support import EXIT_FAILED, EXIT_OK, UsageError, connect_client
 from workers.discovery_schedule import schedule_discovery
@@ -85,6 +85,9 @@ async def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     tenant = _tenant(args)
+    for what in ("internal_id", "tenant_id"):
+        if not ID_PATTERN.match(getattr(args, what)):
+            raise UsageError(f"{what} must be 1-64 letters, digits, '-' or '.'")
     mapping = Mapping(
         tenant=tenant.id,
         resource_type=args.resource_type,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from temporalio.testing import WorkflowEnvironment
 from activities.command_steps import CommandSteps
 from activities.models import CommandInput
 from adapters.tenants import TenantRegistry
-from workers.client import WritebackClient
 from workflows.contract import WriteState
 
 HERE = Path(__file__).parent
@@ -32,14 +30,6 @@ FIXTURES = {
     f"{path.parent.name}/{path.stem}": json.loads(path.read_text())
     for path in sorted(HERE.glob("*/*.json"))
 }
-
-
-@pytest.fixture
-async def writeback(
-    time_skipping: WorkflowEnvironment, tenants: TenantRegistry
-) -> AsyncIterator[WritebackClient]:
-    async with running_worker(time_skipping.client, tenants) as client:
-        yield client
 
 
 def test_every_contract_tenant_is_a_configured_test_tenant(tenants: TenantRegistry) -> None:
@@ -92,12 +82,13 @@ def _assert_outcome(status: Any, outcome: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
 async def test_canonical_command_ends_as_the_contract_says_on_the_personality(
-    writeback: WritebackClient, name: str
+    time_skipping: WorkflowEnvironment, tenants: TenantRegistry, name: str
 ) -> None:
     fixture = FIXTURES[name]
     tenant = name.split("/")[0]
     key = f"contract-{uuid.uuid4().hex[:12]}"
-    status = await run_to_end(writeback, command(tenant, key, fixture["resource"]))
+    async with running_worker(time_skipping.client, tenants) as writeback:
+        status = await run_to_end(writeback, command(tenant, key, fixture["resource"]))
     _assert_outcome(status, fixture["outcome"])
     if fixture["accepted_request"] is None:
         assert status.attempts == 0

@@ -166,3 +166,17 @@ def test_a_mapping_recorded_by_hand_is_listed_with_its_provenance(
     (line,) = done.stdout.splitlines()
     assert line.startswith("Patient/internal:p-42 -> tp-9  [manual, ")
     assert line.endswith(", writeback tenants map, by op-7]")
+
+
+def test_a_malformed_id_is_refused_before_anything_is_stored(
+    ehr: SandboxProcess, onboarding_tenant: str, tmp_path: Path
+) -> None:
+    tenants = tenants_toml(tmp_path / "t.toml", ehr, onboarding_tenant, MATCHING)
+    env = {"WRITEBACK_CROSSWALK_URL": str(tmp_path / "crosswalk.db")}
+    done = run_cli(
+        "tenants", "map", onboarding_tenant, "Patient", "a b/c", "tp-9", "--by", "op-7",
+        "--tenants", str(tenants), env=env,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "internal_id must be 1-64 letters" in done.stderr
+    assert not (tmp_path / "crosswalk.db").exists()

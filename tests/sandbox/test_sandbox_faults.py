@@ -233,8 +233,7 @@ def test_stale_reads_after_update(client: httpx.Client, tenant: str) -> None:
     poll_until(lambda: client.get(f"{url}/{v1['id']}").json()["meta"]["versionId"] == "2", 5)
 
 
-def test_schema_drift(client: httpx.Client, tenant: str) -> None:
-    ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
+def _set_every_drift(client: httpx.Client, tenant: str, ext: str) -> None:
     client.post(
         f"/_admin/faults/{tenant}",
         json={
@@ -245,6 +244,11 @@ def test_schema_drift(client: httpx.Client, tenant: str) -> None:
             }
         },
     )
+
+
+def test_schema_drift(client: httpx.Client, tenant: str) -> None:
+    ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
+    _set_every_drift(client, tenant, ext)
     url = f"/fhir/{tenant}/Observation"
     missing = client.post(url, json=observation())
     assert missing.status_code == 422
@@ -391,16 +395,7 @@ def test_stats_per_second_histogram(client: httpx.Client, tenant: str) -> None:
 def test_schema_drift_shows_in_the_capability_statement(client: httpx.Client, tenant: str) -> None:
     ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
     assert "contained" not in client.get(f"/fhir/{tenant}/metadata").json()
-    client.post(
-        f"/_admin/faults/{tenant}",
-        json={
-            "drift": {
-                "required_fields": ["Observation.performer"],
-                "removed_extensions": [ext],
-                "code_bindings": {"Observation.code": "http://loinc.org"},
-            }
-        },
-    )
+    _set_every_drift(client, tenant, ext)
     statement = client.get(f"/fhir/{tenant}/metadata").json()
     CapabilityStatement.model_validate(statement)
     obs = {x["type"]: x for x in statement["rest"][0]["resource"]}["Observation"]
