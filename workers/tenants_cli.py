@@ -66,9 +66,11 @@ async def cmd_check(args: argparse.Namespace) -> int:
             print("changes    first check: profile stored")
         else:
             print(f"changes    {len(report.changes)} since the last check")
-            print("\n".join(f"  {line}" for line in report.changes))
+            for line in report.changes:
+                print(f"  {line}")
         print(f"mismatches {len(report.mismatches)} with the tenant's configuration")
-        print("\n".join(f"  {line}" for line in report.mismatches))
+        for line in report.mismatches:
+            print(f"  {line}")
     return EXIT_FAILED if report.mismatches else EXIT_OK
 
 
