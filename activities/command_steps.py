@@ -18,6 +18,7 @@ from activities.models import (
     ValidatedWrite,
     WritePlan,
 )
+from adapters.clinical_semantics import ClinicalContext
 from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.problems import ResourceInvalid
@@ -44,8 +45,13 @@ class CommandSteps:
     @activity.defn(name="validate")
     async def validate(self, command: CommandInput) -> ValidatedWrite:
         tenant = self._tenant(command.tenant)
+        # the workflow's clock, so every attempt judges "the future" against the same instant
+        now = command.requested_at or activity.info().current_attempt_scheduled_time
+        context = None
+        if tenant.adapter_version.checks_clinical_semantics:
+            context = ClinicalContext(now=now, require_encounter=tenant.require_encounter)
         try:
-            resource_type = validate_resource(command.resource)
+            resource_type = validate_resource(command.resource, context)
         except ResourceInvalid as exc:
             raise step_failure(ErrorClass.VALIDATION, str(exc)) from None
         return ValidatedWrite(
@@ -55,6 +61,7 @@ class CommandSteps:
             ehr_timeout_seconds=tenant.timeout_seconds,
             search_lag_seconds=tenant.capabilities.search_lag_seconds,
             reconcile_after_seconds=tenant.reconcile.after_hours * 3600,
+            adapter_version=tenant.adapter_version.value,
         )
 
     @activity.defn(name="map")

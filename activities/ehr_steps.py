@@ -55,6 +55,7 @@ from adapters.fhir_r4 import (
     differences,
 )
 from adapters.merge import json_patch, three_way_merge
+from adapters.schema_drift import drift_fields
 from adapters.tenants import Tenant, TenantRegistry
 
 #: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
@@ -163,6 +164,12 @@ class EhrSteps:
         return response
 
     def _fail_for(self, response: httpx.Response, what: str) -> Exception:
+        if fields := drift_fields(response.status_code, json_body(response)):
+            return step_failure(
+                ErrorClass.SCHEMA_DRIFT,
+                f"schema drift at {', '.join(fields)}: {what}: {outcome_summary(response)}; the "
+                "tenant's contract changed — run `writeback tenants check` and update its adapter",
+            )
         return step_failure(
             error_class_for_status(response.status_code),
             f"{what}: {outcome_summary(response)}",
@@ -260,6 +267,16 @@ class EhrSteps:
         if version := _version_of(resource, response):  # meta.versionId, else the ETag
             resource.setdefault("meta", {})["versionId"] = version
         return resource
+
+    async def search(self, tenant_id: str, query: str, request_id: str) -> list[dict[str, Any]]:
+        """The resources a search (``Type?param=…``) finds, for steps other than the write
+        (identity crosswalk), through the same breaker, pacer and token as the write."""
+        tenant = self._tenant(tenant_id)
+        response = await self._send(tenant, "GET", query, request_id)
+        if response.status_code != 200:
+            raise self._fail_for(response, f"search {query.split('?')[0]}")
+        entries = (json_body(response) or {}).get("entry") or []
+        return [e["resource"] for e in entries if isinstance(e, dict) and "resource" in e]
 
     @activity.defn(name="update")
     async def update(self, order: EhrUpdate) -> WriteReceipt:

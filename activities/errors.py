@@ -28,6 +28,8 @@ class ErrorClass(StrEnum):
     EHR_REJECTED = "ehr_rejected"  # any other 4xx: retrying cannot fix it
     MISMATCH = "mismatch"  # read-back found the resource, but not as we sent it
     COMPENSATION = "compensation"  # a saga could not withdraw a step it had written
+    UNMAPPED = "unmapped"  # an internal id has no identity in the tenant (identity crosswalk)
+    SCHEMA_DRIFT = "schema_drift"  # the tenant's contract changed: a new required field, binding…
 
 
 #: Only these retry automatically. An ambiguous create is retried because every create we send is

@@ -22,6 +22,9 @@ class CommandInput(BaseModel):
     target: str | None = None
     requested_by: str
     on_behalf_of: str | None = None
+    requested_at: datetime | None = Field(
+        default=None, description="workflow time: clinical times are judged against it"
+    )
 
 
 class ValidatedWrite(BaseModel):
@@ -31,6 +34,7 @@ class ValidatedWrite(BaseModel):
     ehr_timeout_seconds: float
     search_lag_seconds: float = 0.0
     reconcile_after_seconds: float = 0.0
+    adapter_version: str = Field(default="1", description="the tenant's pin when validated")
 
 
 class WritePlan(BaseModel):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
+
 TENANTS_ENV = "WRITEBACK_TENANTS"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
@@ -127,6 +129,18 @@ class ReconcileSettings(BaseModel):
     )
 
 
+class CrosswalkSettings(BaseModel):
+    """How internal ids (``Patient/internal:123``) are found in this tenant's EHR: its records
+    carry our internal id as an identifier under ``identifier_system``, searched per type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    identifier_system: str = "urn:writeback:internal-id"
+    types: list[str] = Field(
+        default_factory=lambda: ["Patient", "Encounter", "Practitioner", "Organization"]
+    )
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -144,6 +158,15 @@ class Tenant(BaseModel):
     )
     breaker: BreakerSettings = BreakerSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    # onboarding: clinical policy and identity crosswalk (see README "Onboarding a tenant")
+    require_encounter: bool = Field(
+        default=False, description="writes must reference an Encounter (clinical semantics)"
+    )
+    crosswalk: CrosswalkSettings = CrosswalkSettings()
+    adapter_version: AdapterVersion = Field(
+        default=LATEST_ADAPTER_VERSION,
+        description="pinned adapter behaviour (adapters/versions.py)",
+    )
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")

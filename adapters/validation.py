@@ -8,6 +8,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from adapters.clinical_semantics import ClinicalContext, semantic_problems
 from adapters.problems import Problem, ResourceInvalid
 from adapters.vital_signs import check_vital_sign
 
@@ -44,8 +45,9 @@ def _structure_problems(resource_type: str, resource: dict[str, Any]) -> list[Pr
     return []
 
 
-def validate_resource(resource: dict[str, Any]) -> str:
-    """Return the resource type when ``resource`` may be written; raise ResourceInvalid if not."""
+def validate_resource(resource: dict[str, Any], context: ClinicalContext | None = None) -> str:
+    """Return the resource type when ``resource`` may be written; raise ResourceInvalid if not.
+    With a ``context``, the clinical semantics (ranges, times, encounter) are checked as well."""
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or not resource_type:
         raise ResourceInvalid([Problem("resourceType", "missing")])
@@ -57,6 +59,8 @@ def validate_resource(resource: dict[str, Any]) -> str:
     problems = _structure_problems(resource_type, resource)
     if not problems:
         problems = _CLINICAL_RULES[resource_type](resource)
+    if not problems and context is not None:
+        problems = semantic_problems(resource, context)
     if problems:
         raise ResourceInvalid(problems)
     return resource_type

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sandbox.auth import ALGORITHMS
+from sandbox.drift import Drift, profile_elements
 from sandbox.personalities import Personality
 from sandbox.responses import Json
 from sandbox.search import REFERENCE_PARAMS, TOKEN_PARAMS
@@ -33,9 +34,33 @@ def _search_params() -> list[Json]:
     return params
 
 
-def capability_statement(p: Personality, base: str, auth_enabled: bool) -> Json:
-    """CapabilityStatement advertising what this personality really does."""
+def _drift_profile(drift: Drift, rtype: str, base: str) -> Json | None:
+    """A contained StructureDefinition constraining ``rtype`` the way the drift does."""
+    elements = profile_elements(drift, rtype)
+    if not elements:
+        return None
+    return {
+        "resourceType": "StructureDefinition",
+        "id": f"drift-{rtype}",
+        "url": f"{base}/StructureDefinition/drift-{rtype}",
+        "name": f"Sandbox{rtype}",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": rtype,
+        "baseDefinition": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        "derivation": "constraint",
+        "differential": {"element": elements},
+    }
+
+
+def capability_statement(
+    p: Personality, base: str, auth_enabled: bool, drift: Drift | None = None
+) -> Json:
+    """CapabilityStatement advertising what this personality really does; schema drift shows as
+    a contained profile on the drifted resource types."""
     resources = []
+    contained: list[Json] = []
     for rtype in ADVERTISED_TYPES:
         writable = not p.read_only and (p.writable_types is None or rtype in p.writable_types)
         codes = ["read", "search-type"]
@@ -61,6 +86,9 @@ def capability_statement(p: Personality, base: str, auth_enabled: bool) -> Json:
                 "searchParam": _search_params(),
             }
         )
+        if drift and (profile := _drift_profile(drift, rtype, base)):
+            contained.append(profile)
+            resources[-1]["profile"] = f"#{profile['id']}"
     rest: Json = {"mode": "server", "resource": resources}
     if p.batch_allowed:
         rest["interaction"] = [{"code": "batch"}, {"code": "transaction"}]
@@ -94,6 +122,8 @@ def capability_statement(p: Personality, base: str, auth_enabled: bool) -> Json:
         "format": ["json"],
         "rest": [rest],
     }
+    if contained:
+        statement["contained"] = contained
     if p.patch_allowed:
         statement["patchFormat"] = ["application/json-patch+json"]
     return statement

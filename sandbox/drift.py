@@ -66,6 +66,40 @@ def parse_drift(raw: Any) -> Drift:
     )
 
 
+def profile_elements(drift: Drift, rtype: str) -> list[Json]:
+    """The drift as StructureDefinition differential elements for ``rtype``, so that discovery
+    (``/metadata``) shows what writes will meet: ``min: 1`` for a newly required field, a
+    required binding for a changed code binding, ``max: "0"`` for a removed extension."""
+    elements: list[Json] = []
+    for path in drift.required_fields:
+        if path.split(".")[0] == rtype:
+            elements.append({"id": path, "path": path, "min": 1})
+    for path, system in drift.code_bindings:
+        if path.split(".")[0] == rtype:
+            elements.append(
+                {
+                    "id": path,
+                    "path": path,
+                    "binding": {
+                        "strength": "required",
+                        "description": f"codes from {system}",
+                        "valueSet": system,
+                    },
+                }
+            )
+    for url in sorted(drift.removed_extensions):
+        elements.append(
+            {
+                "id": f"{rtype}.extension:{url}",
+                "path": f"{rtype}.extension",
+                "sliceName": url,
+                "max": "0",
+                "type": [{"code": "Extension", "profile": [url]}],
+            }
+        )
+    return elements
+
+
 def values_at(body: Json, path: str) -> Iterator[Any]:
     """Values at ``Type.a.b`` (lists are walked); nothing if the type differs."""
     rtype, *steps = path.split(".")

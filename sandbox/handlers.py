@@ -65,7 +65,8 @@ def read_response(call: Call, v: Version) -> Response:
 
 async def metadata(call: Call) -> Response:
     enabled = call.sb.auth.enabled(call.env.tenant)
-    return fhir_response(200, capability_statement(call.env.p, call.env.base, enabled))
+    statement = capability_statement(call.env.p, call.env.base, enabled, call.env.drift)
+    return fhir_response(200, statement)
 
 
 async def create(call: Call) -> Response:

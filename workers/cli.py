@@ -39,6 +39,7 @@ from workers.saga_cli import add_saga_commands
 from workers.schedules import register_sweep_schedules
 from workers.settings import Settings, SettingsError
 from workers.temporal_client import connect
+from workers.tenants_cli import add_tenants_commands
 from workflows.contract import (
     Interaction,
     Urgency,
@@ -249,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     add_review_commands(sub)
     add_reconcile_commands(sub)
     add_saga_commands(sub)
+    add_tenants_commands(sub)
     return top
 
 

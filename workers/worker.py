@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,7 +15,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.capability_discovery import CapabilityDiscovery, ProfileStore
 from activities.command_steps import CommandSteps
+from activities.crosswalk import Crosswalk
+from activities.crosswalk_store import CROSSWALK_URL_ENV, CrosswalkStore, open_crosswalk
 from activities.ehr_steps import EhrSteps
 from activities.reconciliation import Reconciler
 from adapters.tenants import TenantRegistry
@@ -28,6 +32,7 @@ from workflows.clinical_write import ClinicalWrite
 from workflows.reconcile_finding import ReconcileFinding
 from workflows.reconcile_sweep import ReconcileSweep
 from workflows.task_queues import ehr_task_queue
+from workflows.tenant_discovery import TenantDiscovery
 
 log = logging.getLogger("writeback.worker")
 
@@ -67,11 +72,19 @@ def build_workers(
     queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
     command_steps = CommandSteps(tenants)
     ehr_steps = ehr_steps or EhrSteps(tenants, http)
+    crosswalk = Crosswalk(tenants, ehr_steps, crosswalk_store())
+    discovery = CapabilityDiscovery(tenants, http, ProfileStore(Settings.from_env().state_dir))
     workers = [
         Worker(
             client,
             task_queue=task_queue,
-            workflows=[ClinicalWrite, ClinicalSaga, ReconcileSweep, ReconcileFinding],
+            workflows=[
+                ClinicalWrite,
+                ClinicalSaga,
+                ReconcileSweep,
+                ReconcileFinding,
+                TenantDiscovery,
+            ],
             activities=[
                 command_steps.validate,
                 command_steps.map,
@@ -101,6 +114,8 @@ def build_workers(
                     ehr_steps.withdraw,
                     ehr_steps.scan,
                     ehr_steps.examine,
+                    crosswalk.resolve,
+                    discovery.run,
                 ],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 max_concurrent_activities=ehr_activity_slots(tenant.rate_limit_per_second),
@@ -108,6 +123,13 @@ def build_workers(
             )
         )
     return workers
+
+
+def crosswalk_store() -> CrosswalkStore:
+    """``$WRITEBACK_CROSSWALK_URL`` (a ``postgresql://`` URI or a SQLite path), else a SQLite file
+    in the state directory."""
+    location = os.environ.get(CROSSWALK_URL_ENV)
+    return open_crosswalk(location or str(Settings.from_env().state_dir / "crosswalk.db"))
 
 
 @asynccontextmanager

@@ -35,6 +35,7 @@ from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
+    from activities.crosswalk import Crosswalk, CrosswalkInput
     from activities.ehr_steps import EhrSteps
     from activities.errors import NON_RETRYABLE_TYPES, RETRYABLE, ErrorClass, full_jitter_delay
     from activities.models import (
@@ -47,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
         WriteReceipt,
     )
     from adapters.compensation import is_withdrawn
+    from adapters.internal_refs import has_internal_refs
+    from adapters.schema_drift import dropped_extensions
 
 #: The pure steps retry only on infrastructure hiccups, never on a decided failure.
 _PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
@@ -325,6 +328,7 @@ class ClinicalWrite:
             target=command.target,
             requested_by=command.requested_by,
             on_behalf_of=command.on_behalf_of,
+            requested_at=workflow.now(),
         )
         timeout, retry = _PURE_STEP_TIMEOUT, _PURE_STEP_RETRY
         try:
@@ -343,6 +347,8 @@ class ClinicalWrite:
                 ]
             )
             self._move(WriteState.VALIDATED)
+            if has_internal_refs(step.resource) and workflow.patched("identity-crosswalk"):
+                step = await self._crosswalk(step)
             self._plan = await workflow.execute_local_activity_method(
                 CommandSteps.map, step, start_to_close_timeout=timeout, retry_policy=retry
             )
@@ -355,6 +361,22 @@ class ClinicalWrite:
             WriteState.AUTHORIZED,
             f"by {authorization.requested_by}; scopes {' '.join(authorization.scopes)}",
         )
+
+    async def _crosswalk(self, step: CommandInput) -> CommandInput:
+        """Internal ids -> the tenant's ids (activities/crosswalk.py); a miss rejects the write."""
+        result = await workflow.execute_activity_method(
+            Crosswalk.resolve,
+            CrosswalkInput(
+                tenant=step.tenant,
+                request_id=self._request_id("crosswalk"),
+                resource=step.resource,
+                requested_at=workflow.now(),
+            ),
+            task_queue=self._ehr_queue,
+            start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
+            retry_policy=_READ_RETRY,
+        )
+        return step.model_copy(update={"resource": result.resource})
 
     async def _send(self, override: bool = False) -> None:
         """Attempt the write until acknowledged, a failure retrying cannot fix, or the urgency's
@@ -480,6 +502,12 @@ class ClinicalWrite:
             return StepFailed(ErrorClass.NOT_FOUND.value, "read-back did not find the resource")
         differing = ", ".join(verification.differences[:10])
         self._log("verify", 1, f"differs at {differing}")
+        if dropped_extensions(verification.differences):
+            return StepFailed(
+                ErrorClass.SCHEMA_DRIFT.value,
+                f"schema drift at {differing}: the EHR stored {self._status.resource} without "
+                "these extensions (no longer accepted); a person must review the stored resource",
+            )
         return StepFailed(ErrorClass.MISMATCH.value, f"read-back differs at {differing}")
 
     async def _check(self) -> None:
@@ -487,6 +515,10 @@ class ClinicalWrite:
         failure = await self._verification_failure()
         if failure is None:
             self._move(WriteState.VERIFIED, "read-back matches what was sent")
+        elif failure.error_class == ErrorClass.SCHEMA_DRIFT and workflow.patched(
+            "schema-drift-rejects"
+        ):
+            self._fail(WriteState.REJECTED, failure)
         else:
             self._fail(WriteState.PENDING_CONFIRMATION, failure)
 

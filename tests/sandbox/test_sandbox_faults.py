@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from support.sandbox_process import SandboxProcess, ident, new_cmd, observation, poll_until
 
 
@@ -232,8 +233,7 @@ def test_stale_reads_after_update(client: httpx.Client, tenant: str) -> None:
     poll_until(lambda: client.get(f"{url}/{v1['id']}").json()["meta"]["versionId"] == "2", 5)
 
 
-def test_schema_drift(client: httpx.Client, tenant: str) -> None:
-    ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
+def _set_every_drift(client: httpx.Client, tenant: str, ext: str) -> None:
     client.post(
         f"/_admin/faults/{tenant}",
         json={
@@ -244,6 +244,11 @@ def test_schema_drift(client: httpx.Client, tenant: str) -> None:
             }
         },
     )
+
+
+def test_schema_drift(client: httpx.Client, tenant: str) -> None:
+    ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
+    _set_every_drift(client, tenant, ext)
     url = f"/fhir/{tenant}/Observation"
     missing = client.post(url, json=observation())
     assert missing.status_code == 422
@@ -385,3 +390,20 @@ def test_stats_per_second_histogram(client: httpx.Client, tenant: str) -> None:
     assert all(isinstance(s["t"], int) for s in stats["per_second"])
     assert stats["max_per_second"] == max(s["total"] for s in stats["per_second"])
     assert client.get("/_admin/stats/never-used").json()["total"] == 0
+
+
+def test_schema_drift_shows_in_the_capability_statement(client: httpx.Client, tenant: str) -> None:
+    ext = "http://example.org/fhir/StructureDefinition/legacy-flag"
+    assert "contained" not in client.get(f"/fhir/{tenant}/metadata").json()
+    _set_every_drift(client, tenant, ext)
+    statement = client.get(f"/fhir/{tenant}/metadata").json()
+    CapabilityStatement.model_validate(statement)
+    obs = {x["type"]: x for x in statement["rest"][0]["resource"]}["Observation"]
+    profiles = {c["id"]: c for c in statement["contained"]}
+    elements = profiles[obs["profile"].lstrip("#")]["differential"]["element"]
+    by_id = {e["id"]: e for e in elements}
+    assert by_id["Observation.performer"]["min"] == 1
+    assert by_id["Observation.code"]["binding"]["valueSet"] == "http://loinc.org"
+    assert by_id[f"Observation.extension:{ext}"]["max"] == "0"
+    client.delete(f"/_admin/faults/{tenant}")
+    assert "contained" not in client.get(f"/fhir/{tenant}/metadata").json()

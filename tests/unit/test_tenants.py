@@ -13,6 +13,7 @@ from adapters.tenants import (
     load_tenants,
     resolve_tenants_path,
 )
+from adapters.versions import LATEST_ADAPTER_VERSION
 
 
 def test_default_file_ships_the_demo_tenants() -> None:
@@ -92,4 +93,18 @@ def test_unset_variable_without_default_is_named(
     monkeypatch.delenv("EHR_NOPE", raising=False)
     expected = r"tenant #1\.fhir_base_url: environment variable EHR_NOPE"
     with pytest.raises(TenantConfigError, match=expected):
+        load_tenants(path)
+
+
+def test_adapter_version_is_pinned_per_tenant_and_checked(tmp_path: Path) -> None:
+    base = '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "http://x/fhir"\n'
+    path = tmp_path / "t.toml"
+    path.write_text(base)
+    (tenant,) = load_tenants(path)
+    assert tenant.adapter_version is LATEST_ADAPTER_VERSION
+    path.write_text(base + 'adapter_version = "1"\n')
+    (tenant,) = load_tenants(path)
+    assert not tenant.adapter_version.checks_clinical_semantics
+    path.write_text(base + 'adapter_version = "9"\n')
+    with pytest.raises(TenantConfigError, match="adapter_version"):
         load_tenants(path)

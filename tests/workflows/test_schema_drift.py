@@ -1,0 +1,78 @@
+"""Schema drift at runtime: each of the sandbox's drift toggles makes the next write end
+``rejected`` with error class ``schema_drift`` and the field named — after one EHR attempt, never
+a crash and never a retry loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from support.workflow_runs import command, run_to_end
+
+from workers import samples
+from workers.client import WritebackClient
+from workflows.contract import WriteState
+
+LEGACY_EXTENSION = "http://example.org/fhir/StructureDefinition/legacy-flag"
+
+
+def with_legacy_extension(resource: dict[str, Any]) -> dict[str, Any]:
+    resource["extension"] = [{"url": LEGACY_EXTENSION, "valueBoolean": True}]
+    return resource
+
+
+@pytest.mark.parametrize(
+    ("drift", "field"),
+    [
+        ({"required_fields": ["Observation.performer"]}, "Observation.performer"),
+        ({"code_bindings": {"Observation.code": "http://snomed.info/sct"}}, "Observation.code"),
+    ],
+    ids=["newly-required-field", "changed-code-binding"],
+)
+async def test_drift_rejects_the_next_write_naming_the_field(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str, drift: Any, field: str
+) -> None:
+    assert (await faults.post("/_admin/faults/demo-r4", json={"drift": drift})).is_success
+    status = await run_to_end(writeback, command("demo-r4", key, samples.heart_rate("p", 72)))
+
+    assert status.state is WriteState.REJECTED
+    assert status.error_class == "schema_drift"
+    assert status.reason and status.reason.startswith(f"schema drift at {field}: ")
+    assert status.attempts == 1
+    assert [entry.step for entry in status.ehr_log] == ["write"]
+
+
+async def test_removed_extension_rejects_the_write_that_lost_it(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    drift = {"removed_extensions": [LEGACY_EXTENSION]}
+    assert (await faults.post("/_admin/faults/demo-r4", json={"drift": drift})).is_success
+    resource = with_legacy_extension(samples.heart_rate("p", 72))
+    status = await run_to_end(writeback, command("demo-r4", key, resource))
+
+    assert status.state is WriteState.REJECTED
+    assert status.error_class == "schema_drift"
+    assert status.reason and status.reason.startswith("schema drift at extension: ")
+    assert status.resource and status.resource in status.reason
+    assert status.attempts == 1
+
+
+async def test_writes_without_the_drifted_element_are_unaffected(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    drift = {"removed_extensions": [LEGACY_EXTENSION]}
+    assert (await faults.post("/_admin/faults/demo-r4", json={"drift": drift})).is_success
+    status = await run_to_end(writeback, command("demo-r4", key, samples.heart_rate("p", 72)))
+    assert status.state is WriteState.VERIFIED
+
+
+async def test_an_ordinary_ehr_validation_error_is_not_drift(
+    writeback: WritebackClient, key: str
+) -> None:
+    # Epic's vital-sign rule (status must be final) is a business rule, not a contract change
+    resource = samples.heart_rate("p", 72)
+    resource["status"] = "amended"
+    status = await run_to_end(writeback, command("demo-epic", key, resource))
+    assert status.state is WriteState.REJECTED
+    assert status.error_class == "validation"
