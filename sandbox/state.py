@@ -22,6 +22,8 @@ class Sandbox:
         self.stats = Stats()
         self.stale = StaleReads()
         self.in_flight: Counter[str] = Counter()
+        self.unity_tokens: set[str] = set()
+        """Veradigm Unity tokens handed out by GetToken (sandbox.proprietary)."""
 
     def reset(self, tenant: str | None = None) -> None:
         """Data, faults, tokens, stats and settings back to the configured start state."""
