@@ -10,8 +10,12 @@ before writing and sends ``If-Match`` where the tenant supports it.
 
 from __future__ import annotations
 
+import asyncio
+import os
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from temporalio import activity
@@ -29,8 +33,17 @@ from activities.fhir_http import (
 from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
 from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
-from adapters.fhir_r4 import FHIR_JSON, CreateRequest, DedupStrategy, differences
+from adapters import athena, epic, veradigm
+from adapters.clinical_notes import comparable
+from adapters.fhir_r4 import (
+    FHIR_JSON,
+    CreateRequest,
+    DedupStrategy,
+    differences,
+    fhir_query_params,
+)
 from adapters.merge import json_patch, three_way_merge
+from adapters.proprietary import AnswerKind, VendorCall, VendorRefused
 from adapters.tenants import Tenant, TenantRegistry
 
 #: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
@@ -63,6 +76,12 @@ class EhrSteps:
             for tenant in tenants
             if tenant.rate_limit_per_second
         }
+        self._slots = {
+            tenant.id: asyncio.Semaphore(tenant.max_concurrent_requests)
+            for tenant in tenants
+            if tenant.max_concurrent_requests
+        }
+        self._unity_tokens: dict[str, str] = {}
 
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.get(tenant_id)
@@ -83,9 +102,23 @@ class EhrSteps:
             response = await self._exchange(tenant, method, path, request_id, **kwargs)
         return response
 
+    @staticmethod
+    def _fhir_url(tenant: Tenant, path: str) -> str:
+        url = f"{tenant.base_url()}/{path}"
+        if params := fhir_query_params(tenant):
+            url += ("&" if "?" in path else "?") + urlencode(params)
+        return url
+
     async def _exchange(
-        self, tenant: Tenant, method: str, path: str, request_id: str, **kwargs: Any
+        self,
+        tenant: Tenant,
+        method: str,
+        path: str,
+        request_id: str,
+        url: str | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
+        """``url`` (a vendor's proprietary API) replaces the FHIR URL of ``path``."""
         attempt = activity.info().attempt
         breaker = self._breakers[tenant.id]
         what = f"{method} {path.split('?')[0]}"
@@ -100,19 +133,22 @@ class EhrSteps:
             "Accept": FHIR_JSON,
             "X-Request-Id": request_id,
             **kwargs.get("headers", {}),
-            **await self._auth.authorization(tenant, method, path),
+            **(await self._auth.authorization(tenant, method, path) if url is None else {}),
         }
         arguments = {key: value for key, value in kwargs.items() if key != "headers"}
         if pacer := self._pacers.get(tenant.id):
             await pacer.wait()
         try:
-            response = await self._http.request(
-                method,
-                f"{tenant.base_url()}/{path}",
-                headers=headers,
-                timeout=tenant.timeout_seconds,
-                **arguments,
-            )
+            async with AsyncExitStack() as stack:
+                if slot := self._slots.get(tenant.id):
+                    await stack.enter_async_context(slot)
+                response = await self._http.request(
+                    method,
+                    url or self._fhir_url(tenant, path),
+                    headers=headers,
+                    timeout=tenant.timeout_seconds,
+                    **arguments,
+                )
         except _NOT_SENT as exc:
             breaker.record_failure()
             raise step_failure(
@@ -175,6 +211,16 @@ class EhrSteps:
             existing = await self._find_existing(tenant, request, order.request_id)
             if existing:
                 return self._receipt_from_existing(request, existing, 200)
+        if request.vendor_call is not None:
+            stored_id = await self._call_vendor(tenant, request.vendor_call, order.request_id)
+            return WriteReceipt(
+                resource_type=request.resource_type,
+                id=stored_id,
+                version=None,
+                created=True,
+                dedup=request.dedup,
+                status_code=200,
+            )
         response = await self._send(
             tenant,
             "POST",
@@ -188,6 +234,8 @@ class EhrSteps:
                 ErrorClass.DUPLICATE,
                 "conditional create matched several resources for this command (HTTP 412)",
             )
+        if response.status_code == 400 and epic.reading_already_exists(json_body(response)):
+            return await self._already_filed(tenant, request, order.request_id)
         if response.status_code not in (200, 201):
             raise self._fail_for(response, f"create {request.resource_type}")
         body = json_body(response) or {}
@@ -209,6 +257,94 @@ class EhrSteps:
             dedup=request.dedup,
             status_code=response.status_code,
         )
+
+    async def _already_filed(
+        self, tenant: Tenant, request: CreateRequest, request_id: str
+    ) -> WriteReceipt:
+        """Epic answered 400 / 59189 "Reading already exists": the reading is on file (ours, from
+        an attempt whose answer was lost, or the same reading from another source). Find it and
+        take it as written; a different value at that time is a conflict for a person."""
+        ours = await self._find_existing(tenant, request, request_id)
+        if ours:
+            return self._receipt_from_existing(request, ours, 200)
+        same = request.model_copy(update={"dedup": DedupStrategy.FINGERPRINT})
+        found = await self._find_existing(tenant, same, request_id)
+        if found:
+            receipt = self._receipt_from_existing(same, found, 200)
+            # filed by someone else: it carries their identifier, not ours
+            return receipt.model_copy(update={"sent": same.comparable_body()})
+        raise step_failure(
+            ErrorClass.CONFLICT,
+            "Epic already holds a reading for this patient, code and time (59189) that does not "
+            "match this one: a person must decide",
+        )
+
+    async def _unity_token(self, tenant: Tenant, request_id: str, *, fresh: bool) -> str:
+        """A Veradigm Unity token (GetToken), kept per tenant until Unity refuses it."""
+        if not fresh and tenant.id in self._unity_tokens:
+            return self._unity_tokens[tenant.id]
+        api = tenant.vendor_api
+        assert api is not None
+        credentials = {
+            "Username": api.username or "",
+            "Password": os.environ.get(api.password_env or "", ""),
+        }
+        response = await self._send(
+            tenant,
+            "POST",
+            veradigm.GET_TOKEN,
+            request_id,
+            url=f"{api.base_url.rstrip('/')}/{veradigm.GET_TOKEN}",
+            headers={"Accept": "text/plain"},
+            json=credentials,
+        )
+        if response.status_code != 200:
+            raise self._fail_for(response, "Unity GetToken")
+        if not response.text or response.text.lower().startswith("error"):
+            raise step_failure(
+                ErrorClass.AUTHORIZATION,
+                f"Unity GetToken refused the credentials of tenant '{tenant.id}' "
+                "(vendor_api.username / password_env)",
+            )
+        self._unity_tokens[tenant.id] = response.text.strip()
+        return self._unity_tokens[tenant.id]
+
+    async def _call_vendor(self, tenant: Tenant, call: VendorCall, request_id: str) -> str:
+        """Send a proprietary write (athenaOne form POST, Unity MagicJson) and return the FHIR id
+        of what it stored. Unity gets a new token once when it refuses the cached one."""
+        api = tenant.vendor_api
+        if api is None:
+            raise step_failure(ErrorClass.VALIDATION, f"tenant '{tenant.id}' has no vendor_api")
+        url = f"{api.base_url.rstrip('/')}/{call.path}"
+        parse = veradigm.vendor_id if call.answer is AnswerKind.UNITY else athena.vendor_id
+        for fresh in (False, True):
+            if call.message is not None:
+                token = await self._unity_token(tenant, request_id, fresh=fresh)
+                payload: dict[str, Any] = {"json": {**call.message, "Token": token}}
+            else:
+                payload = {"data": call.form}
+            response = await self._send(
+                tenant,
+                "POST",
+                call.path,
+                request_id,
+                url=url,
+                headers={"Accept": "application/json"},
+                **payload,
+            )
+            if response.status_code != 200:
+                raise self._fail_for(response, f"{tenant.vendor.value} {call.action}")
+            try:
+                return call.id_prefix + parse(call, response.json())
+            except ValueError:
+                raise step_failure(
+                    ErrorClass.EHR_REJECTED, f"{call.action}: the answer is not JSON"
+                ) from None
+            except VendorRefused as refused:
+                if refused.token_expired and not fresh and call.message is not None:
+                    continue
+                raise step_failure(ErrorClass.EHR_REJECTED, str(refused)) from None
+        raise step_failure(ErrorClass.AUTHORIZATION, f"{call.action}: Unity refused a new token")
 
     @activity.defn(name="locate")
     async def locate(self, order: EhrLocate) -> WriteReceipt | None:
@@ -320,7 +456,8 @@ class EhrSteps:
         stored = await self._read(tenant, order.receipt.reference, order.request_id)
         if stored is None:
             return Verification(found=False)
-        mismatched = differences(order.expected, stored)
+        # notes are compared as text: EHRs re-encode them (Cerner stores XHTML as RTF)
+        mismatched = differences(comparable(order.expected), comparable(stored))
         return Verification(
             found=True,
             version=_version_of(stored),

@@ -8,6 +8,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from adapters.clinical_notes import check_clinical_note
 from adapters.problems import Problem, ResourceInvalid
 from adapters.vital_signs import check_vital_sign
 
@@ -17,6 +18,7 @@ __all__ = ["SUPPORTED_RESOURCE_TYPES", "Problem", "ResourceInvalid", "validate_r
 #: Clinical rules per resource type, on top of the R4 structure.
 _CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
     "Observation": check_vital_sign,
+    "DocumentReference": check_clinical_note,
 }
 
 SUPPORTED_RESOURCE_TYPES = frozenset(_CLINICAL_RULES)

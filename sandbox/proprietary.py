@@ -272,10 +272,14 @@ async def unity_get_token(call: Call) -> Response:
         creds = json.loads(await call.request.body())
     except ValueError:
         creds = None
-    if not isinstance(creds, dict) or not creds.get("Username") or not creds.get("Password"):
+    if (
+        not isinstance(creds, dict)
+        or not creds.get("Username")
+        or not isinstance(creds.get("Password"), str)
+    ):
         return PlainTextResponse("error: Username and Password are required")
     token = secrets.token_hex(16)
-    call.sb.unity_tokens.add(token)
+    call.sb.unity_tokens[call.env.tenant].add(token)
     return PlainTextResponse(token)
 
 
@@ -286,7 +290,7 @@ async def unity_magic(call: Call) -> Response:
         msg = None
     if not isinstance(msg, dict):
         return _unity_error("Magic error - request is not a JSON object")
-    if msg.get("Token") not in call.sb.unity_tokens:
+    if msg.get("Token") not in call.sb.unity_tokens[call.env.tenant]:
         return _unity_error("Magic error - Security token is invalid")
     action, patient = msg.get("Action"), str(msg.get("PatientID") or "")
     if not patient:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from sandbox.auth import AuthService
 from sandbox.config import SandboxConfig
@@ -22,8 +22,8 @@ class Sandbox:
         self.stats = Stats()
         self.stale = StaleReads()
         self.in_flight: Counter[str] = Counter()
-        self.unity_tokens: set[str] = set()
-        """Veradigm Unity tokens handed out by GetToken (sandbox.proprietary)."""
+        self.unity_tokens: defaultdict[str, set[str]] = defaultdict(set)
+        """Veradigm Unity tokens handed out by GetToken, per tenant (sandbox.proprietary)."""
 
     def reset(self, tenant: str | None = None) -> None:
         """Data, faults, tokens, stats and settings back to the configured start state."""
@@ -33,3 +33,5 @@ class Sandbox:
         self.auth.reset(tenant)
         self.stats.reset(tenant)
         self.stale.clear(tenant)
+        for name in [tenant] if tenant else list(self.unity_tokens):
+            self.unity_tokens.pop(name, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,3 +62,40 @@ def body_temperature(patient: str, celsius: float, when: datetime | None = None)
     resource["code"] = _loinc("8310-5", "Body temperature")
     resource["valueQuantity"] = _quantity(celsius, "Cel")
     return resource
+
+
+def clinical_note(
+    patient: str,
+    text: str,
+    encounter: str | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> dict[str, Any]:
+    """A US Core clinical note (progress note); ``text`` is sent base64-encoded as is."""
+    note: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "type": _loinc("11506-3", "Progress note"),
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+                        "code": "clinical-note",
+                    }
+                ]
+            }
+        ],
+        "subject": {"reference": f"Patient/{patient}"},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "content": [
+            {
+                "attachment": {
+                    "contentType": content_type,
+                    "data": base64.b64encode(text.encode()).decode(),
+                }
+            }
+        ],
+    }
+    if encounter:
+        note["context"] = {"encounter": [{"reference": f"Encounter/{encounter}"}]}
+    return note

@@ -21,6 +21,9 @@ class TenantSpec:
     patch: bool = False
     #: SMART Backend Services: (client id, algorithm, scope style); keys come from smart_keys
     smart: tuple[str, str, str] | None = None
+    #: proprietary write API: TOML inline-table fields after base_url ("{sandbox}" is the URL)
+    vendor_api: str | None = None
+    max_concurrent: int | None = None
 
 
 TEST_TENANTS = [
@@ -41,7 +44,30 @@ TEST_TENANTS = [
     TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
     TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),
     TenantSpec("smart-narrow", "generic_r4", "r4", True, True, smart=("wb-nc", "RS384", "v2")),
+    # proprietary write APIs (athenaOne chart API, Veradigm Unity); FHIR only to read back
+    TenantSpec(
+        "demo-athena",
+        "athena",
+        "athena",
+        False,
+        False,
+        writable='["create"]',
+        vendor_api='practice_id = "195900", department_id = "1"',
+        max_concurrent=25,
+    ),
+    TenantSpec(
+        "demo-veradigm",
+        "veradigm",
+        "veradigm",
+        False,
+        False,
+        writable='["create"]',
+        vendor_api='app_name = "writeback", app_user = "wb", username = "wb"',
+    ),
 ]
+
+#: Where each proprietary personality serves its vendor API in the sandbox.
+_VENDOR_API_ROOT = {"athena": "athena", "veradigm": "unity"}
 
 
 def personality_args() -> list[str]:
@@ -67,8 +93,14 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
             f"timeout_seconds = {t.timeout}\n"
             f"capabilities = {{ conditional_create = {_toml(t.conditional_create)}, "
             f"if_match = {_toml(t.if_match)}, drops_identifiers = {_toml(t.drops_identifiers)}, "
-            f"patch = {_toml(t.patch)}, writable = {{ Observation = {t.writable} }} }}\n"
+            f"patch = {_toml(t.patch)}, writable = {{ Observation = {t.writable}, "
+            f"DocumentReference = {t.writable} }} }}\n"
         )
+        if t.vendor_api:
+            root = f"{sandbox_url}/{_VENDOR_API_ROOT[t.personality]}/{t.id}"
+            block += f'vendor_api = {{ base_url = "{root}", {t.vendor_api} }}\n'
+        if t.max_concurrent:
+            block += f"max_concurrent_requests = {t.max_concurrent}\n"
         if t.smart and keys_dir is not None:
             client_id, algorithm, style = t.smart
             block += (
