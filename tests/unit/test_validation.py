@@ -34,7 +34,9 @@ def test_missing_resource_type_is_named() -> None:
 
 def test_unsupported_resource_type_lists_what_is_supported() -> None:
     (problem,) = problems_of({"resourceType": "Patient", "name": [{"family": "Secret"}]})
-    assert problem == "resourceType: not a supported write type (supported: Observation)"
+    assert problem == (
+        "resourceType: not a supported write type (supported: DocumentReference, Observation)"
+    )
 
 
 def test_structure_errors_name_the_field_but_never_the_value() -> None:
