@@ -64,6 +64,17 @@ TEST_TENANTS = [
         writable='["create"]',
         vendor_api='app_name = "writeback", app_user = "wb", username = "wb"',
     ),
+    # an athena practice with a low concurrency limit: the adapter keeps under it
+    TenantSpec(
+        "busy-athena",
+        "athena",
+        "athena",
+        False,
+        False,
+        writable='["create"]',
+        vendor_api='practice_id = "195901", department_id = "1"',
+        max_concurrent=3,
+    ),
 ]
 
 #: Where each proprietary personality serves its vendor API in the sandbox.
