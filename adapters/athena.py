@@ -17,6 +17,7 @@ use ``a-{practiceid}.vitals-{vitalid}`` and ``a-{practiceid}.clinicaldocument-{i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from adapters.proprietary import (
     VendorRefused,
     loinc_codes,
     note_projection,
+    number,
     patient_id,
     readings,
     utc_time,
@@ -74,20 +76,36 @@ def fhir_params(tenant: Tenant) -> dict[str, str]:
     return {"ah-practice": f"Organization/a-1.Practice-{api.practice_id}"}
 
 
+#: Units athena does not record, converted into the one it does (its FHIR then shows that unit).
+CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
+    ("Cel", "[degF]"): lambda celsius: round(celsius * 9 / 5 + 32, 2),
+    ("kg", "g"): lambda kilograms: round(kilograms * 1000, 3),
+}
+
+
+def _in_athena_units(code: str, value: float, unit: str) -> tuple[str, int | float, str]:
+    if code not in VITAL_ELEMENTS:
+        raise ResourceInvalid([Problem("code", f"athenaOne has no vitals element for {code}")])
+    athena_unit = VITAL_ELEMENTS[code][1]
+    if unit == athena_unit:
+        return code, value, unit
+    convert = CONVERSIONS.get((unit, athena_unit))
+    if convert is None:
+        raise ResourceInvalid(
+            [Problem("valueQuantity.code", f"athenaOne records {code} in {athena_unit}")]
+        )
+    return code, number(convert(value)), athena_unit
+
+
 def _vitals(tenant: Tenant, resource: dict[str, Any]) -> tuple[VendorCall, dict[str, Any]]:
     api = _settings(tenant)
     when = utc_time(resource)
-    group = []
-    for code, value, unit in readings(resource):
-        if code not in VITAL_ELEMENTS:
-            raise ResourceInvalid([Problem("code", f"athenaOne has no vitals element for {code}")])
-        element, athena_unit = VITAL_ELEMENTS[code]
-        if unit != athena_unit:
-            raise ResourceInvalid(
-                [Problem("valueQuantity.code", f"athenaOne records {code} in {athena_unit}")]
-            )
-        taken = when.strftime("%m/%d/%Y %H:%M:%S")
-        group.append({"clinicalelementid": element, "value": str(value), "readingtaken": taken})
+    values = [_in_athena_units(*reading) for reading in readings(resource)]
+    taken = when.strftime("%m/%d/%Y %H:%M:%S")
+    group = [
+        {"clinicalelementid": VITAL_ELEMENTS[code][0], "value": str(value), "readingtaken": taken}
+        for code, value, _unit in values
+    ]
     call = VendorCall(
         answer=AnswerKind.ATHENA_VITALS,
         path=f"v1/{api.practice_id}/chart/{quote(patient_id(resource), safe='')}/vitals",
@@ -99,7 +117,7 @@ def _vitals(tenant: Tenant, resource: dict[str, Any]) -> tuple[VendorCall, dict[
         },
         id_prefix=f"a-{api.practice_id}.vitals-",
     )
-    return call, vital_projection(resource, when)
+    return call, vital_projection(resource, when, values)
 
 
 def _note(tenant: Tenant, resource: dict[str, Any]) -> tuple[VendorCall, dict[str, Any]]:

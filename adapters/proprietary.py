@@ -117,8 +117,13 @@ def readings(resource: dict[str, Any]) -> list[tuple[str, int | float, str]]:
     return [(loinc_codes(resource.get("code"))[0], number(q.get("value")), str(q.get("code")))]
 
 
-def vital_projection(resource: dict[str, Any], when: datetime) -> dict[str, Any]:
-    """The FHIR Observation the vendor's FHIR API shows for a vital sign written through it."""
+def vital_projection(
+    resource: dict[str, Any],
+    when: datetime,
+    values: list[tuple[str, int | float, str]] | None = None,
+) -> dict[str, Any]:
+    """The FHIR Observation the vendor's FHIR API shows for a vital sign written through it
+    (``values``: the readings as the vendor records them, when the adapter converted units)."""
     projection: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
@@ -126,7 +131,7 @@ def vital_projection(resource: dict[str, Any], when: datetime) -> dict[str, Any]
         "subject": {"reference": f"Patient/{patient_id(resource)}"},
         "effectiveDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    values = readings(resource)
+    values = readings(resource) if values is None else values
     if BLOOD_PRESSURE_PANEL in loinc_codes(resource.get("code")):
         projection["code"] = {"coding": [{"system": LOINC, "code": BLOOD_PRESSURE_PANEL}]}
         projection["component"] = [

@@ -97,18 +97,35 @@ async def test_lost_answer_from_a_proprietary_api_never_duplicates(
     assert resources_for_patient(ehr.db, tenant, f"Patient/{patient}") == 1
 
 
-async def test_athena_unit_it_does_not_record_is_rejected_before_any_call(
+async def test_athena_converts_celsius_into_the_unit_it_records(
     writeback: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """athenaOne records body temperature in [degF]: a Celsius reading is refused at the map
-    step, naming the field and the unit, and nothing reaches the EHR."""
-    before = (await faults.get("/_admin/stats/demo-athena")).json()["total"]
+    """athenaOne records body temperature in [degF]: the adapter sends 98.96 for 37.2 Cel and
+    verification expects what athena's FHIR shows, so the write ends verified."""
     cmd = command("demo-athena", key, samples.body_temperature(new_patient(), 37.2))
     status = await run_to_end(writeback, cmd)
 
+    assert status.state is WriteState.VERIFIED, status.reason
+    assert status.resource is not None
+    stored = await read_back(faults, "demo-athena", status.resource)
+    assert stored["valueQuantity"]["value"] == 98.96
+    assert stored["valueQuantity"]["code"] == "[degF]"
+
+
+async def test_athena_unit_it_cannot_convert_is_rejected_before_any_call(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    """A unit the adapter does not convert (height in inches) is refused at the map step, naming
+    the field and athena's unit; nothing reaches the EHR."""
+    height = samples.body_temperature(new_patient(), 70)
+    height["code"] = {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]}
+    height["valueQuantity"] = {**height["valueQuantity"], "unit": "[in_i]", "code": "[in_i]"}
+    before = (await faults.get("/_admin/stats/demo-athena")).json()["total"]
+    status = await run_to_end(writeback, command("demo-athena", key, height))
+
     assert status.state is WriteState.REJECTED
     assert status.error_class == "validation"
-    assert "valueQuantity.code" in (status.reason or "") and "[degF]" in (status.reason or "")
+    assert "valueQuantity.code" in (status.reason or "") and "cm" in (status.reason or "")
     assert (await faults.get("/_admin/stats/demo-athena")).json()["total"] == before
 
 
