@@ -66,7 +66,8 @@ def comparable(resource: dict[str, Any]) -> dict[str, Any]:
     return normalized
 
 
-def _codes(concept: Any, system: str) -> list[str]:
+def codes_in(concept: Any, system: str) -> list[str]:
+    """The codes of ``system`` in a CodeableConcept."""
     if not isinstance(concept, dict):
         return []
     return [
@@ -84,11 +85,11 @@ def check_clinical_note(resource: dict[str, Any]) -> list[Problem]:
     categories = [
         code
         for concept in resource.get("category", [])
-        for code in _codes(concept, NOTE_CATEGORY_SYSTEM)
+        for code in codes_in(concept, NOTE_CATEGORY_SYSTEM)
     ]
     if CLINICAL_NOTE not in categories:
         problems.append(Problem("category", f"needs the US Core '{CLINICAL_NOTE}' category"))
-    if not _codes(resource.get("type"), LOINC):
+    if not codes_in(resource.get("type"), LOINC):
         problems.append(Problem("type", "needs a LOINC note type (e.g. 11506-3 progress note)"))
     subject = (resource.get("subject") or {}).get("reference", "")
     if not str(subject).startswith("Patient/"):

@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from adapters.clinical_notes import CLINICAL_NOTE, LOINC, NOTE_CATEGORY_SYSTEM, note_text
+from adapters.clinical_notes import (
+    CLINICAL_NOTE,
+    LOINC,
+    NOTE_CATEGORY_SYSTEM,
+    codes_in,
+    note_text,
+)
 from adapters.problems import Problem, ResourceInvalid
 
 UCUM = "http://unitsofmeasure.org"
@@ -64,13 +70,7 @@ class VendorRefused(Exception):
 
 
 def loinc_codes(concept: Any) -> list[str]:
-    if not isinstance(concept, dict):
-        return []
-    return [
-        str(coding.get("code"))
-        for coding in concept.get("coding", [])
-        if isinstance(coding, dict) and coding.get("system") == LOINC
-    ]
+    return codes_in(concept, LOINC)
 
 
 def patient_id(resource: dict[str, Any]) -> str:
