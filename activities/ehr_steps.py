@@ -11,7 +11,6 @@ before writing and sends ``If-Match`` where the tenant supports it.
 from __future__ import annotations
 
 import asyncio
-import os
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
@@ -33,7 +32,8 @@ from activities.fhir_http import (
 from activities.models import EhrLocate, EhrUpdate, EhrVerify, EhrWrite, Verification, WriteReceipt
 from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
-from adapters import athena, epic, veradigm
+from activities.vendor_api import VendorApi
+from adapters import epic
 from adapters.clinical_notes import comparable
 from adapters.fhir_r4 import (
     FHIR_JSON,
@@ -43,7 +43,6 @@ from adapters.fhir_r4 import (
     fhir_query_params,
 )
 from adapters.merge import json_patch, three_way_merge
-from adapters.proprietary import AnswerKind, VendorCall, VendorRefused
 from adapters.tenants import Tenant, TenantRegistry
 
 #: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
@@ -81,7 +80,7 @@ class EhrSteps:
             for tenant in tenants
             if tenant.max_concurrent_requests
         }
-        self._unity_tokens: dict[str, str] = {}
+        self._vendor_api = VendorApi(self._send, self._fail_for)
 
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.get(tenant_id)
@@ -212,7 +211,7 @@ class EhrSteps:
             if existing:
                 return self._receipt_from_existing(request, existing, 200)
         if request.vendor_call is not None:
-            stored_id = await self._call_vendor(tenant, request.vendor_call, order.request_id)
+            stored_id = await self._vendor_api.write(tenant, request.vendor_call, order.request_id)
             return WriteReceipt(
                 resource_type=request.resource_type,
                 id=stored_id,
@@ -275,76 +274,10 @@ class EhrSteps:
             return receipt.model_copy(update={"sent": same.comparable_body()})
         raise step_failure(
             ErrorClass.CONFLICT,
-            "Epic already holds a reading for this patient, code and time (59189) that does not "
-            "match this one: a person must decide",
+            "Epic reports a reading already on file for this patient, code and time (59189), but "
+            "none matching this one is found (a different value, or not yet searchable): a person "
+            "must decide",
         )
-
-    async def _unity_token(self, tenant: Tenant, request_id: str, *, fresh: bool) -> str:
-        """A Veradigm Unity token (GetToken), kept per tenant until Unity refuses it."""
-        if not fresh and tenant.id in self._unity_tokens:
-            return self._unity_tokens[tenant.id]
-        api = tenant.vendor_api
-        assert api is not None
-        credentials = {
-            "Username": api.username or "",
-            "Password": os.environ.get(api.password_env or "", ""),
-        }
-        response = await self._send(
-            tenant,
-            "POST",
-            veradigm.GET_TOKEN,
-            request_id,
-            url=f"{api.base_url.rstrip('/')}/{veradigm.GET_TOKEN}",
-            headers={"Accept": "text/plain"},
-            json=credentials,
-        )
-        if response.status_code != 200:
-            raise self._fail_for(response, "Unity GetToken")
-        if not response.text or response.text.lower().startswith("error"):
-            raise step_failure(
-                ErrorClass.AUTHORIZATION,
-                f"Unity GetToken refused the credentials of tenant '{tenant.id}' "
-                "(vendor_api.username / password_env)",
-            )
-        self._unity_tokens[tenant.id] = response.text.strip()
-        return self._unity_tokens[tenant.id]
-
-    async def _call_vendor(self, tenant: Tenant, call: VendorCall, request_id: str) -> str:
-        """Send a proprietary write (athenaOne form POST, Unity MagicJson) and return the FHIR id
-        of what it stored. Unity gets a new token once when it refuses the cached one."""
-        api = tenant.vendor_api
-        if api is None:
-            raise step_failure(ErrorClass.VALIDATION, f"tenant '{tenant.id}' has no vendor_api")
-        url = f"{api.base_url.rstrip('/')}/{call.path}"
-        parse = veradigm.vendor_id if call.answer is AnswerKind.UNITY else athena.vendor_id
-        for fresh in (False, True):
-            if call.message is not None:
-                token = await self._unity_token(tenant, request_id, fresh=fresh)
-                payload: dict[str, Any] = {"json": {**call.message, "Token": token}}
-            else:
-                payload = {"data": call.form}
-            response = await self._send(
-                tenant,
-                "POST",
-                call.path,
-                request_id,
-                url=url,
-                headers={"Accept": "application/json"},
-                **payload,
-            )
-            if response.status_code != 200:
-                raise self._fail_for(response, f"{tenant.vendor.value} {call.action}")
-            try:
-                return call.id_prefix + parse(call, response.json())
-            except ValueError:
-                raise step_failure(
-                    ErrorClass.EHR_REJECTED, f"{call.action}: the answer is not JSON"
-                ) from None
-            except VendorRefused as refused:
-                if refused.token_expired and not fresh and call.message is not None:
-                    continue
-                raise step_failure(ErrorClass.EHR_REJECTED, str(refused)) from None
-        raise step_failure(ErrorClass.AUTHORIZATION, f"{call.action}: Unity refused a new token")
 
     @activity.defn(name="locate")
     async def locate(self, order: EhrLocate) -> WriteReceipt | None:

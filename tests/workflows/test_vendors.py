@@ -4,7 +4,6 @@ APIs), and each vendor quirk the sandbox implements is handled (VENDORS.md)."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -146,5 +145,17 @@ async def test_unity_refusing_the_cached_token_gets_a_new_one(
     assert resources_for_patient(ehr.db, "demo-veradigm", f"Patient/{patient}") == 1
 
 
-def _text(stored: dict[str, Any]) -> str:
-    return base64.b64decode(stored["content"][0]["attachment"]["data"]).decode()
+async def test_unity_refusing_the_credentials_is_rejected_with_what_to_fix(
+    writeback: WritebackClient, ehr: SandboxProcess, key: str
+) -> None:
+    """GetToken answers ``error: ...`` as text: the write ends rejected as an authorization
+    failure that names the tenant settings to fix, and nothing is stored."""
+    patient = new_patient()
+    status = await run_to_end(
+        writeback, command("anon-veradigm", key, samples.heart_rate(patient, 60))
+    )
+
+    assert status.state is WriteState.REJECTED
+    assert status.error_class == "authorization"
+    assert "vendor_api.username" in (status.reason or "")
+    assert resources_for_patient(ehr.db, "anon-veradigm", f"Patient/{patient}") == 0
