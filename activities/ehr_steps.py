@@ -176,12 +176,15 @@ class EhrSteps:
         self, tenant: Tenant, request: CreateRequest, request_id: str
     ) -> list[dict[str, Any]]:
         """The stored resources this command already made (by identifier or by fingerprint)."""
-        response = await self._send(tenant, "GET", request.search_query(), request_id)
+        found = await self._search(tenant, request.search_query(), request_id)
+        return [resource for resource in found if request.is_ours(resource)]
+
+    async def _search(self, tenant: Tenant, query: str, request_id: str) -> list[dict[str, Any]]:
+        response = await self._send(tenant, "GET", query, request_id)
         if response.status_code != 200:
             raise self._fail_for(response, "search for this command's resource")
         bundle = json_body(response) or {}
-        found = [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
-        return [resource for resource in found if request.is_ours(resource)]
+        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
 
     def _receipt_from_existing(
         self, request: CreateRequest, matches: list[dict[str, Any]], status: int
@@ -260,23 +263,29 @@ class EhrSteps:
     async def _already_filed(
         self, tenant: Tenant, request: CreateRequest, request_id: str
     ) -> WriteReceipt:
-        """Epic answered 400 / 59189 "Reading already exists": the reading is on file (ours, from
-        an attempt whose answer was lost, or the same reading from another source). Find it and
-        take it as written; a different value at that time is a conflict for a person."""
+        """Epic answered 400 / 59189 "Reading already exists": the reading is on file — ours,
+        from an attempt whose answer was lost, or the same reading from another source. Find it
+        and take it as written. A different value in that cell is a conflict for a person; nothing
+        found yet is the search index lagging: ambiguous, so the next attempt looks again."""
         ours = await self._find_existing(tenant, request, request_id)
         if ours:
             return self._receipt_from_existing(request, ours, 200)
         same = request.model_copy(update={"dedup": DedupStrategy.FINGERPRINT})
-        found = await self._find_existing(tenant, same, request_id)
-        if found:
+        candidates = await self._search(tenant, same.search_query(), request_id)
+        if found := [resource for resource in candidates if same.is_ours(resource)]:
             receipt = self._receipt_from_existing(same, found, 200)
             # filed by someone else: it carries their identifier, not ours
             return receipt.model_copy(update={"sent": same.comparable_body()})
+        if any(epic.same_reading_slot(request.body, resource) for resource in candidates):
+            raise step_failure(
+                ErrorClass.CONFLICT,
+                "Epic holds a different reading for this patient, code and time (59189): "
+                "a person must decide",
+            )
         raise step_failure(
-            ErrorClass.CONFLICT,
-            "Epic reports a reading already on file for this patient, code and time (59189), but "
-            "none matching this one is found (a different value, or not yet searchable): a person "
-            "must decide",
+            ErrorClass.AMBIGUOUS,
+            "Epic reports the reading on file (59189) but search does not show it yet",
+            attempt=activity.info().attempt,
         )
 
     @activity.defn(name="locate")

@@ -65,3 +65,19 @@ def reading_already_exists(outcome: Any) -> bool:
         for coding in (issue.get("details") or {}).get("coding", [])
         if isinstance(coding, dict)
     )
+
+
+def same_reading_slot(ours: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Is ``stored`` a reading of the same patient, code and time as ``ours`` (the flowsheet cell
+    Epic's 59189 is about), whatever its value?"""
+
+    def slot(resource: dict[str, Any]) -> tuple[Any, ...]:
+        codes = sorted(
+            (c.get("system"), c.get("code"))
+            for c in (resource.get("code") or {}).get("coding", [])
+            if isinstance(c, dict)
+        )
+        when = sorted((k, v) for k, v in resource.items() if k.startswith("effective"))
+        return (resource.get("subject") or {}).get("reference"), codes, when
+
+    return slot(ours) == slot(stored)

@@ -8,6 +8,7 @@ the batch/transaction processor share them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -100,7 +101,9 @@ def _same_patient_and_code(env: Env, tx: Tx, body: Json) -> list[Json]:
     if not isinstance(subject, str) or not codes:
         return []
     pairs = [("subject", subject), ("code", ",".join(codes))]
-    return [v.body for v in find(env, tx, "Observation", pairs)]
+    query, _ = parse_query(pairs, strict=True, paging=False)
+    # the chart itself, not the search index: a reading filed a moment ago counts
+    return [v.body for v in tx.search("Observation", query, math.inf)[1]]
 
 
 def create(

@@ -18,8 +18,13 @@ import pytest
 from support.audit import resources_for_patient
 from support.sandbox_process import SandboxProcess
 from support.workflow_runs import command, run_to_end
-from temporalio.testing import WorkflowEnvironment
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.ehr_steps import EhrSteps
+from activities.models import EhrWrite
+from adapters.fhir_r4 import prepare_create
+from adapters.tenants import TenantRegistry
 from workers import samples
 from workers.client import WritebackClient
 from workflows.contract import WriteState
@@ -87,6 +92,32 @@ async def test_epic_different_reading_at_the_same_time_is_a_conflict(
     assert "59189" in (status.reason or "")
     assert status.attempts == 1
     assert resources_for_patient(ehr.db, "demo-epic", f"Patient/{patient}") == 1
+
+
+@pytest.mark.usefixtures("epic_rejects_replayed_vitals")
+async def test_epic_59189_while_search_lags_is_ambiguous_not_a_conflict(
+    tenants: TenantRegistry, faults: httpx.AsyncClient, key: str
+) -> None:
+    """Our earlier attempt committed (its answer lost) but Epic's search does not show it yet:
+    the retry's search misses, the POST answers 59189, and the write step reports an ambiguous
+    outcome — retried later, when search shows ours — never a conflict or a rejection. (The
+    write activity itself, against the real sandbox: the index delay is real time.)"""
+    cmd = command("demo-epic", key, samples.heart_rate(new_patient(), 80))
+    epic = tenants.get("demo-epic")
+    assert epic is not None
+    request = prepare_create(epic, cmd.resource, cmd.command_identifier)
+    await faults.post("/_admin/faults/demo-epic", json={"index_delay_seconds": 60})
+    lost = await faults.post("/fhir/demo-epic/Observation", json=request.body)
+    assert lost.status_code == 201  # what our lost attempt left, not searchable for a minute
+
+    async with httpx.AsyncClient() as http:
+        steps = EhrSteps(tenants, http)
+        order = EhrWrite(tenant="demo-epic", request_id=f"{key}/write/2", request=request)
+        with pytest.raises(ApplicationError) as failure:
+            await ActivityEnvironment().run(steps.write, order)
+
+    assert failure.value.type == "ambiguous" and not failure.value.non_retryable
+    assert "59189" in failure.value.message
 
 
 @pytest.mark.parametrize(
