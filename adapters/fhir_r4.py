@@ -14,15 +14,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from adapters import athena, epic, veradigm
+from adapters import athena, cerner, epic, veradigm
 from adapters.clinical_notes import note_text
-from adapters.problems import ResourceInvalid
+from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import VendorCall
 from adapters.tenants import Tenant, Vendor
 
@@ -160,6 +161,17 @@ class UpdateRequest(BaseModel):
 
 
 FHIR_WRITE_VENDORS = frozenset({Vendor.EPIC, Vendor.CERNER, Vendor.GENERIC_R4})
+
+
+def _no_problems(resource: dict[str, Any]) -> list[Problem]:
+    return []
+
+
+#: What a FHIR vendor refuses that plain R4 allows, checked before anything is sent.
+VENDOR_CREATE_RULES: dict[Vendor, Callable[[dict[str, Any]], list[Problem]]] = {
+    Vendor.EPIC: epic.create_problems,
+    Vendor.CERNER: cerner.create_problems,
+}
 #: Vendors whose clinical writes go through their own API: vendor -> the adapter's planner.
 PROPRIETARY_PLANNERS = {Vendor.ATHENA: athena.plan, Vendor.VERADIGM: veradigm.plan}
 
@@ -192,8 +204,10 @@ def prepare_create(
     planner = PROPRIETARY_PLANNERS.get(tenant.vendor)
     if planner is None:
         _check_vendor(tenant)
-    if tenant.vendor is Vendor.EPIC and (problems := epic.create_problems(resource)):
+    if problems := VENDOR_CREATE_RULES.get(tenant.vendor, _no_problems)(resource):
         raise ResourceInvalid(problems)
+    if tenant.vendor is Vendor.CERNER:
+        resource = cerner.adapted(resource)
     body = copy.deepcopy({k: v for k, v in resource.items() if k not in {"id", "meta"}})
     identifiers = [
         ident for ident in body.get("identifier", []) if ident.get("system") != identifier_system

@@ -75,6 +75,14 @@ def test_epic_keeps_only_the_first_attachment_so_one_is_required() -> None:
     assert [p.path for p in epic.create_problems(note)] == ["content"]
 
 
+def test_cerner_takes_one_content_entry() -> None:
+    note = samples.clinical_note("p1", "text", "e1")
+    note["content"] = note["content"] * 2
+    with pytest.raises(ResourceInvalid) as refused:
+        prepare_create(tenant(Vendor.CERNER), note, "t1:k")
+    assert [p.path for p in refused.value.problems] == ["content"]
+
+
 def test_epic_reading_already_exists_is_recognised_by_its_code() -> None:
     outcome = {
         "resourceType": "OperationOutcome",

@@ -159,6 +159,19 @@ async def test_cerner_note_stored_as_rtf_verifies_by_its_text(
     assert "Plan: recheck & call." in base64.b64decode(attachment["data"]).decode()
 
 
+async def test_cerner_note_gets_the_charset_oracle_health_requires(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    """Oracle Health refuses a note whose contentType has no charset (VENDORS.md quirk 11): the
+    adapter states UTF-8, and the note lands and verifies instead of being rejected."""
+    note = samples.clinical_note(new_patient(), "Seen today.", "e1", "text/plain")
+    status = await run_to_end(writeback, command("demo-cerner", key, note))
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    stored = (await faults.get(f"/fhir/demo-cerner/{status.resource}")).json()
+    assert stored["content"][0]["attachment"]["contentType"] == "text/plain; charset=utf-8"
+
+
 async def test_cerner_409_on_every_try_is_a_conflict(
     writeback: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
