@@ -64,16 +64,6 @@ TEST_TENANTS = [
         writable='["create"]',
         vendor_api='app_name = "writeback", app_user = "wb", username = "wb"',
     ),
-    # a Unity tenant configured without a username: GetToken refuses it
-    TenantSpec(
-        "anon-veradigm",
-        "veradigm",
-        "veradigm",
-        False,
-        False,
-        writable='["create"]',
-        vendor_api='app_name = "writeback"',
-    ),
     # an athena practice with a low concurrency limit: the adapter keeps under it
     TenantSpec(
         "busy-athena",

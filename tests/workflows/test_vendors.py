@@ -13,7 +13,13 @@ import pytest
 from support.audit import resources_for_patient
 from support.sandbox_process import SandboxProcess
 from support.workflow_runs import command, run_to_end
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.ehr_steps import EhrSteps
+from activities.models import EhrWrite
+from adapters.fhir_r4 import prepare_create
+from adapters.tenants import TenantRegistry
 from workers import samples
 from workers.client import WritebackClient
 from workflows.contract import WriteState
@@ -145,17 +151,25 @@ async def test_unity_refusing_the_cached_token_gets_a_new_one(
     assert resources_for_patient(ehr.db, "demo-veradigm", f"Patient/{patient}") == 1
 
 
-async def test_unity_refusing_the_credentials_is_rejected_with_what_to_fix(
-    writeback: WritebackClient, ehr: SandboxProcess, key: str
+async def test_unity_refusing_the_credentials_is_an_authorization_failure_naming_the_fix(
+    tenants: TenantRegistry, ehr: SandboxProcess, key: str
 ) -> None:
-    """GetToken answers ``error: ...`` as text: the write ends rejected as an authorization
-    failure that names the tenant settings to fix, and nothing is stored."""
+    """GetToken answers ``error: ...`` as text (here: no username configured): the write step
+    fails as a non-retryable authorization failure naming the tenant settings to fix, and
+    nothing is stored. (The write activity against the real sandbox, with a tenant copy.)"""
+    veradigm = tenants.get("demo-veradigm")
+    assert veradigm is not None and veradigm.vendor_api is not None
+    no_user = veradigm.vendor_api.model_copy(update={"username": None})
+    misconfigured = veradigm.model_copy(update={"vendor_api": no_user})
     patient = new_patient()
-    status = await run_to_end(
-        writeback, command("anon-veradigm", key, samples.heart_rate(patient, 60))
-    )
+    request = prepare_create(misconfigured, samples.heart_rate(patient, 60), f"t:{key}")
 
-    assert status.state is WriteState.REJECTED
-    assert status.error_class == "authorization"
-    assert "vendor_api.username" in (status.reason or "")
-    assert resources_for_patient(ehr.db, "anon-veradigm", f"Patient/{patient}") == 0
+    async with httpx.AsyncClient() as http:
+        steps = EhrSteps(TenantRegistry([misconfigured], source="test"), http)
+        order = EhrWrite(tenant=misconfigured.id, request_id=f"{key}/write/1", request=request)
+        with pytest.raises(ApplicationError) as failure:
+            await ActivityEnvironment().run(steps.write, order)
+
+    assert failure.value.type == "authorization" and failure.value.non_retryable
+    assert "vendor_api.username" in failure.value.message
+    assert resources_for_patient(ehr.db, "demo-veradigm", f"Patient/{patient}") == 0
