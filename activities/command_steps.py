@@ -75,6 +75,8 @@ class CommandSteps:
             )
         except UnsupportedVendor as exc:
             raise step_failure(ErrorClass.UNSUPPORTED, str(exc)) from None
+        except ResourceInvalid as exc:  # the vendor's own rules (adapters/epic.py, athena.py...)
+            raise step_failure(ErrorClass.VALIDATION, f"{tenant.vendor.value}: {exc}") from None
 
     @activity.defn(name="authorize")
     async def authorize(self, command: CommandInput) -> AuthorizationRecord:

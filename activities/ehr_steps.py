@@ -10,9 +10,11 @@ before writing and sends ``If-Match`` where the tenant supports it.
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from temporalio import activity
@@ -45,6 +47,9 @@ from activities.models import (
 )
 from activities.pacer import Pacer
 from activities.smart_auth import SmartBackendAuth
+from activities.vendor_api import VendorApi
+from adapters import epic
+from adapters.clinical_notes import comparable
 from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import (
     COMMAND_IDENTIFIER_SYSTEM,
@@ -53,6 +58,7 @@ from adapters.fhir_r4 import (
     CreateRequest,
     DedupStrategy,
     differences,
+    fhir_query_params,
 )
 from adapters.merge import json_patch, three_way_merge
 from adapters.schema_drift import drift_fields
@@ -88,6 +94,12 @@ class EhrSteps:
             for tenant in tenants
             if tenant.rate_limit_per_second
         }
+        self._slots = {
+            tenant.id: asyncio.Semaphore(tenant.max_concurrent_requests)
+            for tenant in tenants
+            if tenant.max_concurrent_requests
+        }
+        self._vendor_api = VendorApi(self._send, self._fail_for)
 
     def share_tenant_limit(self, tenant_id: str, workers: int, rank: int) -> None:
         """This process is ``rank`` of ``workers`` serving the tenant (workers/rate_share.py)."""
@@ -113,9 +125,23 @@ class EhrSteps:
             response = await self._exchange(tenant, method, path, request_id, **kwargs)
         return response
 
+    @staticmethod
+    def _fhir_url(tenant: Tenant, path: str) -> str:
+        url = f"{tenant.base_url()}/{path}"
+        if params := fhir_query_params(tenant):
+            url += ("&" if "?" in path else "?") + urlencode(params)
+        return url
+
     async def _exchange(
-        self, tenant: Tenant, method: str, path: str, request_id: str, **kwargs: Any
+        self,
+        tenant: Tenant,
+        method: str,
+        path: str,
+        request_id: str,
+        url: str | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
+        """``url`` (a vendor's proprietary API) replaces the FHIR URL of ``path``."""
         attempt = activity.info().attempt
         breaker = self._breakers[tenant.id]
         what = f"{method} {path.split('?')[0]}"
@@ -130,20 +156,23 @@ class EhrSteps:
             "Accept": FHIR_JSON,
             "X-Request-Id": request_id,
             **kwargs.get("headers", {}),
-            **await self._auth.authorization(tenant, method, path),
+            **(await self._auth.authorization(tenant, method, path) if url is None else {}),
         }
         arguments = {key: value for key, value in kwargs.items() if key != "headers"}
         if pacer := self._pacers.get(tenant.id):
             await pacer.wait()
         with ehr_exchange(tenant, method, path, headers) as call:
             try:
-                response = await self._http.request(
-                    method,
-                    f"{tenant.base_url()}/{path}",
-                    headers=headers,
-                    timeout=tenant.timeout_seconds,
-                    **arguments,
-                )
+                async with AsyncExitStack() as stack:
+                    if slot := self._slots.get(tenant.id):
+                        await stack.enter_async_context(slot)
+                    response = await self._http.request(
+                        method,
+                        url or self._fhir_url(tenant, path),
+                        headers=headers,
+                        timeout=tenant.timeout_seconds,
+                        **arguments,
+                    )
             except _NOT_SENT as exc:
                 breaker.record_failure()
                 raise step_failure(
@@ -181,12 +210,15 @@ class EhrSteps:
         self, tenant: Tenant, request: CreateRequest, request_id: str
     ) -> list[dict[str, Any]]:
         """The stored resources this command already made (by identifier or by fingerprint)."""
-        response = await self._send(tenant, "GET", request.search_query(), request_id)
+        found = await self._search(tenant, request.search_query(), request_id)
+        return [resource for resource in found if request.is_ours(resource)]
+
+    async def _search(self, tenant: Tenant, query: str, request_id: str) -> list[dict[str, Any]]:
+        response = await self._send(tenant, "GET", query, request_id)
         if response.status_code != 200:
             raise self._fail_for(response, "search for this command's resource")
         bundle = json_body(response) or {}
-        found = [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
-        return [resource for resource in found if request.is_ours(resource)]
+        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
 
     def _receipt_from_existing(
         self, request: CreateRequest, matches: list[dict[str, Any]], status: int
@@ -215,6 +247,16 @@ class EhrSteps:
             existing = await self._find_existing(tenant, request, order.request_id)
             if existing:
                 return self._receipt_from_existing(request, existing, 200)
+        if request.vendor_call is not None:
+            stored_id = await self._vendor_api.write(tenant, request.vendor_call, order.request_id)
+            return WriteReceipt(
+                resource_type=request.resource_type,
+                id=stored_id,
+                version=None,
+                created=True,
+                dedup=request.dedup,
+                status_code=200,
+            )
         response = await self._send(
             tenant,
             "POST",
@@ -228,6 +270,8 @@ class EhrSteps:
                 ErrorClass.DUPLICATE,
                 "conditional create matched several resources for this command (HTTP 412)",
             )
+        if response.status_code == 400 and epic.reading_already_exists(json_body(response)):
+            return await self._already_filed(tenant, request, order.request_id)
         if response.status_code not in (200, 201):
             raise self._fail_for(response, f"create {request.resource_type}")
         body = json_body(response) or {}
@@ -248,6 +292,34 @@ class EhrSteps:
             created=response.status_code == 201,
             dedup=request.dedup,
             status_code=response.status_code,
+        )
+
+    async def _already_filed(
+        self, tenant: Tenant, request: CreateRequest, request_id: str
+    ) -> WriteReceipt:
+        """Epic answered 400 / 59189 "Reading already exists": the reading is on file — ours,
+        from an attempt whose answer was lost, or the same reading from another source. Find it
+        and take it as written. A different value in that cell is a conflict for a person; nothing
+        found yet is the search index lagging: ambiguous, so the next attempt looks again."""
+        ours = await self._find_existing(tenant, request, request_id)
+        if ours:
+            return self._receipt_from_existing(request, ours, 200)
+        same = request.model_copy(update={"dedup": DedupStrategy.FINGERPRINT})
+        candidates = await self._search(tenant, same.search_query(), request_id)
+        if found := [resource for resource in candidates if same.is_ours(resource)]:
+            receipt = self._receipt_from_existing(same, found, 200)
+            # filed by someone else: it carries their identifier, not ours
+            return receipt.model_copy(update={"sent": same.comparable_body()})
+        if any(epic.same_reading_slot(request.body, resource) for resource in candidates):
+            raise step_failure(
+                ErrorClass.CONFLICT,
+                "Epic holds a different reading for this patient, code and time (59189): "
+                "a person must decide",
+            )
+        raise step_failure(
+            ErrorClass.AMBIGUOUS,
+            "Epic reports the reading on file (59189) but search does not show it yet",
+            attempt=activity.info().attempt,
         )
 
     @activity.defn(name="locate")
@@ -370,7 +442,8 @@ class EhrSteps:
         stored = await self._read(tenant, order.receipt.reference, order.request_id)
         if stored is None:
             return Verification(found=False)
-        mismatched = differences(order.expected, stored)
+        # notes are compared as text: EHRs re-encode them (Cerner stores XHTML as RTF)
+        mismatched = differences(comparable(order.expected), comparable(stored))
         return Verification(
             found=True,
             version=_version_of(stored),

@@ -98,7 +98,9 @@ class WriteReceipt(BaseModel):
     dedup: DedupStrategy | None = None
     status_code: int
     sent: dict[str, Any] | None = Field(
-        default=None, description="for updates: the body actually written (after a merge)"
+        default=None,
+        description="what read-back must find when it is not the planned body: for updates the "
+        "body actually written (after a merge); for a reading the EHR already held, that reading",
     )
 
     @property

@@ -4,7 +4,9 @@ sent.
 
 Epic, Oracle Health and generic R4 servers all take FHIR writes; what differs between them is
 captured by the tenant's capabilities (conditional create, If-Match, identifiers kept or
-dropped). athenahealth and Veradigm write through proprietary APIs and have no adapter yet.
+dropped) and by Epic's own create rules (adapters/epic.py). athenahealth and Veradigm write through
+their proprietary APIs (adapters/athena.py, adapters/veradigm.py): the create then carries the
+vendor call and the FHIR projection that verification reads back.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
+from adapters import athena, cerner, epic, veradigm
+from adapters.clinical_notes import note_text
+from adapters.problems import Problem, ResourceInvalid
+from adapters.proprietary import VendorCall
 from adapters.tenants import Tenant, Vendor
 
 FHIR_JSON = "application/fhir+json"
@@ -52,9 +59,27 @@ def _codes(concept: Any) -> list[str]:
     )
 
 
+def _note_fingerprint(resource: dict[str, Any]) -> list[Any]:
+    """A note is the same note when patient, type, encounter and text are (its date is the
+    EHR's filing time on some APIs, and its encoding changes on store)."""
+    context = resource.get("context")
+    encounters = context.get("encounter") if isinstance(context, dict) else None
+    return [
+        resource.get("resourceType"),
+        (resource.get("subject") or {}).get("reference"),
+        _codes(resource.get("type")),
+        [e.get("reference") for e in encounters or [] if isinstance(e, dict)],
+        note_text(resource),
+    ]
+
+
 def fingerprint(resource: dict[str, Any]) -> str:
-    """A hash of what makes an Observation the same clinical fact: patient, code, time, value.
-    Two stored resources with the same fingerprint are the same reading written twice."""
+    """A hash of what makes an Observation the same clinical fact: patient, code, time, value
+    (for a note: patient, type, encounter, text). Two stored resources with the same fingerprint
+    are the same reading written twice."""
+    if resource.get("resourceType") == "DocumentReference":
+        canonical = json.dumps(_note_fingerprint(resource), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
     effective = {k: v for k, v in resource.items() if k.startswith("effective")}
     values = {k: v for k, v in resource.items() if k.startswith("value")}
     components = sorted(
@@ -89,6 +114,12 @@ class CreateRequest(BaseModel):
     dedup: DedupStrategy
     fingerprint: str
     patient: str | None = None
+    vendor_call: VendorCall | None = Field(
+        default=None, description="athenaOne / Unity: the proprietary call that makes the write"
+    )
+    expected: dict[str, Any] | None = Field(
+        default=None, description="the FHIR the EHR will show, when it differs from the body"
+    )
 
     @property
     def identifier_token(self) -> str:
@@ -119,7 +150,10 @@ class CreateRequest(BaseModel):
         )
 
     def comparable_body(self) -> dict[str, Any]:
-        """What read-back must find: all we sent, less the identifier where the EHR drops it."""
+        """What read-back must find: all we sent, less the identifier where the EHR drops it (or,
+        through a proprietary API, the FHIR projection of what we sent)."""
+        if self.expected is not None:
+            return self.expected
         if self.dedup is DedupStrategy.FINGERPRINT:
             return {k: v for k, v in self.body.items() if k != "identifier"}
         return self.body
@@ -142,9 +176,27 @@ class UpdateRequest(BaseModel):
 FHIR_WRITE_VENDORS = frozenset({Vendor.EPIC, Vendor.CERNER, Vendor.GENERIC_R4})
 
 
+def _no_problems(resource: dict[str, Any]) -> list[Problem]:
+    return []
+
+
+#: What a FHIR vendor refuses that plain R4 allows, checked before anything is sent.
+VENDOR_CREATE_RULES: dict[Vendor, Callable[[dict[str, Any]], list[Problem]]] = {
+    Vendor.EPIC: epic.create_problems,
+    Vendor.CERNER: cerner.create_problems,
+}
+#: Vendors whose clinical writes go through their own API: vendor -> the adapter's planner.
+PROPRIETARY_PLANNERS = {Vendor.ATHENA: athena.plan, Vendor.VERADIGM: veradigm.plan}
+
+
 def _check_vendor(tenant: Tenant) -> None:
     if tenant.vendor not in FHIR_WRITE_VENDORS:
         raise UnsupportedVendor(f"vendor {tenant.vendor} has no FHIR write path yet")
+
+
+def fhir_query_params(tenant: Tenant) -> dict[str, str]:
+    """Query parameters every FHIR call to this tenant must carry (athenaOne's ah-practice)."""
+    return athena.fhir_params(tenant) if tenant.vendor is Vendor.ATHENA else {}
 
 
 def dedup_strategy(tenant: Tenant) -> DedupStrategy:
@@ -161,7 +213,14 @@ def prepare_create(
     identifier_value: str,
     identifier_system: str = COMMAND_IDENTIFIER_SYSTEM,
 ) -> CreateRequest:
-    _check_vendor(tenant)
+    """The create for ``tenant``; raises ResourceInvalid when the vendor would refuse it."""
+    planner = PROPRIETARY_PLANNERS.get(tenant.vendor)
+    if planner is None:
+        _check_vendor(tenant)
+    if problems := VENDOR_CREATE_RULES.get(tenant.vendor, _no_problems)(resource):
+        raise ResourceInvalid(problems)
+    if tenant.vendor is Vendor.CERNER:
+        resource = cerner.adapted(resource)
     body = copy.deepcopy({k: v for k, v in resource.items() if k not in {"id", "meta"}})
     if body["resourceType"] in TAGGED_TYPES:
         body["meta"] = {"tag": [{"system": identifier_system, "code": identifier_value}]}
@@ -174,6 +233,19 @@ def prepare_create(
         identifiers.append({"system": identifier_system, "value": identifier_value})
         body["identifier"] = identifiers
     subject = (body.get("subject") or {}).get("reference")
+    if planner is not None:
+        call, expected = planner(tenant, body)
+        return CreateRequest(
+            resource_type=body["resourceType"],
+            body=body,
+            identifier_system=identifier_system,
+            identifier_value=identifier_value,
+            dedup=DedupStrategy.FINGERPRINT,  # no idempotency key, no identifier of ours kept
+            fingerprint=fingerprint(expected),
+            patient=subject if isinstance(subject, str) else None,
+            vendor_call=call,
+            expected=expected,
+        )
     return CreateRequest(
         resource_type=body["resourceType"],
         body=body,

@@ -141,6 +141,27 @@ class CrosswalkSettings(BaseModel):
     )
 
 
+class VendorApiSettings(BaseModel):
+    """Where a vendor's proprietary write API lives (athenaOne, Veradigm Unity): writes go there,
+    reads and verification still use the FHIR base URL. See adapters/athena.py, veradigm.py."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(pattern=r"^https?://")
+    practice_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,20}$",
+        description="athenaOne practice id: the /v1/{practiceid} path and FHIR's ah-practice",
+    )
+    department_id: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
+    app_name: str | None = Field(default=None, description="Veradigm Unity Appname")
+    app_user: str | None = Field(default=None, description="Veradigm Unity AppUserID")
+    username: str | None = Field(default=None, description="Veradigm Unity GetToken Username")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the Unity GetToken password"
+    )
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -166,6 +187,12 @@ class Tenant(BaseModel):
     adapter_version: AdapterVersion = Field(
         default=LATEST_ADAPTER_VERSION,
         description="pinned adapter behaviour (adapters/versions.py)",
+    )
+    vendor_api: VendorApiSettings | None = None
+    max_concurrent_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
 
     def base_url(self) -> str:

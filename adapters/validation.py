@@ -8,6 +8,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from adapters.clinical_notes import check_clinical_note
 from adapters.clinical_semantics import ClinicalContext, semantic_problems
 from adapters.problems import Problem, ResourceInvalid
 from adapters.vital_signs import check_vital_sign
@@ -22,11 +23,11 @@ def _structure_only(resource: dict[str, Any]) -> list[Problem]:
 #: Clinical rules per resource type, on top of the R4 structure.
 _CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
     "Observation": check_vital_sign,
-    # the resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
+    "DocumentReference": check_clinical_note,
+    # the other resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
     "ServiceRequest": _structure_only,
     "Task": _structure_only,
     "Communication": _structure_only,
-    "DocumentReference": _structure_only,
     "Provenance": _structure_only,
 }
 

@@ -17,6 +17,8 @@
     GET    /fhir/{tenant}/{type}/{id}/_history              history
     GET    /fhir/{tenant}/{type}/{id}/_history/{vid}        vread
     /_admin/...                                             admin (faults, tenants, auth, ...)
+    POST   /athena/{tenant}/v1/{practiceid}/...             proprietary (athenaOne chart API)
+    POST   /unity/{tenant}/json/{GetToken|MagicJson}        proprietary (Veradigm Unity)
 
 Store calls run on the event loop: each is a short SQLite statement or
 transaction, and skipping a thread hop per request is most of the speed.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -35,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import admin, handlers
+from sandbox import admin, handlers, proprietary
 from sandbox.auth import OAuthError
 from sandbox.capability import smart_configuration
 from sandbox.config import SandboxConfig
@@ -63,9 +66,7 @@ def create_app(
         if name not in REGISTRY:
             raise ValueError(f"unknown personality {name!r}")
         base = cfg.tenants.get(tenant, TenantSettings())
-        cfg.tenants[tenant] = TenantSettings(
-            name, base.allowed_identifier_systems, base.max_in_flight
-        )
+        cfg.tenants[tenant] = replace(base, personality=name)
     sb = Sandbox(db_path, cfg)
 
     async def healthz(request: Request) -> Response:
@@ -100,6 +101,7 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *admin.routes(sb),
+        *proprietary.routes(sb),
         Route(f"{fhir}/metadata", fhir_route(sb, handlers.metadata, public=True), methods=["GET"]),
         Route(f"{fhir}/.well-known/smart-configuration", smart_config, methods=["GET"]),
         Route(f"{fhir}/auth/token", token, methods=["POST"]),

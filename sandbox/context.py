@@ -56,6 +56,7 @@ class Env:
     drop_identifier: bool = False
     index_delay: float = 0.0
     stale_seconds: float = 0.0
+    rejects_duplicate_vitals: bool = False
     authorize: Callable[[str, str], None] = _allow_all
     """``authorize(rtype, letter)`` raises a 403 FhirError when the token's scopes lack it."""
 

@@ -8,6 +8,7 @@ the batch/transaction processor share them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,12 +91,29 @@ def store(env: Env, tx: Tx, rtype: str, rid: str, body: Json) -> Version:
     return tx.write(rtype, rid, body, visible_at=env.now + env.index_delay, hold=hold)
 
 
+def _same_patient_and_code(env: Env, tx: Tx, body: Json) -> list[Json]:
+    subject = (body.get("subject") or {}).get("reference")
+    codes = [
+        f"{c.get('system', '')}|{c.get('code', '')}"
+        for c in (body.get("code") or {}).get("coding", [])
+        if isinstance(c, dict)
+    ]
+    if not isinstance(subject, str) or not codes:
+        return []
+    pairs = [("subject", subject), ("code", ",".join(codes))]
+    query, _ = parse_query(pairs, strict=True, paging=False)
+    # the chart itself, not the search index: a reading filed a moment ago counts
+    return [v.body for v in tx.search("Observation", query, math.inf)[1]]
+
+
 def create(
     env: Env, tx: Tx, rtype: str, raw: Any, if_none_exist: str | None, rid: str | None = None
 ) -> Written:
     env.authorize(rtype, "c")
     check_write(env, rtype, "create")
     body = prepare(env, rtype, raw, None, create=True)
+    if env.rejects_duplicate_vitals and vendor_rules.is_vital_sign(rtype, body):
+        vendor_rules.epic_duplicate_vital(body, _same_patient_and_code(env, tx, body))
     if if_none_exist is not None and env.p.honor_if_none_exist:
         matches = find(env, tx, rtype, if_none_exist)
         if len(matches) > 1:

@@ -148,6 +148,8 @@ DEFAULT_TENANTS: dict[str, str] = {
     "demo-r4": "r4",
     "demo-epic": "epic",
     "demo-cerner": "cerner",
+    "demo-athena": "athena",
+    "demo-veradigm": "veradigm",
 }
 
 

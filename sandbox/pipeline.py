@@ -162,6 +162,7 @@ def _env(
         drop_identifier=fault is not None and fault.kind == "drop_identifier",
         index_delay=faults.index_delay_seconds,
         stale_seconds=faults.stale_read_seconds,
+        rejects_duplicate_vitals=settings.rejects_duplicate_vitals,
     )
     if fault is not None and fault.kind == "delayed_indexing":
         env.index_delay = fault.seconds

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from sandbox.auth import AuthService
 from sandbox.config import SandboxConfig
@@ -24,6 +24,8 @@ class Sandbox:
         self.requests = RequestLog()
         self.stale = StaleReads()
         self.in_flight: Counter[str] = Counter()
+        self.unity_tokens: defaultdict[str, set[str]] = defaultdict(set)
+        """Veradigm Unity tokens handed out by GetToken, per tenant (sandbox.proprietary)."""
 
     def reset(self, tenant: str | None = None) -> None:
         """Data, faults, tokens, stats and settings back to the configured start state."""
@@ -34,3 +36,5 @@ class Sandbox:
         self.stats.reset(tenant)
         self.requests.reset(tenant)
         self.stale.clear(tenant)
+        for name in [tenant] if tenant else list(self.unity_tokens):
+            self.unity_tokens.pop(name, None)

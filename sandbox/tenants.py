@@ -2,11 +2,15 @@
 
 ``{"personality": "epic",
    "allowed_identifier_systems": ["urn:oid:..."],   # drops custom identifiers
-   "max_in_flight": 30}``                            # 429 above N concurrent requests
+   "max_in_flight": 30,                              # 429 above N concurrent requests
+   "rejects_duplicate_vitals": true}``               # Epic's 400 59189 on a repeated reading
 
 ``allowed_identifier_systems`` (any personality): identifiers whose system is not
 listed are removed on store, like EHRs that keep only their own identifier types.
 ``max_in_flight`` defaults to the personality's (athena: 30; others: unlimited).
+``rejects_duplicate_vitals`` (off by default, because fixtures reuse one reading): a vital-sign
+create for a patient, code and time already on file answers Epic's 400 with code 59189
+"Reading already exists" (see :func:`sandbox.vendor_rules.epic_duplicate_vital`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class TenantSettings:
     personality: str = DEFAULT_PERSONALITY
     allowed_identifier_systems: frozenset[str] | None = None
     max_in_flight: int | None = None
+    rejects_duplicate_vitals: bool = False
 
     @property
     def p(self) -> Personality:
@@ -41,6 +46,7 @@ class TenantSettings:
             "personality": self.personality,
             "allowed_identifier_systems": None if allowed is None else sorted(allowed),
             "max_in_flight": self.in_flight_limit,
+            "rejects_duplicate_vitals": self.rejects_duplicate_vitals,
         }
 
 
@@ -48,7 +54,13 @@ def parse_settings(raw: Any, base: TenantSettings) -> TenantSettings:
     """Apply the fields present in ``raw`` on top of ``base`` (raises ValueError)."""
     if not isinstance(raw, dict):
         raise ValueError("tenant settings must be an object")
-    unknown = set(raw) - {"personality", "allowed_identifier_systems", "max_in_flight"}
+    known = {
+        "personality",
+        "allowed_identifier_systems",
+        "max_in_flight",
+        "rejects_duplicate_vitals",
+    }
+    unknown = set(raw) - known
     if unknown:
         raise ValueError(f"unknown tenant fields: {sorted(unknown)}")
     out = base
@@ -72,6 +84,10 @@ def parse_settings(raw: Any, base: TenantSettings) -> TenantSettings:
         ):
             raise ValueError("max_in_flight must be a positive integer or null")
         out = replace(out, max_in_flight=limit)
+    if "rejects_duplicate_vitals" in raw:
+        if not isinstance(raw["rejects_duplicate_vitals"], bool):
+            raise ValueError("rejects_duplicate_vitals must be true or false")
+        out = replace(out, rejects_duplicate_vitals=raw["rejects_duplicate_vitals"])
     return out
 
 

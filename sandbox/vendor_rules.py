@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import html
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +44,8 @@ def epic_create(rtype: str, body: Json) -> None:
             expression=["Observation.status"],
             vendor_code="59008",
         )
+    if rtype == "DocumentReference":
+        _epic_note(body)
     if rtype == "Condition" and not _has_coding(
         body.get("verificationStatus"), CONDITION_VERIFICATION, "provisional"
     ):
@@ -50,6 +56,62 @@ def epic_create(rtype: str, body: Json) -> None:
             expression=["Condition.verificationStatus"],
             vendor_code="59012",
         )
+
+
+EPIC_NOTE_TYPES = ("text/plain", "text/html")
+
+
+def _epic_note(body: Json) -> None:
+    """ "Epic on FHIR: DocumentReference.Create (Clinical Notes) (R4)": the note needs an encounter
+    (``context.encounter``); only the first attachment is filed and it must be base64 ``text/plain``
+    (or ``text/html``) in ``data`` (VENDORS.md quirk 2). Extra attachments are dropped."""
+    context = body.get("context")
+    encounters = context.get("encounter") if isinstance(context, dict) else None
+    if not encounters:
+        raise FhirError(
+            422,
+            "required",
+            "DocumentReference.context.encounter is required",
+            expression=["DocumentReference.context.encounter"],
+            vendor_code="59100",
+        )
+    content = body.get("content") or [{}]
+    attachment = content[0].get("attachment") if isinstance(content[0], dict) else None
+    attachment = attachment if isinstance(attachment, dict) else {}
+    ctype = str(attachment.get("contentType", "")).split(";")[0].strip().lower()
+    try:
+        base64.b64decode(str(attachment.get("data", "")), validate=True)
+        decodable = bool(attachment.get("data"))
+    except (binascii.Error, ValueError):
+        decodable = False
+    if ctype not in EPIC_NOTE_TYPES or not decodable:
+        raise FhirError(
+            422,
+            "business-rule",
+            "the first attachment must be base64 text/plain or text/html in data",
+            expression=["DocumentReference.content[0].attachment"],
+            vendor_code="59101",
+        )
+    body["content"] = content[:1]
+
+
+def epic_duplicate_vital(body: Json, existing: list[Json]) -> None:
+    """ "Epic on FHIR: Observation.Create (Vitals) (R4)": a reading for the same patient, code and
+    time is already filed: 400 with Epic code 59189 "Reading already exists" (VENDORS.md, replay
+    row). ``existing`` are the patient's stored Observations with the same code."""
+    when = {k: v for k, v in body.items() if k.startswith("effective")}
+    if any({k: v for k, v in e.items() if k.startswith("effective")} == when for e in existing):
+        raise FhirError(
+            400,
+            "duplicate",
+            "Reading already exists",
+            expression=["Observation.effective"],
+            vendor_code="59189",
+        )
+
+
+def is_vital_sign(rtype: str, body: Json) -> bool:
+    return rtype == "Observation" and _has_coding(body.get("category"), *VITAL_SIGNS)
 
 
 def cerner_write(rtype: str, body: Json) -> None:
@@ -77,6 +139,34 @@ def cerner_write(rtype: str, body: Json) -> None:
         )
 
 
+_TAG = re.compile(r"<[^>]+>")
+XHTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def cerner_store_xhtml_as_rtf(rtype: str, body: Json) -> None:
+    """Oracle Health Millennium Platform FHIR R4 API, "DocumentReference create": XHTML content is
+    converted to RTF when stored, so a read-back is not byte-equal to what was sent (VENDORS.md
+    quirk 11). The sandbox keeps the text and wraps it the way an RTF writer would."""
+    if rtype != "DocumentReference":
+        return
+    for entry in body.get("content") or []:
+        attachment = entry.get("attachment") if isinstance(entry, dict) else None
+        if not isinstance(attachment, dict):
+            continue
+        ctype = str(attachment.get("contentType", "")).split(";")[0].strip().lower()
+        if ctype not in XHTML_TYPES or not isinstance(attachment.get("data"), str):
+            continue
+        try:
+            markup = base64.b64decode(attachment["data"]).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        text = html.unescape(_TAG.sub(" ", markup))
+        lines = " ".join(text.split())
+        rtf = "{\\rtf1\\ansi\\deff0 {\\fonttbl {\\f0 Arial;}}\\f0\\fs20 " + lines + "\\par}"
+        attachment["contentType"] = "text/rtf"
+        attachment["data"] = base64.b64encode(rtf.encode()).decode()
+
+
 Rule = Callable[[str, Json], None]
 CREATE_RULES: dict[str, tuple[Rule, ...]] = {
     "epic": (epic_create,),
@@ -87,6 +177,14 @@ UPDATE_RULES: dict[str, tuple[Rule, ...]] = {
 }
 
 
+#: Changes a vendor makes to what it stores (after the rules have accepted it).
+STORE_TRANSFORMS: dict[str, tuple[Rule, ...]] = {
+    "cerner": (cerner_store_xhtml_as_rtf,),
+}
+
+
 def check(personality: str, rtype: str, body: Json, *, create: bool) -> None:
     for rule in (CREATE_RULES if create else UPDATE_RULES).get(personality, ()):
         rule(rtype, body)
+    for transform in STORE_TRANSFORMS.get(personality, ()):
+        transform(rtype, body)

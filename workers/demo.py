@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, PROPRIETARY_PLANNERS
 from adapters.tenants import load_tenants
 from workers import samples
 from workers.client import WritebackClient
@@ -59,7 +59,10 @@ async def run_demo(config: StackConfig) -> int:
         await connect(config.temporal_address, wait_seconds=60), task_queue=TASK_QUEUE
     )
     run = time.strftime("%Y%m%d%H%M%S")
-    planned = demo_commands(tenants.ids, run)
+    # the duplicate check below counts by command identifier: start with a FHIR-writing tenant
+    # (athenaOne and Veradigm keep no identifier of ours; they deduplicate by content)
+    fhir_writers_first = sorted(tenants, key=lambda t: t.vendor in PROPRIETARY_PLANNERS)
+    planned = demo_commands([tenant.id for tenant in fhir_writers_first], run)
     started = time.monotonic()
     duplicate, _ = planned[0]
     # The first command is submitted three times at once: one workflow, one resource.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from adapters.tenants import TenantConfigError, Vendor, load_tenants
 from workers.settings import venv_binary
 from workers.worker import WORKER_READY
 from workflows import search_attributes as sa
@@ -81,8 +82,27 @@ def temporal_dev_server_command(
     return command
 
 
-def sandbox_command(port: int, db_file: Path) -> list[str]:
-    return [sys.executable, "-m", "sandbox", "--port", str(port), "--db", str(db_file)]
+def sandbox_command(port: int, db_file: Path, tenants_path: Path | None = None) -> list[str]:
+    command = [sys.executable, "-m", "sandbox", "--port", str(port), "--db", str(db_file)]
+    return command + proprietary_personalities(tenants_path)
+
+
+def proprietary_personalities(tenants_path: Path | None) -> list[str]:
+    """``--personality T=athena|veradigm`` for the tenants that write through a vendor API: the
+    sandbox serves those APIs only under the vendor's personality (other tenants work as r4)."""
+    if tenants_path is None:
+        return []
+    try:
+        tenants = load_tenants(tenants_path)
+    except TenantConfigError:
+        return []  # the worker reports the file's problem
+    proprietary = {Vendor.ATHENA: "athena", Vendor.VERADIGM: "veradigm"}
+    return [
+        arg
+        for tenant in tenants
+        if tenant.vendor in proprietary
+        for arg in ("--personality", f"{tenant.id}={proprietary[tenant.vendor]}")
+    ]
 
 
 def worker_command(tenants_path: Path) -> list[str]:
@@ -175,7 +195,10 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
             ),
         )
         sandbox = spawn(
-            "sandbox", sandbox_command(config.sandbox_port, config.state_dir / "sandbox.db")
+            "sandbox",
+            sandbox_command(
+                config.sandbox_port, config.state_dir / "sandbox.db", config.tenants_path
+            ),
         )
         wait_for_port(config.temporal_port, 60, temporal)
         wait_for_http(f"{config.sandbox_url}/healthz", 30, sandbox)

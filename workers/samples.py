@@ -66,6 +66,43 @@ def body_temperature(patient: str, celsius: float, when: datetime | None = None)
     return resource
 
 
+def clinical_note(
+    patient: str,
+    text: str,
+    encounter: str | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> dict[str, Any]:
+    """A US Core clinical note (progress note); ``text`` is sent base64-encoded as is."""
+    note: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "type": _loinc("11506-3", "Progress note"),
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+                        "code": "clinical-note",
+                    }
+                ]
+            }
+        ],
+        "subject": {"reference": f"Patient/{patient}"},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "content": [
+            {
+                "attachment": {
+                    "contentType": content_type,
+                    "data": base64.b64encode(text.encode()).decode(),
+                }
+            }
+        ],
+    }
+    if encounter:
+        note["context"] = {"encounter": [{"reference": f"Encounter/{encounter}"}]}
+    return note
+
+
 def referral(patient: str, receiving_org: str = "org-cardiology") -> list[SagaStep]:
     """ServiceRequest → Task (focus = the request) → Communication to the receiving organization."""
     return [
@@ -105,37 +142,12 @@ def referral(patient: str, receiving_org: str = "org-cardiology") -> list[SagaSt
     ]
 
 
-def note_with_provenance(patient: str, author: str, text: str) -> list[SagaStep]:
+def note_with_provenance(
+    patient: str, author: str, text: str, encounter: str | None = None
+) -> list[SagaStep]:
     """A clinical note, then the Provenance saying on whose behalf it was written."""
     return [
-        SagaStep(
-            name="note",
-            resource={
-                "resourceType": "DocumentReference",
-                "status": "current",
-                "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
-                "category": [
-                    {
-                        "coding": [
-                            {
-                                "system": "http://hl7.org/fhir/us/core/CodeSystem/"
-                                "us-core-documentreference-category",
-                                "code": "clinical-note",
-                            }
-                        ]
-                    }
-                ],
-                "subject": {"reference": f"Patient/{patient}"},
-                "content": [
-                    {
-                        "attachment": {
-                            "contentType": "text/plain",
-                            "data": base64.b64encode(text.encode()).decode(),
-                        }
-                    }
-                ],
-            },
-        ),
+        SagaStep(name="note", resource=clinical_note(patient, text, encounter)),
         SagaStep(
             name="provenance",
             resource={

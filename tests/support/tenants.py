@@ -23,6 +23,9 @@ class TenantSpec:
     smart: tuple[str, str, str] | None = None
     #: re-read each verified write this many hours later (0 = off)
     reconcile_hours: float = 0.0
+    #: proprietary write API: TOML inline-table fields after base_url ("{sandbox}" is the URL)
+    vendor_api: str | None = None
+    max_concurrent: int | None = None
 
 
 TEST_TENANTS = [
@@ -47,7 +50,41 @@ TEST_TENANTS = [
     TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
     TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),
     TenantSpec("smart-narrow", "generic_r4", "r4", True, True, smart=("wb-nc", "RS384", "v2")),
+    # proprietary write APIs (athenaOne chart API, Veradigm Unity); FHIR only to read back
+    TenantSpec(
+        "demo-athena",
+        "athena",
+        "athena",
+        False,
+        False,
+        writable='["create"]',
+        vendor_api='practice_id = "195900", department_id = "1"',
+        max_concurrent=25,
+    ),
+    TenantSpec(
+        "demo-veradigm",
+        "veradigm",
+        "veradigm",
+        False,
+        False,
+        writable='["create"]',
+        vendor_api='app_name = "writeback", app_user = "wb", username = "wb"',
+    ),
+    # an athena practice with a low concurrency limit: the adapter keeps under it
+    TenantSpec(
+        "busy-athena",
+        "athena",
+        "athena",
+        False,
+        False,
+        writable='["create"]',
+        vendor_api='practice_id = "195901", department_id = "1"',
+        max_concurrent=3,
+    ),
 ]
+
+#: Where each proprietary personality serves its vendor API in the sandbox.
+_VENDOR_API_ROOT = {"athena": "athena", "veradigm": "unity"}
 
 
 #: Every test tenant accepts these (with the interactions its spec allows).
@@ -88,6 +125,11 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
             + ", ".join(f"{rtype} = {t.writable}" for rtype in WRITABLE_TYPES)
             + " } }\n"
         )
+        if t.vendor_api:
+            root = f"{sandbox_url}/{_VENDOR_API_ROOT[t.personality]}/{t.id}"
+            block += f'vendor_api = {{ base_url = "{root}", {t.vendor_api} }}\n'
+        if t.max_concurrent:
+            block += f"max_concurrent_requests = {t.max_concurrent}\n"
         if t.smart and keys_dir is not None:
             client_id, algorithm, style = t.smart
             block += (

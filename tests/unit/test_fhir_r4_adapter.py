@@ -12,8 +12,10 @@ from adapters.fhir_r4 import (
     UnsupportedVendor,
     differences,
     prepare_create,
+    prepare_update,
 )
-from adapters.tenants import Capabilities, Tenant, Vendor
+from adapters.problems import ResourceInvalid
+from adapters.tenants import Capabilities, Tenant, Vendor, VendorApiSettings
 from workers import samples
 
 
@@ -56,9 +58,29 @@ def test_tenant_without_conditional_create_searches_first() -> None:
 
 
 @pytest.mark.parametrize("vendor", [Vendor.ATHENA, Vendor.VERADIGM])
-def test_proprietary_api_vendors_are_refused_clearly(vendor: Vendor) -> None:
+def test_proprietary_api_vendors_write_through_their_api_deduplicated_by_fingerprint(
+    vendor: Vendor,
+) -> None:
+    """athenaOne and Unity keep no identifier of ours: the create carries the vendor call and
+    the FHIR projection read-back compares with, and deduplicates by content."""
+    api = VendorApiSettings(base_url="http://ehr.test/api", practice_id="1", department_id="2")
+    proprietary = tenant(vendor, False).model_copy(update={"vendor_api": api})
+    request = prepare_create(proprietary, samples.heart_rate("p1", 72), "t1:k")
+
+    assert request.vendor_call is not None
+    assert request.dedup is DedupStrategy.FINGERPRINT
+    assert request.expected is not None and "identifier" not in request.expected
+    assert request.comparable_body() == request.expected
+
+
+def test_athena_without_its_practice_is_refused_clearly() -> None:
+    with pytest.raises(ResourceInvalid, match="practice_id and department_id"):
+        prepare_create(tenant(Vendor.ATHENA, False), samples.heart_rate("p1", 72), "t1:k")
+
+
+def test_proprietary_vendors_have_no_fhir_update() -> None:
     with pytest.raises(UnsupportedVendor, match="no FHIR write path"):
-        prepare_create(tenant(vendor, False), samples.heart_rate("p1", 72), "t1:k")
+        prepare_update(tenant(Vendor.VERADIGM), samples.heart_rate("p1", 72), "Observation/1")
 
 
 def test_differences_ignore_server_managed_and_extra_elements() -> None:

@@ -107,4 +107,13 @@ def test_outcome_summary_keeps_codes_and_paths_but_drops_diagnostics() -> None:
 
 
 def test_outcome_summary_of_an_empty_body() -> None:
-    assert outcome_summary(httpx.Response(403)) == "HTTP 403"
+    assert outcome_summary(httpx.Response(404)) == "HTTP 404"
+
+
+def test_epic_empty_403_says_the_client_is_not_registered() -> None:
+    """Epic answers 403 with an empty body when the client is not registered for the API
+    (VENDORS.md quirk 5): the reason says so, and the write is an authorization failure."""
+    response = httpx.Response(403)
+    assert outcome_summary(response).startswith("HTTP 403 [empty body")
+    assert "not registered for this API" in outcome_summary(response)
+    assert error_class_for_status(response.status_code) is ErrorClass.AUTHORIZATION

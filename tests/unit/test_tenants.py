@@ -18,7 +18,7 @@ from adapters.versions import LATEST_ADAPTER_VERSION
 
 def test_default_file_ships_the_demo_tenants() -> None:
     registry = load_tenants(DEFAULT_TENANTS_FILE)
-    assert registry.ids == ["demo-cerner", "demo-epic", "demo-r4"]
+    assert registry.ids == ["demo-athena", "demo-cerner", "demo-epic", "demo-r4", "demo-veradigm"]
     epic = registry.get("demo-epic")
     assert epic is not None and not epic.capabilities.conditional_create
 

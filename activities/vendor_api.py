@@ -1,0 +1,97 @@
+"""Proprietary write calls: athenaOne's chart API (form POSTs) and Veradigm Unity (``GetToken``,
+then ``MagicJson``). The adapters (adapters/athena.py, veradigm.py) build each call and read each
+answer; this module only sends them, through the same per-tenant breaker, pacing and concurrency
+slots as FHIR calls, and keeps the Unity token per tenant until Unity refuses it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from activities.errors import ErrorClass, step_failure
+from adapters import athena, veradigm
+from adapters.proprietary import AnswerKind, VendorCall, VendorRefused
+from adapters.tenants import Tenant, VendorApiSettings
+
+#: ``send(tenant, method, path, request_id, url=..., headers=..., json=... | data=...)``
+Send = Callable[..., Awaitable[httpx.Response]]
+#: The step failure for a non-2xx answer (status, Retry-After, error class).
+FailFor = Callable[[httpx.Response, str], Exception]
+
+
+class VendorApi:
+    def __init__(self, send: Send, fail_for: FailFor) -> None:
+        self._send = send
+        self._fail_for = fail_for
+        self._unity_tokens: dict[str, str] = {}
+
+    @staticmethod
+    def _settings(tenant: Tenant) -> VendorApiSettings:
+        if tenant.vendor_api is None:
+            raise step_failure(ErrorClass.VALIDATION, f"tenant '{tenant.id}' has no vendor_api")
+        return tenant.vendor_api
+
+    async def write(self, tenant: Tenant, call: VendorCall, request_id: str) -> str:
+        """Send a proprietary write and return the FHIR id of what it stored. Unity gets a new
+        token once when it refuses the cached one."""
+        url = f"{self._settings(tenant).base_url.rstrip('/')}/{call.path}"
+        parse = veradigm.vendor_id if call.answer is AnswerKind.UNITY else athena.vendor_id
+        for fresh in (False, True):
+            if call.message is not None:
+                token = await self._unity_token(tenant, request_id, fresh=fresh)
+                payload: dict[str, Any] = {"json": {**call.message, "Token": token}}
+            else:
+                payload = {"data": call.form}
+            response = await self._send(
+                tenant,
+                "POST",
+                call.path,
+                request_id,
+                url=url,
+                headers={"Accept": "application/json"},
+                **payload,
+            )
+            if response.status_code != 200:
+                raise self._fail_for(response, f"{tenant.vendor.value} {call.action}")
+            try:
+                return call.id_prefix + parse(call, response.json())
+            except ValueError:
+                raise step_failure(
+                    ErrorClass.EHR_REJECTED, f"{call.action}: the answer is not JSON"
+                ) from None
+            except VendorRefused as refused:
+                if refused.token_expired and not fresh and call.message is not None:
+                    continue
+                raise step_failure(ErrorClass.EHR_REJECTED, str(refused)) from None
+        raise step_failure(ErrorClass.AUTHORIZATION, f"{call.action}: Unity refused a new token")
+
+    async def _unity_token(self, tenant: Tenant, request_id: str, *, fresh: bool) -> str:
+        if not fresh and tenant.id in self._unity_tokens:
+            return self._unity_tokens[tenant.id]
+        api = self._settings(tenant)
+        credentials = {
+            "Username": api.username or "",
+            "Password": os.environ.get(api.password_env or "", ""),
+        }
+        response = await self._send(
+            tenant,
+            "POST",
+            veradigm.GET_TOKEN,
+            request_id,
+            url=f"{api.base_url.rstrip('/')}/{veradigm.GET_TOKEN}",
+            headers={"Accept": "text/plain"},
+            json=credentials,
+        )
+        if response.status_code != 200:
+            raise self._fail_for(response, "Unity GetToken")
+        if not response.text or response.text.lower().startswith("error"):
+            raise step_failure(
+                ErrorClass.AUTHORIZATION,
+                f"Unity GetToken refused the credentials of tenant '{tenant.id}' "
+                "(vendor_api.username / password_env)",
+            )
+        self._unity_tokens[tenant.id] = response.text.strip()
+        return self._unity_tokens[tenant.id]

@@ -1,0 +1,36 @@
+"""Oracle Health (Cerner) Millennium: what its FHIR create needs beyond plain R4.
+
+Source (VENDORS.md quirk 11): fhir.cerner.com/millennium/r4, "DocumentReference create" — exactly
+one ``content`` entry, and the attachment's ``contentType`` states a ``charset``. XHTML is stored
+converted to RTF; read-back compares notes as text (adapters/clinical_notes.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from adapters.clinical_notes import first_attachment
+from adapters.problems import Problem
+
+
+def create_problems(resource: dict[str, Any]) -> list[Problem]:
+    """Why Oracle Health would refuse this create (empty when it would take it)."""
+    if (
+        resource.get("resourceType") == "DocumentReference"
+        and len(resource.get("content") or []) != 1
+    ):
+        return [Problem("content", "Oracle Health takes exactly one content entry")]
+    return []
+
+
+def adapted(resource: dict[str, Any]) -> dict[str, Any]:
+    """A note's content type with the charset Oracle Health requires (UTF-8 unless stated)."""
+    ctype = first_attachment(resource).get("contentType")
+    if resource.get("resourceType") != "DocumentReference" or not isinstance(ctype, str):
+        return resource
+    if "charset=" in ctype.replace(" ", "").lower():
+        return resource
+    result = copy.deepcopy(resource)
+    result["content"][0]["attachment"]["contentType"] = f"{ctype}; charset=utf-8"
+    return result
