@@ -10,6 +10,7 @@ from sandbox.search import REFERENCE_PARAMS, TOKEN_PARAMS
 
 ADVERTISED_TYPES = (
     "AllergyIntolerance",
+    "Communication",
     "Condition",
     "DocumentReference",
     "Encounter",
@@ -17,7 +18,10 @@ ADVERTISED_TYPES = (
     "Observation",
     "Patient",
     "Procedure",
+    "Provenance",
     "QuestionnaireResponse",
+    "ServiceRequest",
+    "Task",
 )
 SCOPES_SUPPORTED = (
     "system/*.read",

@@ -31,7 +31,7 @@ TENANT = "limited-r4"
 WRITES = 40  # 2 EHR requests each (conditional create + read-back): 16 s at R = 5/s
 
 
-async def poll_log(path: Path, pattern: str, within: float = 30.0) -> None:
+async def poll_log(path: Path, pattern: str, within: float = 90.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not re.search(pattern, await asyncio.to_thread(path.read_text)):
         if asyncio.get_running_loop().time() > deadline:

@@ -87,7 +87,8 @@ TEST_TENANTS = [
 _VENDOR_API_ROOT = {"athena": "athena", "veradigm": "unity"}
 
 
-#: Every test tenant accepts these (with the interactions its spec allows).
+#: FHIR-writing test tenants accept these (with the interactions their spec allows); Epic-like
+#: and proprietary-API ones only what their vendor writes (VENDORS.md).
 WRITABLE_TYPES = (
     "Observation",
     "ServiceRequest",
@@ -96,6 +97,11 @@ WRITABLE_TYPES = (
     "DocumentReference",
     "Provenance",
 )
+VENDOR_LIMITED_TYPES = ("Observation", "DocumentReference")
+
+
+def _writable_types(tenant: TenantSpec) -> tuple[str, ...]:
+    return WRITABLE_TYPES if tenant.personality in ("r4", "cerner") else VENDOR_LIMITED_TYPES
 
 
 def personality_args() -> list[str]:
@@ -122,7 +128,7 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
             f"capabilities = {{ conditional_create = {_toml(t.conditional_create)}, "
             f"if_match = {_toml(t.if_match)}, drops_identifiers = {_toml(t.drops_identifiers)}, "
             f"patch = {_toml(t.patch)}, writable = {{ "
-            + ", ".join(f"{rtype} = {t.writable}" for rtype in WRITABLE_TYPES)
+            + ", ".join(f"{rtype} = {t.writable}" for rtype in _writable_types(t))
             + " } }\n"
         )
         if t.vendor_api:

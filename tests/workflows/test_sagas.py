@@ -173,7 +173,9 @@ async def test_a_step_the_tenant_cannot_withdraw_is_written_last_and_else_goes_t
     """Provenance has no status: it cannot be withdrawn, so the saga writes it last even when
     it is listed first. Epic's API is create-only: a failure after a written note goes to a
     person with a precise instruction."""
-    steps = samples.note_with_provenance("saga-pt-6", "Practitioner/dr-synthetic", "synthetic")
+    steps = samples.note_with_provenance(
+        "saga-pt-6", "Practitioner/dr-synthetic", "synthetic", encounter="enc-saga-6"
+    )
     command = saga("demo-r4", key, list(reversed(steps)), kind="note-with-provenance")
     status = await run_saga(writeback, command)
     assert status.state is WriteState.VERIFIED, status.reason
@@ -184,8 +186,7 @@ async def test_a_step_the_tenant_cannot_withdraw_is_written_last_and_else_goes_t
     assert provenance["target"] == [{"reference": f"DocumentReference/{note['id']}"}]
     assert provenance["meta"]["tag"][0]["system"] == COMMAND_IDENTIFIER_SYSTEM
 
-    refuse_provenance = {**REFUSE_COMMUNICATION, "type": "Provenance"}
-    await faults.post("/_admin/faults/demo-epic", json={"queue": [refuse_provenance]})
+    # Epic takes no Provenance (create-only, VENDORS.md): refused after the note is written
     epic = saga("demo-epic", f"{key}-epic", steps, kind="note-with-provenance")
     submission = await writeback.submit_saga(epic)
     parked = await writeback.wait(submission.workflow_id)
