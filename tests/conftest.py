@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +19,11 @@ from support.tenants import TEST_TENANTS, personality_args, write_tenants_file
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.tenants import TenantRegistry, load_tenants
+from workers.keys import KEYS_FILE_ENV
+
+#: One payload key file for the test process and every worker or CLI process it starts (they
+#: inherit the environment), generated on first use like a dev stack's.
+os.environ.setdefault(KEYS_FILE_ENV, str(Path(tempfile.mkdtemp(prefix="wb-keys-")) / "keys.json"))
 
 
 @pytest.fixture(scope="session")
