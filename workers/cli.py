@@ -31,7 +31,9 @@ from workers.cli_support import (
     problems,
 )
 from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
+from workers.codec_server import TokenFileError, add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.keys import KeyFileError
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
 from workers.settings import Settings
@@ -149,6 +151,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         sandbox_port=args.sandbox_port,
+        codec_port=args.codec_port,
     )
 
 
@@ -157,6 +160,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     with running_stack(config) as stack:
         print(f"Temporal   {config.temporal_address}")
         print(f"Web UI     {config.ui_url}")
+        print(f"Codec      {config.codec_url} (token in {config.state_dir / 'codec_dev_token'})")
         print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
         print(f"Tenants    {config.tenants_path}")
         print(f"Logs       {config.state_dir / 'logs'}")
@@ -196,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--sandbox-port", type=int, default=8090, help="the tenants' base URLs must match"
         )
+        p.add_argument("--codec-port", type=int, default=8234, help="codec server for the UI")
 
     dev = sub.add_parser("dev", help="run the embedded stack in the foreground")
     with_stack(dev)
@@ -233,6 +238,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
 
     add_review_commands(sub)
+    add_codec_server_command(sub)
     return top
 
 
@@ -254,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result)
-    except (UsageError, TenantConfigError) as exc:
+    except (UsageError, TenantConfigError, KeyFileError, TokenFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NoWorker as exc:

@@ -137,7 +137,12 @@ def test_unreachable_temporal_is_a_clear_error(heart_rate_file: Path) -> None:
 
 
 def stack_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
-    ports = {"temporal": free_port(), "ui": free_port(), "sandbox": free_port()}
+    ports = {
+        "temporal": free_port(),
+        "ui": free_port(),
+        "sandbox": free_port(),
+        "codec": free_port(),
+    }
     tenants = write_tenants_file(tmp_path / "tenants.toml", f"http://127.0.0.1:{ports['sandbox']}")
     args = [
         "--state-dir",
@@ -150,6 +155,8 @@ def stack_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
         str(ports["ui"]),
         "--sandbox-port",
         str(ports["sandbox"]),
+        "--codec-port",
+        str(ports["codec"]),
     ]
     return args, ports
 
@@ -176,7 +183,7 @@ def test_dev_serves_writes_and_stops_cleanly_on_ctrl_c(
     )
     try:
         assert dev.stdout is not None
-        banner = [dev.stdout.readline() for _ in range(6)]
+        banner = [dev.stdout.readline() for _ in range(7)]
         assert any(f"127.0.0.1:{ports['ui']}" in line for line in banner), banner
         assert banner[-1].startswith("Ctrl-C stops everything")
         submitted = run_cli(
