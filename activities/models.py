@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,6 +20,8 @@ class CommandInput(BaseModel):
     target: str | None = None
     requested_by: str
     on_behalf_of: str | None = None
+    role: str | None = None
+    purpose: str | None = None
 
 
 class ValidatedWrite(BaseModel):
@@ -36,16 +37,6 @@ class WritePlan(BaseModel):
 
     create: CreateRequest | None = None
     update: UpdateRequest | None = None
-
-
-class AuthorizationRecord(BaseModel):
-    """Who asked, on whose behalf, under which scopes, and which checks ran."""
-
-    requested_by: str
-    on_behalf_of: str | None
-    scopes: list[str]
-    checks: list[str]
-    decided_at: datetime
 
 
 class EhrWrite(BaseModel):

@@ -19,6 +19,7 @@ from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
 from workers.settings import Settings
 from workers.temporal_client import connect
+from workers.tenant_isolation import TenantIsolation
 from workflows.clinical_write import ClinicalWrite
 from workflows.task_queues import ehr_task_queue
 
@@ -64,6 +65,7 @@ def build_workers(
                 )
             ),
             graceful_shutdown_timeout=timedelta(seconds=10),
+            interceptors=[TenantIsolation()],
         )
     ]
     for tenant in tenants:
@@ -74,6 +76,7 @@ def build_workers(
                 activities=[ehr_steps.write, ehr_steps.update, ehr_steps.locate, ehr_steps.verify],
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 graceful_shutdown_timeout=timedelta(seconds=10),
+                interceptors=[TenantIsolation(tenant.id)],
             )
         )
     return workers

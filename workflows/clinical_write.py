@@ -235,6 +235,8 @@ class ClinicalWrite:
             target=command.target,
             requested_by=command.requested_by,
             on_behalf_of=command.on_behalf_of,
+            role=command.role,
+            purpose=command.purpose,
         )
         timeout, retry = _PURE_STEP_TIMEOUT, _PURE_STEP_RETRY
         try:
@@ -260,9 +262,13 @@ class ClinicalWrite:
             )
         except (ActivityError, ApplicationError) as err:
             raise _failure_of(err, ErrorClass.TRANSIENT) from None
+        self._status.authorization = authorization
+        if authorization.decision != "allow":
+            raise StepFailed(ErrorClass.AUTHORIZATION.value, authorization.summary)
         self._move(
             WriteState.AUTHORIZED,
-            f"by {authorization.requested_by}; scopes {' '.join(authorization.scopes)}",
+            f"{authorization.summary} for {authorization.requested_by}; "
+            f"scopes {' '.join(authorization.scopes)}",
         )
 
     async def _send(self, override: bool = False) -> None:

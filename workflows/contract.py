@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from adapters.policy import AuthorizationRecord as AuthorizationRecord  # re-exported
 from adapters.tenants import Interaction as Interaction  # re-exported: part of the contract
 
 #: Tenant ids and idempotency keys end up in workflow ids, which are plain text on the Temporal
@@ -76,6 +77,12 @@ class WriteCommand(BaseModel):
     base_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.\-]{1,64}$")
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
+    role: str | None = Field(
+        default=None, pattern=TOKEN_PATTERN, description="the on-behalf-of user's role code"
+    )
+    purpose: str | None = Field(
+        default=None, pattern=TOKEN_PATTERN, description="purpose of use, e.g. TREAT"
+    )
     urgency: Urgency = Urgency.ROUTINE
 
     @field_validator("resource")
@@ -141,6 +148,9 @@ class WriteStatus(BaseModel):
     )
     transitions: list[Transition] = Field(default_factory=list)
     ehr_log: list[EhrExchange] = Field(default_factory=list)
+    authorization: AuthorizationRecord | None = Field(
+        default=None, description="the policy decision this write ran (or stopped) under"
+    )
 
 
 class WriteDetails(BaseModel):

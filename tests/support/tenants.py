@@ -21,7 +21,33 @@ class TenantSpec:
     patch: bool = False
     #: SMART Backend Services: (client id, algorithm, scope style); keys come from smart_keys
     smart: tuple[str, str, str] | None = None
+    #: extra TOML closing the tenant's table (e.g. its ``[tenant.policy]``)
+    extra: str = ""
 
+
+POLICY = """
+[tenant.policy]
+version = "2026-11-test"
+
+[[tenant.policy.rule]]
+name = "batch-never-updates"
+effect = "deny"
+callers = ["batch-import"]
+interactions = ["update"]
+
+[[tenant.policy.rule]]
+name = "nursing-vitals"
+callers = ["nursing-app"]
+resource_types = ["Observation"]
+roles = ["nurse", "physician"]
+purposes = ["TREAT"]
+require_on_behalf_of = true
+
+[[tenant.policy.rule]]
+name = "batch-creates"
+callers = ["batch-import"]
+interactions = ["create"]
+"""
 
 TEST_TENANTS = [
     TenantSpec("demo-r4", "generic_r4", "r4", True, True),
@@ -41,6 +67,8 @@ TEST_TENANTS = [
     TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
     TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),
     TenantSpec("smart-narrow", "generic_r4", "r4", True, True, smart=("wb-nc", "RS384", "v2")),
+    # a real access policy (tests/workflows/test_security.py)
+    TenantSpec("policy-r4", "generic_r4", "r4", True, True, extra=POLICY),
 ]
 
 
@@ -79,6 +107,6 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
         block += f"breaker = {{ failures = {t.breaker_failures} }}\n"
         if t.rate_limit:
             block += f"rate_limit_per_second = {t.rate_limit}\n"
-        blocks.append(block)
+        blocks.append(block + t.extra)
     path.write_text("\n".join(blocks))
     return path
