@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
+from workers.audit_cli import add_audit_commands
 from workers.cli_support import (
     EXIT_FAILED,
     EXIT_OK,
@@ -239,6 +240,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_review_commands(sub)
     add_codec_server_command(sub)
+    add_audit_commands(sub)
     return top
 
 

@@ -14,9 +14,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit_ledger import AuditLedger, AuditSteps
 from activities.command_steps import CommandSteps
 from activities.ehr_steps import EhrSteps
 from adapters.tenants import TenantRegistry
+from workers.audit_cli import ledger_location, shared_ledger
 from workers.settings import Settings
 from workers.temporal_client import connect
 from workers.tenant_isolation import TenantIsolation
@@ -39,6 +41,7 @@ PASSTHROUGH_MODULES = (
     "httpx",
     "activities",
     "adapters",
+    "workflows.audit_trail",
     "workflows.budgets",
     "workflows.contract",
     "workflows.search_attributes",
@@ -47,18 +50,29 @@ PASSTHROUGH_MODULES = (
 
 
 def build_workers(
-    client: Client, tenants: TenantRegistry, http: httpx.AsyncClient, task_queue: str
+    client: Client,
+    tenants: TenantRegistry,
+    http: httpx.AsyncClient,
+    task_queue: str,
+    ledger: AuditLedger | None = None,
 ) -> list[Worker]:
-    """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
-    queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
+    """The workflow worker (workflows + pure steps + the audit ledger) and one EHR worker per
+    tenant, whose task queue carries the tenant's rate limit (enforced by the Temporal server for
+    all workers)."""
     command_steps = CommandSteps(tenants)
+    audit = AuditSteps(ledger or shared_ledger(ledger_location()))
     ehr_steps = EhrSteps(tenants, http)
     workers = [
         Worker(
             client,
             task_queue=task_queue,
             workflows=[ClinicalWrite],
-            activities=[command_steps.validate, command_steps.map, command_steps.authorize],
+            activities=[
+                command_steps.validate,
+                command_steps.map,
+                command_steps.authorize,
+                audit.record,
+            ],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(
                     *PASSTHROUGH_MODULES

@@ -10,6 +10,7 @@ re-checks the EHR on a widening schedule instead of failing silently.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
+from workflows.audit_trail import AuditTrail
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     EhrExchange,
@@ -112,6 +114,7 @@ class ClinicalWrite:
         self._decisions_received = 0
         self._decisions_applied = 0
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
+        self._audit = AuditTrail()
 
     # --- what callers can ask and say -------------------------------------------------------
 
@@ -171,6 +174,7 @@ class ClinicalWrite:
             # one upsert (one history event, one visibility write) for everything since the last
             workflow.upsert_search_attributes(self._search_updates)
             self._search_updates = []
+            self._audit.due = True
 
     def _fail(self, state: WriteState, failure: StepFailed) -> None:
         self._status.error_class = failure.error_class
@@ -215,6 +219,7 @@ class ClinicalWrite:
                     sa.URGENCY.value_set(command.urgency.value),
                 ]
             )
+        recorder = asyncio.create_task(self._audit.run(self._command, self._status))
         try:
             await self._prepare()
             await self._send()
@@ -223,6 +228,8 @@ class ClinicalWrite:
         else:
             await self._check()
         await self._await_decisions()
+        await self._audit.record(self._command, self._status)
+        recorder.cancel()
         return self._status
 
     async def _prepare(self) -> None:

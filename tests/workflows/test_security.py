@@ -21,10 +21,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.audit_ledger import AuditEvent
 from activities.models import EhrWrite
 from adapters.fhir_r4 import prepare_create
 from adapters.tenants import TenantRegistry
 from workers import samples
+from workers.audit_cli import ledger_location, shared_ledger
 from workers.client import WritebackClient
 from workers.codec import writeback_data_converter
 from workers.keys import LocalKeyProvider
@@ -191,6 +193,34 @@ async def test_an_ehr_step_for_another_tenant_is_refused(
         )
     assert outcome.startswith("authorization: cross-tenant step refused"), outcome
     assert resources_for_command(ehr.db, write_tenant, f"{write_tenant}:{key}") == 0
+
+
+async def test_every_transition_and_exchange_reaches_the_audit_ledger(
+    writeback: WritebackClient, key: str
+) -> None:
+    cmd = command("policy-r4", key, requested_by="nursing-app", **NURSE)
+    status = await run_to_end(writeback, cmd)
+    ledger = shared_ledger(ledger_location())
+
+    mine = [
+        AuditEvent.model_validate_json(record.body)
+        for record in ledger.records("policy-r4")
+        if record.entry_key.startswith(f"{cmd.workflow_id}/")
+    ]
+    transitions = [e for e in mine if e.kind == "transition"]
+    exchanges = [e for e in mine if e.kind == "exchange"]
+    assert [e.state for e in transitions] == [t.state.value for t in status.transitions]
+    assert [(e.step, e.outcome) for e in exchanges] == [(x.step, x.outcome) for x in status.ehr_log]
+    last = transitions[-1]
+    assert (last.requested_by, last.on_behalf_of, last.resource_type) == (
+        "nursing-app",
+        "Practitioner/n-7",
+        "Observation",
+    )
+    assert last.resource == status.resource and last.version == status.version
+    assert last.policy == "allow nursing-vitals@2026-11-test scopes system/Observation.c"
+    assert all(e.correlation_id == cmd.workflow_id for e in mine)
+    assert ledger.verify("policy-r4").ok
 
 
 async def test_history_payloads_are_sealed_with_the_writes_own_tenant_key(
