@@ -88,6 +88,7 @@ class LocalKeyProvider:
                 raise KeyFileError(f"{source}: keyring '{name}' holds a key that is not 32 bytes")
         self._rings = keyrings
         self.source = source
+        self._derived_keys: dict[tuple[str, int], DataKey] = {}
 
     # --- KeyProvider ---------------------------------------------------------------------------
 
@@ -114,8 +115,13 @@ class LocalKeyProvider:
         return DataKey(f"{tenant}.k{version}", tenant, self._rings[tenant][version - 1])
 
     def _derived(self, tenant: str, version: int) -> DataKey:
-        root = self._rings[ROOT_RING][version - 1]
-        return DataKey(f"{tenant}.r{version}", tenant, _derive(root, tenant))
+        """Derived once per process (HKDF would otherwise cost more than the encryption)."""
+        key = self._derived_keys.get((tenant, version))
+        if key is None:
+            root = self._rings[ROOT_RING][version - 1]
+            key = DataKey(f"{tenant}.r{version}", tenant, _derive(root, tenant))
+            self._derived_keys[(tenant, version)] = key
+        return key
 
     def rotated(self, ring: str = ROOT_RING) -> LocalKeyProvider:
         """A provider with a new newest key in ``ring`` (a tenant id, or root for all tenants
