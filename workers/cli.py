@@ -35,6 +35,7 @@ from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
 from workers.codec_server import TokenFileError, add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.keys import KeyFileError
+from workers.keys_cli import add_keys_commands
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
 from workers.settings import Settings
@@ -76,6 +77,8 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
             resource=resource,
             requested_by=args.requested_by,
             on_behalf_of=args.on_behalf_of,
+            role=args.role,
+            purpose=args.purpose,
             urgency=Urgency(args.urgency),
             interaction=Interaction.UPDATE if args.update else Interaction.CREATE,
             target=args.update,
@@ -227,6 +230,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")
     submit.add_argument("--requested-by", default="cli", help="calling service id")
     submit.add_argument("--on-behalf-of", help="user reference, e.g. Practitioner/123")
+    submit.add_argument("--role", help="the on-behalf-of user's role code (tenant policy)")
+    submit.add_argument("--purpose", help="purpose of use, e.g. TREAT (tenant policy)")
     submit.add_argument("--update", metavar="REFERENCE", help="update e.g. Observation/123")
     submit.add_argument("--base-version", help="with --update: the version the user saw")
     submit.add_argument("--wait", action="store_true", help="follow until settled")
@@ -241,6 +246,7 @@ def parser() -> argparse.ArgumentParser:
     add_review_commands(sub)
     add_codec_server_command(sub)
     add_audit_commands(sub)
+    add_keys_commands(sub)
     return top
 
 

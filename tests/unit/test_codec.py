@@ -190,3 +190,26 @@ def test_unknown_or_malformed_key_ids(keys: LocalKeyProvider) -> None:
     for key_id in ("acme.r9", "acme.k1", "root.k1", "nonsense"):
         with pytest.raises(UnknownKey):
             keys.get(key_id)
+
+
+async def test_keys_rotate_adds_a_newest_key_and_keeps_the_old(tmp_path: Path) -> None:
+    from support.cli import run_cli
+
+    path = tmp_path / "keys.json"
+    env = {KEYS_FILE_ENV: str(path), KEYS_JSON_ENV: ""}
+    assert run_cli("keys", "rotate", env=env).returncode == 2  # no key file yet: nothing to rotate
+    before = LocalKeyProvider.generate()
+    before.save(path)
+    [old] = await in_workflow(EncryptionCodec(before), "wb:acme:k").encode([plain()])
+
+    rotated = run_cli("keys", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "new key system.r2" in rotated.stdout
+    own = run_cli("keys", "rotate", "--tenant", "acme", env=env)
+    assert "new key acme.k1 for tenant 'acme'" in own.stdout
+
+    after = LocalKeyProvider.from_file(path)
+    [new] = await in_workflow(EncryptionCodec(after), "wb:acme:k").encode([plain()])
+    assert new.metadata[KEY_ID] == b"acme.k1"
+    assert after.current("beta").key_id == "beta.r2"
+    assert (await EncryptionCodec(after).decode([old, new])) == [plain(), plain()]
