@@ -8,6 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from support.cli import WRITEBACK, run_cli
 from support.ports import free_port
@@ -197,6 +198,11 @@ def test_dev_serves_writes_and_stops_cleanly_on_ctrl_c(
         )
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["state"] == "verified"
+        # the UI's codec server: a token is needed, the dev token (a path segment) decodes
+        codec = f"http://127.0.0.1:{ports['codec']}"
+        token = (tmp_path / "state" / "codec_dev_token").read_text()
+        assert httpx.post(f"{codec}/decode", json={"payloads": []}).status_code == 401
+        assert httpx.post(f"{codec}/t/{token}/decode", json={"payloads": []}).status_code == 200
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=60)
