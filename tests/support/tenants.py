@@ -47,6 +47,11 @@ require_on_behalf_of = true
 name = "batch-creates"
 callers = ["batch-import"]
 interactions = ["create"]
+
+[[tenant.policy.rule]]
+name = "operators-create"  # the CLI and the demo
+callers = ["cli"]
+interactions = ["create"]
 """
 
 TEST_TENANTS = [
