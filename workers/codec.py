@@ -35,6 +35,7 @@ from temporalio.converter import (
 )
 
 from workers.keys import SYSTEM_TENANT, KeyProvider, UnknownKey, tenant_of_key
+from workflows.contract import tenant_of_workflow
 
 ENCODING = b"binary/encrypted"
 CIPHER = b"AES-256-GCM"
@@ -47,15 +48,6 @@ COMPRESS_FROM_BYTES = 256
 class PayloadRefused(Exception):
     """A payload this codec must not or cannot decode (wrong tenant, unknown key, tampered).
     The message names key ids and tenants only, never content."""
-
-
-def tenant_of_workflow(workflow_id: str | None) -> str | None:
-    """``wb:{tenant}:{key}`` -> tenant; None for other workflow ids."""
-    if workflow_id and workflow_id.startswith("wb:"):
-        parts = workflow_id.split(":", 2)
-        if len(parts) == 3 and parts[1]:
-            return parts[1]
-    return None
 
 
 def is_encrypted(payload: Payload) -> bool:

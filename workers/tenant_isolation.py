@@ -21,15 +21,19 @@ from temporalio.worker import (
 )
 
 from activities.errors import ErrorClass, step_failure
-from workers.codec import tenant_of_workflow
+from workflows.contract import tenant_of_workflow
 
 
-def _tenant_of_input(args: Any) -> str | None:
+def _tenants_of_input(args: Any) -> set[str]:
+    """Tenants an activity input names: its ``tenant``, and each of its ``events``' (the audit
+    ledger's batches)."""
+    tenants: set[str] = set()
     for arg in args:
-        tenant = getattr(arg, "tenant", None)
-        if isinstance(tenant, str):
-            return tenant
-    return None
+        for item in [arg, *getattr(arg, "events", [])]:
+            tenant = getattr(item, "tenant", None)
+            if isinstance(tenant, str):
+                tenants.add(tenant)
+    return tenants
 
 
 class _Inbound(ActivityInboundInterceptor):
@@ -39,14 +43,13 @@ class _Inbound(ActivityInboundInterceptor):
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
-        wanted = _tenant_of_input(input.args)
         owner = tenant_of_workflow(info.workflow_id)
-        if wanted is not None and (
-            wanted != owner or (self._queue_tenant and wanted != self._queue_tenant)
-        ):
+        allowed = {owner} if not self._queue_tenant or owner == self._queue_tenant else set()
+        foreign = sorted(_tenants_of_input(input.args) - allowed)
+        if foreign:
             raise step_failure(
                 ErrorClass.AUTHORIZATION,
-                f"cross-tenant step refused: {info.activity_type} for tenant '{wanted}' in a "
+                f"cross-tenant step refused: {info.activity_type} for tenant '{foreign[0]}' in a "
                 f"write of tenant '{owner}'",
             )
         return await super().execute_activity(input)

@@ -11,8 +11,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.contract import WriteCommand, WriteStatus
+from workflows.contract import WriteCommand, WriteStatus, tenant_of_workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps
@@ -34,7 +35,8 @@ def audit_events(
             f" scopes {' '.join(authorization.scopes)}" if authorization.scopes else ""
         )
     common = {
-        "tenant": command.tenant,
+        # the workflow's own tenant: a command naming another one is refused, and recorded here
+        "tenant": tenant_of_workflow(status.workflow_id) or command.tenant,
         "correlation_id": status.workflow_id,
         "requested_by": command.requested_by,
         "on_behalf_of": command.on_behalf_of,
@@ -101,5 +103,10 @@ class AuditTrail:
                 retry_policy=_AUDIT_RETRY,
             )
             self._transitions, self._exchanges = upto
+        except (ActivityError, ApplicationError) as err:  # a local activity raises the latter
+            # refused for good (never for an outage: those retry): the write goes on, the lines
+            # stay pending for the next hand-over, and the refusal is in the worker's log
+            cause = err.cause if isinstance(err, ActivityError) else err
+            workflow.logger.error("audit ledger refused %d lines: %s", len(events), cause)
         finally:
             self._busy = False

@@ -61,6 +61,15 @@ def workflow_id_for(tenant: str, idempotency_key: str) -> str:
     return f"wb:{tenant}:{idempotency_key}"
 
 
+def tenant_of_workflow(workflow_id: str | None) -> str | None:
+    """``wb:{tenant}:{key}`` -> tenant; None for other workflow ids."""
+    if workflow_id and workflow_id.startswith("wb:"):
+        parts = workflow_id.split(":", 2)
+        if len(parts) == 3 and parts[1]:
+            return parts[1]
+    return None
+
+
 class WriteCommand(BaseModel):
     """'Write this resource into tenant T on behalf of user U', exactly once.
 

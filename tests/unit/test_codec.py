@@ -17,7 +17,6 @@ from workers.codec import (
     EncryptionCodec,
     PayloadRefused,
     is_encrypted,
-    tenant_of_workflow,
     writeback_data_converter,
 )
 from workers.keys import (
@@ -28,6 +27,7 @@ from workers.keys import (
     UnknownKey,
     load_key_provider,
 )
+from workflows.contract import tenant_of_workflow
 
 CANARY = "CANARY-codec-7f3a Zzyzx Quuxley"
 

@@ -5,7 +5,8 @@ and keys are out of reach) and key rotation in the middle of a write."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.audit_ledger import AuditEvent
+from activities.audit_ledger import AuditBatch, AuditEvent
 from activities.models import EhrWrite
 from adapters.fhir_r4 import prepare_create
 from adapters.tenants import TenantRegistry
@@ -135,18 +136,26 @@ async def test_a_workflow_of_one_tenant_cannot_write_for_another(
     assert "cross-tenant step refused" in (status.reason or "")
     assert resources_for_command(ehr.db, "demo-epic", cmd.command_identifier) == 0
     assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 0
+    # on the record of the tenant whose workflow it was
+    ledger = shared_ledger(ledger_location())
+    states = [
+        AuditEvent.model_validate_json(r.body).state
+        for r in ledger.records("demo-r4")
+        if r.entry_key.startswith(f"{workflow_id}/")
+    ]
+    assert states == ["requested", "rejected"]
 
 
 @workflow.defn(name="CrossTenantProbe", sandboxed=False)
 class CrossTenantProbe:
-    """Schedules one EHR write as told: a stand-in for a buggy or forged workflow."""
+    """Schedules one activity as told: a stand-in for a buggy or forged workflow."""
 
     @workflow.run
-    async def run(self, queue: str, write: EhrWrite) -> str:
+    async def run(self, activity_name: str, queue: str, arg: dict[str, Any]) -> str:
         try:
             await workflow.execute_activity(
-                "write",
-                write,
+                activity_name,
+                arg,
                 task_queue=queue,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=1),
@@ -154,7 +163,22 @@ class CrossTenantProbe:
         except ActivityError as err:
             assert isinstance(err.cause, ApplicationError)
             return f"{err.cause.type}: {err.cause.message}"
-        return "written"
+        return "done"
+
+
+async def probe(writeback: WritebackClient, workflow_id: str, *args: Any) -> str:
+    queue = f"probe-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        writeback.temporal,
+        task_queue=queue,
+        workflows=[CrossTenantProbe],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        return str(
+            await writeback.temporal.execute_workflow(
+                CrossTenantProbe.run, args=list(args), id=workflow_id, task_queue=queue
+            )
+        )
 
 
 @pytest.mark.parametrize(
@@ -178,21 +202,40 @@ async def test_an_ehr_step_for_another_tenant_is_refused(
     assert tenant is not None
     request = prepare_create(tenant, samples.heart_rate("wf-test", 70), f"{write_tenant}:{key}")
     write = EhrWrite(tenant=write_tenant, request_id="probe", request=request)
-    probe_queue = f"probe-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        writeback.temporal,
-        task_queue=probe_queue,
-        workflows=[CrossTenantProbe],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
-        outcome = await writeback.temporal.execute_workflow(
-            CrossTenantProbe.run,
-            args=[ehr_task_queue(writeback.task_queue, queue_tenant), write],
-            id=workflow_id_for(workflow_tenant, key),
-            task_queue=probe_queue,
-        )
+    outcome = await probe(
+        writeback,
+        workflow_id_for(workflow_tenant, key),
+        "write",
+        ehr_task_queue(writeback.task_queue, queue_tenant),
+        write.model_dump(mode="json"),
+    )
     assert outcome.startswith("authorization: cross-tenant step refused"), outcome
     assert resources_for_command(ehr.db, write_tenant, f"{write_tenant}:{key}") == 0
+
+
+async def test_a_write_cannot_append_to_another_tenants_audit_chain(
+    writeback: WritebackClient, key: str
+) -> None:
+    ledger = shared_ledger(ledger_location())
+    before = len(ledger.records("demo-cerner"))
+    forged = AuditEvent(
+        entry_key=f"forged-{key}",
+        tenant="demo-cerner",
+        correlation_id="wb:demo-cerner:x",
+        kind="transition",
+        at=datetime.now(UTC),
+        requested_by="cli",
+        outcome="verified",
+    )
+    outcome = await probe(
+        writeback,
+        workflow_id_for("demo-r4", key),
+        "record_audit",
+        writeback.task_queue,
+        AuditBatch(events=[forged]).model_dump(mode="json"),
+    )
+    assert outcome.startswith("authorization: cross-tenant step refused"), outcome
+    assert len(ledger.records("demo-cerner")) == before
 
 
 async def test_every_transition_and_exchange_reaches_the_audit_ledger(
