@@ -126,13 +126,21 @@ class AuditLedger(ABC):
     """Append-only, hash-chained per tenant. Thread-safe; blocking (call from a thread)."""
 
     placeholder = "?"
+    #: Creates the tenant's head if it has none; then the head is read, locked where the
+    #: database locks rows (SQLite's BEGIN IMMEDIATE already holds the whole database).
+    create_head = "INSERT OR IGNORE INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)"
+    lock_head = "SELECT seq, hash FROM audit_heads WHERE tenant = ?"
+    _conn: Any
 
     @abstractmethod
     @contextmanager
     def _transaction(self) -> Iterator[Any]: ...
 
-    @abstractmethod
-    def _lock_head(self, cursor: Any, tenant: str) -> tuple[int, str]: ...
+    def _lock_head(self, cursor: Any, tenant: str) -> tuple[int, str]:
+        cursor.execute(self._q(self.create_head), (tenant, GENESIS))
+        cursor.execute(self._q(self.lock_head), (tenant,))
+        seq, digest = cursor.fetchone()
+        return int(seq), str(digest)
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", self.placeholder)
@@ -194,8 +202,8 @@ class AuditLedger(ABC):
     def verify(self, tenant: str) -> Verification:
         return verify_chain(tenant, self.records(tenant), self.head(tenant))
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        self._conn.close()
 
 
 _SQLITE_SCHEMA = """
@@ -235,18 +243,6 @@ class SqliteLedger(AuditLedger):
                 raise
             cursor.execute("COMMIT")
 
-    def _lock_head(self, cursor: Any, tenant: str) -> tuple[int, str]:
-        cursor.execute(
-            "INSERT OR IGNORE INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)",
-            (tenant, GENESIS),
-        )
-        cursor.execute("SELECT seq, hash FROM audit_heads WHERE tenant = ?", (tenant,))
-        seq, digest = cursor.fetchone()
-        return int(seq), str(digest)
-
-    def close(self) -> None:
-        self._conn.close()
-
 
 _POSTGRES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -266,6 +262,11 @@ FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 
 class PostgresLedger(AuditLedger):
     placeholder = "%s"
+    create_head = (
+        "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?) "
+        "ON CONFLICT (tenant) DO NOTHING"
+    )
+    lock_head = "SELECT seq, hash FROM audit_heads WHERE tenant = ? FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         import psycopg  # only when configured
@@ -281,19 +282,6 @@ class PostgresLedger(AuditLedger):
     def _transaction(self) -> Iterator[Any]:
         with self._lock, self._conn.transaction(), self._conn.cursor() as cursor:
             yield cursor
-
-    def _lock_head(self, cursor: Any, tenant: str) -> tuple[int, str]:
-        cursor.execute(
-            "INSERT INTO audit_heads (tenant, seq, hash) VALUES (%s, 0, %s) "
-            "ON CONFLICT (tenant) DO NOTHING",
-            (tenant, GENESIS),
-        )
-        cursor.execute("SELECT seq, hash FROM audit_heads WHERE tenant = %s FOR UPDATE", (tenant,))
-        seq, digest = cursor.fetchone()
-        return int(seq), str(digest)
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 def open_ledger(location: str) -> AuditLedger:
