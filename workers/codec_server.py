@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +94,28 @@ class CodecTokens:
                 for name, token, tenants in entries
             ]
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle, indent=2)
+        _write_owner_only(path, json.dumps(body, indent=2))
+
+    @staticmethod
+    def add(path: Path, name: str, tenants: list[str]) -> str:
+        """A new random token for ``tenants`` (replacing one of the same name); returns it: the
+        file keeps only its hash."""
+        try:
+            entries = json.loads(path.read_text())["tokens"] if path.exists() else []
+        except (ValueError, KeyError, TypeError):
+            raise TokenFileError(f"{path}: not a token file") from None
+        token = secrets.token_urlsafe(24)
+        entries = [entry for entry in entries if entry.get("name") != name]
+        entries.append({"name": name, "sha256": token_hash(token), "tenants": tenants})
+        _write_owner_only(path, json.dumps({"tokens": entries}, indent=2))
+        return token
+
+
+def _write_owner_only(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _bearer(request: Request) -> str | None:
@@ -183,10 +202,7 @@ def dev_token(state_dir: Path) -> str:
         token = token_file.read_text().strip()
     else:
         token = secrets.token_urlsafe(24)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token)
+        _write_owner_only(token_file, token)
     CodecTokens.write(state_dir / "codec_tokens.json", [("dev", token, [ALL_TENANTS])])
     return token
 
@@ -202,6 +218,21 @@ def add_codec_server_command(sub: argparse._SubParsersAction[argparse.ArgumentPa
     )
     server.add_argument("--tokens", help=f"token file (default: ${TOKENS_FILE_ENV} or state dir)")
     server.set_defaults(run=cmd_codec_server)
+    token = sub.add_parser(
+        "codec-token", help="create a codec server token for some tenants (printed once)"
+    )
+    token.add_argument("name", help="who holds it, e.g. ops-acme")
+    token.add_argument("--tenant", action="append", required=True, help="repeatable; * = all")
+    token.add_argument("--tokens", help=f"token file (default: ${TOKENS_FILE_ENV} or state dir)")
+    token.set_defaults(run=cmd_codec_token)
+
+
+def cmd_codec_token(args: argparse.Namespace) -> int:
+    path = Path(args.tokens) if args.tokens else tokens_file_path(Settings.from_env().state_dir)
+    token = CodecTokens.add(path, args.name, args.tenant)
+    print(token)
+    print(f"token '{args.name}' for {', '.join(args.tenant)} added to {path}", file=sys.stderr)
+    return 0
 
 
 def cmd_codec_server(args: argparse.Namespace) -> int:

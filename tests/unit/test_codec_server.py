@@ -126,3 +126,23 @@ async def test_cors_allows_the_ui_origin_only(server: httpx.AsyncClient) -> None
     foreign = await server.options("/decode", headers={**preflight, "Origin": "http://evil.test"})
     assert foreign.status_code == 400
     assert "access-control-allow-origin" not in foreign.headers
+
+
+def test_codec_token_prints_a_token_once_and_stores_its_hash(tmp_path: Path) -> None:
+    from support.cli import run_cli
+
+    path = tmp_path / "tokens.json"
+    first = run_cli("codec-token", "ops-acme", "--tenant", "acme", "--tokens", str(path))
+    second = run_cli("codec-token", "ops-all", "--tenant", "*", "--tokens", str(path))
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    token = first.stdout.strip()
+    assert token not in path.read_text()  # only its hash is kept
+    tokens = CodecTokens.from_file(path)
+    grant = tokens.grant_for(token)
+    assert grant is not None and grant.name == "ops-acme" and grant.may_see("acme")
+    assert not grant.may_see("beta")
+    everything = tokens.grant_for(second.stdout.strip())
+    assert everything is not None and everything.may_see("beta")
+    renewed = run_cli("codec-token", "ops-acme", "--tenant", "acme", "--tokens", str(path))
+    assert CodecTokens.from_file(path).grant_for(token) is None  # the old token is replaced
+    assert CodecTokens.from_file(path).grant_for(renewed.stdout.strip()) is not None
