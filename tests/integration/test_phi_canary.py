@@ -11,7 +11,9 @@ Spans and metrics: being built in parallel (OpenTelemetry); add their exported f
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf import json_format
-from support.cli import run_cli
+from support.cli import ROOT, WRITEBACK, run_cli
+from support.ports import free_port
 from support.raw_history import payloads_in, raw_client, raw_history
 from support.sandbox_process import SandboxProcess
 from support.temporal import temporal_address
@@ -32,14 +35,17 @@ from workers import samples
 from workers.audit_cli import ledger_location
 from workers.client import WritebackClient
 from workers.codec_server import CodecTokens, create_app
+from workers.devstack import wait_for_port
 from workers.keys import load_key_provider
-from workers.settings import Settings
+from workers.settings import Settings, venv_binary
 from workflows.contract import Interaction, WriteCommand, WriteState, WriteStatus
 
 pytestmark = pytest.mark.integration
 
 TOKEN = f"CNRY{uuid.uuid4().hex[:10]}"  # every canary carries it; scanning for it finds them all
 VALUE = 71.3917  # a canary value too
+#: The canary writes of this module's first test (the CLI test shows the first one).
+_CANARY_WRITES: list[str] = []
 
 
 def canary_observation(path: str) -> dict[str, Any]:
@@ -170,6 +176,7 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
     statuses["conflict"] = await conflicting_update(client, faults, f"conflict-{run}")
     assert statuses["conflict"].state is WriteState.CONFLICT
     workflow_ids = [f"wb:demo-r4:ok-{run}", *(s.workflow_id for s in statuses.values())]
+    _CANARY_WRITES.extend(workflow_ids)
 
     # what a person with Temporal access sees: raw history and visibility, no codec
     raw = await raw_client(temporal_address(dev_server))
@@ -235,3 +242,76 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
     plain = b"".join(p.data for p in json_format.ParseDict(decoded.json(), Payloads()).payloads)
     assert TOKEN.encode() in plain and str(VALUE).encode() in plain
     assert refused.status_code == 403
+
+
+def test_the_temporal_cli_shows_decoded_payloads_only_through_the_codec_server(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The real `temporal` CLI against a real `writeback codec-server` process (Temporal's remote
+    codec protocol end to end): ciphertext without it, the canary with a token of the tenant."""
+    workflow_id = next(iter(_CANARY_WRITES), None)
+    if workflow_id is None:
+        pytest.skip("needs the canary writes of the test above")
+    tokens = tmp_path / "tokens.json"
+    CodecTokens.write(tokens, [("r4", "r4-token", ["demo-r4"]), ("epic", "e-token", ["demo-epic"])])
+    port = free_port()
+    log = (tmp_path / "codec.log").open("wb")
+    server = subprocess.Popen(
+        [*WRITEBACK, "codec-server", "--port", str(port), "--tokens", str(tokens)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, 30, server)
+
+        def show(*codec: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    str(venv_binary("temporal")),
+                    "workflow",
+                    "show",
+                    "-w",
+                    workflow_id,
+                    "--address",
+                    temporal_address(dev_server),
+                    "-o",
+                    "json",
+                    *codec,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        endpoint = ("--codec-endpoint", f"http://127.0.0.1:{port}")
+        plain = show()
+        decoded = show(*endpoint, "--codec-auth", "Bearer r4-token")
+        foreign = show(*endpoint, "--codec-auth", "Bearer e-token")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+    assert plain.returncode == 0, plain.stderr
+    assert TOKEN.encode() not in payload_data(plain.stdout)
+    assert base64.b64encode(b"binary/encrypted").decode() in plain.stdout  # metadata, as stored
+    assert decoded.returncode == 0, decoded.stderr
+    assert TOKEN.encode() in payload_data(decoded.stdout)  # the CLI prints data as base64
+    assert TOKEN.encode() not in payload_data(foreign.stdout) + foreign.stderr.encode()
+
+
+def payload_data(cli_json: str) -> bytes:
+    """Every payload's data in `temporal … -o json` output, base64-decoded."""
+
+    def walk(node: Any) -> list[bytes]:
+        if isinstance(node, dict):
+            found = [base64.b64decode(node["data"])] if isinstance(node.get("data"), str) else []
+            return found + [b for value in node.values() for b in walk(value)]
+        if isinstance(node, list):
+            return [b for value in node for b in walk(value)]
+        return []
+
+    try:
+        return b"".join(walk(json.loads(cli_json)))
+    except ValueError:
+        return b""
