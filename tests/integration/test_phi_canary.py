@@ -11,6 +11,7 @@ Spans and metrics: being built in parallel (OpenTelemetry); add their exported f
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -44,8 +45,6 @@ pytestmark = pytest.mark.integration
 
 TOKEN = f"CNRY{uuid.uuid4().hex[:10]}"  # every canary carries it; scanning for it finds them all
 VALUE = 71.3917  # a canary value too
-#: The canary writes of this module's first test (the CLI test shows the first one).
-_CANARY_WRITES: list[str] = []
 
 
 def canary_observation(path: str) -> dict[str, Any]:
@@ -176,7 +175,6 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
     statuses["conflict"] = await conflicting_update(client, faults, f"conflict-{run}")
     assert statuses["conflict"].state is WriteState.CONFLICT
     workflow_ids = [f"wb:demo-r4:ok-{run}", *(s.workflow_id for s in statuses.values())]
-    _CANARY_WRITES.extend(workflow_ids)
 
     # what a person with Temporal access sees: raw history and visibility, no codec
     raw = await raw_client(temporal_address(dev_server))
@@ -244,14 +242,35 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
     assert refused.status_code == 403
 
 
-def test_the_temporal_cli_shows_decoded_payloads_only_through_the_codec_server(
-    dev_server: WorkflowEnvironment, tmp_path: Path
+async def test_the_temporal_cli_shows_decoded_payloads_only_through_the_codec_server(
+    stack: tuple[WritebackClient, dict[str, str], Path],
+    dev_server: WorkflowEnvironment,
+    tmp_path: Path,
 ) -> None:
     """The real `temporal` CLI against a real `writeback codec-server` process (Temporal's remote
     codec protocol end to end): ciphertext without it, the canary with a token of the tenant."""
-    workflow_id = next(iter(_CANARY_WRITES), None)
-    if workflow_id is None:
-        pytest.skip("needs the canary writes of the test above")
+    command = WriteCommand(
+        tenant="demo-r4",
+        idempotency_key=f"cli-{uuid.uuid4().hex[:8]}",
+        resource=canary_observation("cli"),
+    )
+    assert (await settle(stack[0], command)).state is WriteState.VERIFIED
+    plain, decoded, foreign = await asyncio.to_thread(
+        temporal_cli_views, command.workflow_id, temporal_address(dev_server), tmp_path
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert TOKEN.encode() not in payload_data(plain.stdout)
+    assert base64.b64encode(b"binary/encrypted").decode() in plain.stdout  # metadata, as stored
+    assert decoded.returncode == 0, decoded.stderr
+    assert TOKEN.encode() in payload_data(decoded.stdout)  # the CLI prints data as base64
+    assert TOKEN.encode() not in payload_data(foreign.stdout) + foreign.stderr.encode()
+
+
+def temporal_cli_views(
+    workflow_id: str, address: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], ...]:
+    """`temporal workflow show` without a codec, through a `writeback codec-server` process with
+    the tenant's token, and with another tenant's token."""
     tokens = tmp_path / "tokens.json"
     CodecTokens.write(tokens, [("r4", "r4-token", ["demo-r4"]), ("epic", "e-token", ["demo-epic"])])
     port = free_port()
@@ -274,7 +293,7 @@ def test_the_temporal_cli_shows_decoded_payloads_only_through_the_codec_server(
                     "-w",
                     workflow_id,
                     "--address",
-                    temporal_address(dev_server),
+                    address,
                     "-o",
                     "json",
                     *codec,
@@ -292,12 +311,7 @@ def test_the_temporal_cli_shows_decoded_payloads_only_through_the_codec_server(
         server.terminate()
         server.wait(timeout=20)
         log.close()
-    assert plain.returncode == 0, plain.stderr
-    assert TOKEN.encode() not in payload_data(plain.stdout)
-    assert base64.b64encode(b"binary/encrypted").decode() in plain.stdout  # metadata, as stored
-    assert decoded.returncode == 0, decoded.stderr
-    assert TOKEN.encode() in payload_data(decoded.stdout)  # the CLI prints data as base64
-    assert TOKEN.encode() not in payload_data(foreign.stdout) + foreign.stderr.encode()
+    return plain, decoded, foreign
 
 
 def payload_data(cli_json: str) -> bytes:
