@@ -9,7 +9,6 @@ from temporalio import activity
 
 from activities.errors import ErrorClass, step_failure
 from activities.models import (
-    AuthorizationRecord,
     CommandInput,
     SagaPlan,
     SagaPlanInput,
@@ -21,6 +20,7 @@ from activities.models import (
 from adapters.clinical_semantics import ClinicalContext
 from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
+from adapters.policy import AccessRequest, AuthorizationRecord
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
 from adapters.validation import validate_resource
@@ -80,29 +80,39 @@ class CommandSteps:
 
     @activity.defn(name="authorize")
     async def authorize(self, command: CommandInput) -> AuthorizationRecord:
-        """First-cut policy: the caller is allowed for the tenant and the tenant accepts this
-        resource type and interaction. The scope is the least one for the write."""
+        """Decide by the tenant's policy (adapters/policy.py). A denial is returned, not raised:
+        the workflow records it (rule, policy version) before it ends ``rejected``."""
         tenant = self._tenant(command.tenant)
         resource_type = str(command.resource.get("resourceType"))
         interaction = command.interaction
-        checks = []
-        if "*" not in tenant.allowed_callers and command.requested_by not in tenant.allowed_callers:
-            raise step_failure(
-                ErrorClass.AUTHORIZATION,
-                f"caller '{command.requested_by}' may not write to tenant '{tenant.id}'",
-            )
-        checks.append("caller-allowed-for-tenant")
         if not tenant.capabilities.allows(resource_type, interaction):
             raise step_failure(
                 ErrorClass.UNSUPPORTED,
                 f"tenant '{tenant.id}' does not accept {interaction.value} of {resource_type}",
             )
-        checks.append("tenant-accepts-interaction")
+        policy = tenant.access_policy()
+        decision, rule = policy.decide(
+            AccessRequest(
+                caller=command.requested_by,
+                on_behalf_of=command.on_behalf_of,
+                role=command.role,
+                purpose=command.purpose,
+                resource_type=resource_type,
+                interaction=interaction,
+            )
+        )
         return AuthorizationRecord(
+            decision=decision,
+            rule=rule,
+            policy_version=policy.version,
             requested_by=command.requested_by,
             on_behalf_of=command.on_behalf_of,
-            scopes=[f"system/{resource_type}.{LEAST_SCOPE[interaction]}"],
-            checks=checks,
+            role=command.role,
+            purpose=command.purpose,
+            scopes=[f"system/{resource_type}.{LEAST_SCOPE[interaction]}"]
+            if decision == "allow"
+            else [],
+            checks=["tenant-accepts-interaction", f"policy:{rule}"],
             decided_at=datetime.now(UTC),
         )
 

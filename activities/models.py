@@ -25,6 +25,8 @@ class CommandInput(BaseModel):
     requested_at: datetime | None = Field(
         default=None, description="workflow time: clinical times are judged against it"
     )
+    role: str | None = None
+    purpose: str | None = None
 
 
 class ValidatedWrite(BaseModel):
@@ -42,16 +44,6 @@ class WritePlan(BaseModel):
 
     create: CreateRequest | None = None
     update: UpdateRequest | None = None
-
-
-class AuthorizationRecord(BaseModel):
-    """Who asked, on whose behalf, under which scopes, and which checks ran."""
-
-    requested_by: str
-    on_behalf_of: str | None
-    scopes: list[str]
-    checks: list[str]
-    decided_at: datetime
 
 
 class EhrWrite(BaseModel):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adapters.interactions import Interaction as Interaction  # re-exported
+from adapters.policy import AccessPolicy
 from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
 
 TENANTS_ENV = "WRITEBACK_TENANTS"
@@ -29,11 +31,6 @@ class Vendor(StrEnum):
     ATHENA = "athena"
     VERADIGM = "veradigm"
     GENERIC_R4 = "generic_r4"
-
-
-class Interaction(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
 
 
 class Capabilities(BaseModel):
@@ -173,6 +170,9 @@ class Tenant(BaseModel):
     allowed_callers: list[str] = Field(
         default_factory=lambda: ["*"], description="calling services allowed to write; '*' = any"
     )
+    policy: AccessPolicy | None = Field(
+        default=None, description="who may write what (adapters/policy.py); default: callers"
+    )
     timeout_seconds: float = Field(default=10.0, gt=0)
     rate_limit_per_second: float | None = Field(
         default=None, gt=0, description="EHR requests/s across all workers (server-enforced)"
@@ -197,6 +197,9 @@ class Tenant(BaseModel):
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")
+
+    def access_policy(self) -> AccessPolicy:
+        return self.policy or AccessPolicy.from_allowed_callers(self.allowed_callers)
 
 
 class TenantConfigError(Exception):

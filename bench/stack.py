@@ -24,8 +24,10 @@ from pathlib import Path
 
 from bench.ehr import SandboxAdmin
 from bench.procs import Child, spawn
+from workers.audit_cli import AUDIT_DB_ENV
 from workers.client import WritebackClient
 from workers.devstack import temporal_dev_server_command
+from workers.keys import KEYS_FILE_ENV
 from workers.temporal_client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +159,9 @@ async def open_stack(
     worker_environment."""
     specs = list({t.id: t for t in tenants}.values())
     workdir = Path(tempfile.mkdtemp(prefix="writeback-bench-"))
+    # the run's own payload keys and audit ledger, shared with the worker processes (env)
+    os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
+    os.environ.setdefault(AUDIT_DB_ENV, str(workdir / "audit.db"))
     children: dict[str, Child] = {}
     admin: SandboxAdmin | None = None
     try:

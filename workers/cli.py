@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
+from workers.audit_cli import add_audit_commands
 from workers.cli_support import (
     EXIT_FAILED,
     EXIT_OK,
@@ -31,7 +32,10 @@ from workers.cli_support import (
     problems,
 )
 from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
+from workers.codec_server import TokenFileError, add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.keys import KeyFileError
+from workers.keys_cli import add_keys_commands
 from workers.reconcile_cli import add_reconcile_commands
 from workers.render import as_json, status_text, transition_line
 from workers.review_cli import add_review_commands
@@ -78,6 +82,8 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
             resource=resource,
             requested_by=args.requested_by,
             on_behalf_of=args.on_behalf_of,
+            role=args.role,
+            purpose=args.purpose,
             urgency=Urgency(args.urgency),
             interaction=Interaction.UPDATE if args.update else Interaction.CREATE,
             target=args.update,
@@ -154,6 +160,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         sandbox_port=args.sandbox_port,
+        codec_port=args.codec_port,
     )
 
 
@@ -163,6 +170,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         sweeps = asyncio.run(_register_sweeps(config))
         print(f"Temporal   {config.temporal_address}")
         print(f"Web UI     {config.ui_url}")
+        print(f"Codec      {config.codec_url} (token in {config.state_dir / 'codec_dev_token'})")
         print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
         print(f"Tenants    {config.tenants_path}")
         print(f"Logs       {config.state_dir / 'logs'}")
@@ -211,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--sandbox-port", type=int, default=8090, help="the tenants' base URLs must match"
         )
+        p.add_argument("--codec-port", type=int, default=8234, help="codec server for the UI")
 
     dev = sub.add_parser("dev", help="run the embedded stack in the foreground")
     with_stack(dev)
@@ -236,6 +245,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")
     submit.add_argument("--requested-by", default="cli", help="calling service id")
     submit.add_argument("--on-behalf-of", help="user reference, e.g. Practitioner/123")
+    submit.add_argument("--role", help="the on-behalf-of user's role code (tenant policy)")
+    submit.add_argument("--purpose", help="purpose of use, e.g. TREAT (tenant policy)")
     submit.add_argument("--update", metavar="REFERENCE", help="update e.g. Observation/123")
     submit.add_argument("--base-version", help="with --update: the version the user saw")
     submit.add_argument("--wait", action="store_true", help="follow until settled")
@@ -251,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
     add_reconcile_commands(sub)
     add_saga_commands(sub)
     add_tenants_commands(sub)
+    add_codec_server_command(sub)
+    add_audit_commands(sub)
+    add_keys_commands(sub)
     return top
 
 
@@ -272,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result)
-    except (UsageError, TenantConfigError, SettingsError) as exc:
+    except (UsageError, TenantConfigError, SettingsError, KeyFileError, TokenFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NoWorker as exc:

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 
 from adapters.tenants import TenantConfigError, Vendor, load_tenants
+from workers.codec_server import dev_token
+from workers.keys import KEYS_FILE_ENV, keys_file_path, load_key_provider
 from workers.settings import venv_binary
 from workers.worker import WORKER_READY
 from workflows import search_attributes as sa
@@ -29,6 +31,7 @@ class StackConfig:
     temporal_port: int = 7233
     ui_port: int = 8233
     sandbox_port: int = 8090
+    codec_port: int = 8234
     start_worker: bool = True
 
     @property
@@ -43,11 +46,17 @@ class StackConfig:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
+    @property
+    def codec_url(self) -> str:
+        return f"http://127.0.0.1:{self.codec_port}"
+
     def environment(self) -> dict[str, str]:
-        """What a process needs to reach this stack (demo tenants read the sandbox URL)."""
+        """What a process needs to reach this stack (demo tenants read the sandbox URL) and to
+        read its payloads (the stack's key file)."""
         return {
             "TEMPORAL_ADDRESS": self.temporal_address,
             "WRITEBACK_SANDBOX_URL": self.sandbox_url,
+            KEYS_FILE_ENV: str(keys_file_path(self.state_dir)),
         }
 
 
@@ -58,7 +67,11 @@ class Stack:
 
 
 def temporal_dev_server_command(
-    temporal_port: int, ui_port: int, db_file: Path | None, log_level: str = "error"
+    temporal_port: int,
+    ui_port: int,
+    db_file: Path | None,
+    log_level: str = "error",
+    codec_endpoint: str | None = None,
 ) -> list[str]:
     """``temporal server start-dev`` with writeback's search attributes and SQLite tuning."""
     command = [
@@ -79,7 +92,17 @@ def temporal_dev_server_command(
         command += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     for key in sa.ALL:
         command += ["--search-attribute", f"{key.name}={sa.type_name(key)}"]
+    if codec_endpoint:
+        command += ["--ui-codec-endpoint", codec_endpoint]
     return command
+
+
+def codec_server_command(config: StackConfig) -> list[str]:
+    return [
+        *(sys.executable, "-m", "workers", "codec-server", "--port", str(config.codec_port)),
+        *("--tokens", str(config.state_dir / "codec_tokens.json")),
+        *("--ui-origin", config.ui_url, "--ui-origin", f"http://localhost:{config.ui_port}"),
+    ]
 
 
 def sandbox_command(port: int, db_file: Path, tenants_path: Path | None = None) -> list[str]:
@@ -187,11 +210,18 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
         stack.processes.append((name, process))
         return process
 
+    load_key_provider(config.state_dir)  # generate the stack's key file before any child
+    # the dev UI cannot send an Authorization header: the token is the endpoint's first segment
+    codec_endpoint = f"{config.codec_url}/t/{dev_token(config.state_dir)}"
     try:
+        codec = spawn("codec-server", codec_server_command(config))
         temporal = spawn(
             "temporal",
             temporal_dev_server_command(
-                config.temporal_port, config.ui_port, config.state_dir / "temporal.db"
+                config.temporal_port,
+                config.ui_port,
+                config.state_dir / "temporal.db",
+                codec_endpoint=codec_endpoint,
             ),
         )
         sandbox = spawn(
@@ -202,6 +232,7 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
         )
         wait_for_port(config.temporal_port, 60, temporal)
         wait_for_http(f"{config.sandbox_url}/healthz", 30, sandbox)
+        wait_for_port(config.codec_port, 30, codec)
         if config.start_worker:
             worker_log = logs / "worker.log"
             offset = worker_log.stat().st_size if worker_log.exists() else 0

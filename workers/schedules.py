@@ -27,7 +27,7 @@ def sweep_schedule(tenant: Tenant, task_queue: str) -> Schedule:
         action=ScheduleActionStartWorkflow(
             ReconcileSweep.run,
             SweepRequest(tenant=tenant.id),
-            id=f"wb-sweep:{tenant.id}",
+            id=f"wb-sweep:{tenant.id}:scheduled",  # the schedule appends the start time
             task_queue=task_queue,
         ),
         spec=ScheduleSpec(

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit_ledger import AuditLedger, AuditSteps
 from activities.capability_discovery import CapabilityDiscovery, ProfileStore
 from activities.command_steps import CommandSteps
 from activities.crosswalk import Crosswalk
@@ -22,11 +23,13 @@ from activities.crosswalk_store import CROSSWALK_URL_ENV, CrosswalkStore, open_c
 from activities.ehr_steps import EhrSteps
 from activities.reconciliation import Reconciler
 from adapters.tenants import TenantRegistry
+from workers.audit_cli import ledger_location, shared_ledger
 from workers.health import Health, serving_health
 from workers.rate_share import ehr_activity_slots, keep_sharing_limits
 from workers.settings import Settings
 from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
+from workers.tenant_isolation import TenantIsolation
 from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.reconcile_finding import ReconcileFinding
@@ -50,6 +53,7 @@ PASSTHROUGH_MODULES = (
     "httpx",
     "activities",
     "adapters",
+    "workflows.audit_trail",
     "workflows.budgets",
     "workflows.contract",
     "workflows.saga_contract",
@@ -67,10 +71,13 @@ def build_workers(
     http: httpx.AsyncClient,
     task_queue: str,
     ehr_steps: EhrSteps | None = None,
+    ledger: AuditLedger | None = None,
 ) -> list[Worker]:
-    """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
-    queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
+    """The workflow worker (workflows + pure steps + the audit ledger) and one EHR worker per
+    tenant, whose task queue carries the tenant's rate limit (enforced by the Temporal server for
+    all workers)."""
     command_steps = CommandSteps(tenants)
+    audit = AuditSteps(ledger or shared_ledger(ledger_location()))
     ehr_steps = ehr_steps or EhrSteps(tenants, http)
     crosswalk = Crosswalk(tenants, ehr_steps, crosswalk_store())
     discovery = CapabilityDiscovery(tenants, http, ProfileStore(Settings.from_env().state_dir))
@@ -92,6 +99,7 @@ def build_workers(
                 command_steps.plan_saga,
                 command_steps.sweep_settings,
                 Reconciler(client).compare,
+                audit.record,
             ],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(
@@ -99,6 +107,7 @@ def build_workers(
                 )
             ),
             graceful_shutdown_timeout=timedelta(seconds=10),
+            interceptors=[TenantIsolation()],
         )
     ]
     for tenant in tenants:
@@ -120,6 +129,7 @@ def build_workers(
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 max_concurrent_activities=ehr_activity_slots(tenant.rate_limit_per_second),
                 graceful_shutdown_timeout=timedelta(seconds=10),
+                interceptors=[TenantIsolation(tenant.id)],
             )
         )
     return workers

@@ -10,6 +10,7 @@ re-checks the EHR on a widening schedule instead of failing silently.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
+from workflows.audit_trail import AuditTrail
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     EhrExchange,
@@ -152,6 +154,7 @@ class ClinicalWrite:
         self._decisions_received = 0
         self._decisions_applied = 0
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
+        self._audit = AuditTrail()
         self._rechecks = 0
         if isinstance(start, ContinuedWrite):
             self._resume(start)
@@ -242,6 +245,7 @@ class ClinicalWrite:
             # one upsert (one history event, one visibility write) for everything since the last
             workflow.upsert_search_attributes(self._search_updates)
             self._search_updates = []
+            self._audit.due = True
 
     def _fail(self, state: WriteState, failure: StepFailed) -> None:
         self._status.error_class = failure.error_class
@@ -287,6 +291,9 @@ class ClinicalWrite:
     @workflow.run
     async def run(self, start: WriteCommand | ContinuedWrite) -> WriteStatus:
         command = self._command
+        # writes recorded before the ledger existed replay without it
+        audited = workflow.patched("audit-ledger")
+        recorder = asyncio.create_task(self._audit.run(command, self._status)) if audited else None
         if not isinstance(start, ContinuedWrite):
             await self._write(command)
         await self._await_decisions()
@@ -298,6 +305,9 @@ class ClinicalWrite:
             await workflow.sleep(self._reconcile_after)
             await self._reconcile()
             await self._await_decisions()
+        if recorder:
+            await self._audit.record(command, self._status)
+            recorder.cancel()
         return self._status
 
     async def _write(self, command: WriteCommand) -> None:
@@ -329,6 +339,8 @@ class ClinicalWrite:
             requested_by=command.requested_by,
             on_behalf_of=command.on_behalf_of,
             requested_at=workflow.now(),
+            role=command.role,
+            purpose=command.purpose,
         )
         timeout, retry = _PURE_STEP_TIMEOUT, _PURE_STEP_RETRY
         try:
@@ -357,9 +369,13 @@ class ClinicalWrite:
             )
         except (ActivityError, ApplicationError) as err:
             raise _failure_of(err, ErrorClass.TRANSIENT) from None
+        self._status.authorization = authorization
+        if authorization.decision != "allow":
+            raise StepFailed(ErrorClass.AUTHORIZATION.value, authorization.summary)
         self._move(
             WriteState.AUTHORIZED,
-            f"by {authorization.requested_by}; scopes {' '.join(authorization.scopes)}",
+            f"{authorization.summary} for {authorization.requested_by}; "
+            f"scopes {' '.join(authorization.scopes)}",
         )
 
     async def _crosswalk(self, step: CommandInput) -> CommandInput:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from adapters.policy import AuthorizationRecord as AuthorizationRecord  # re-exported
 from adapters.tenants import Interaction as Interaction  # re-exported: part of the contract
 
 #: Tenant ids and idempotency keys end up in workflow ids, which are plain text on the Temporal
@@ -82,6 +83,23 @@ def workflow_id_for(tenant: str, idempotency_key: str) -> str:
     return f"wb:{tenant}:{idempotency_key}"
 
 
+#: Prefixes of every workflow id the product starts; the tenant always comes second:
+#: writes ``wb:{tenant}:{key}``, sagas ``wb-saga:{tenant}:{key}``, reconciliation sweeps
+#: ``wb-sweep:{tenant}:…``, their findings ``wb-finding:{tenant}:{kind}:{key}``, capability
+#: discovery ``wb-discovery:{tenant}:…``. The codec picks the tenant's key by it, and activities
+#: refuse to run for any other tenant (workers/tenant_isolation.py).
+WORKFLOW_ID_PREFIXES = frozenset({"wb", "wb-saga", "wb-sweep", "wb-finding", "wb-discovery"})
+
+
+def tenant_of_workflow(workflow_id: str | None) -> str | None:
+    """The tenant of one of our workflow ids (``wb:{tenant}:{key}`` …); None for others."""
+    if workflow_id:
+        parts = workflow_id.split(":", 2)
+        if len(parts) == 3 and parts[0] in WORKFLOW_ID_PREFIXES and parts[1]:
+            return parts[1]
+    return None
+
+
 class WriteCommand(BaseModel):
     """'Write this resource into tenant T on behalf of user U', exactly once.
 
@@ -98,6 +116,12 @@ class WriteCommand(BaseModel):
     base_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.\-]{1,64}$")
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
+    role: str | None = Field(
+        default=None, pattern=TOKEN_PATTERN, description="the on-behalf-of user's role code"
+    )
+    purpose: str | None = Field(
+        default=None, pattern=TOKEN_PATTERN, description="purpose of use, e.g. TREAT"
+    )
     urgency: Urgency = Urgency.ROUTINE
     reconcile: bool = Field(
         default=True,
@@ -168,6 +192,9 @@ class WriteStatus(BaseModel):
     )
     transitions: list[Transition] = Field(default_factory=list)
     ehr_log: list[EhrExchange] = Field(default_factory=list)
+    authorization: AuthorizationRecord | None = Field(
+        default=None, description="the policy decision this write ran (or stopped) under"
+    )
 
 
 class WriteDetails(BaseModel):

@@ -36,4 +36,6 @@ def sweep_schedule_id(tenant: str) -> str:
 
 
 def finding_workflow_id(finding: Finding) -> str:
-    return f"wb-finding:{finding.kind.value}:{finding.command}"
+    """``wb-finding:{tenant}:{kind}:{key}``: one per write and kind of difference."""
+    key = finding.command.split(":", 1)[-1]
+    return f"wb-finding:{finding.tenant}:{finding.kind.value}:{key}"

@@ -8,6 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from support.cli import WRITEBACK, run_cli
 from support.ports import free_port
@@ -137,7 +138,12 @@ def test_unreachable_temporal_is_a_clear_error(heart_rate_file: Path) -> None:
 
 
 def stack_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
-    ports = {"temporal": free_port(), "ui": free_port(), "sandbox": free_port()}
+    ports = {
+        "temporal": free_port(),
+        "ui": free_port(),
+        "sandbox": free_port(),
+        "codec": free_port(),
+    }
     tenants = write_tenants_file(tmp_path / "tenants.toml", f"http://127.0.0.1:{ports['sandbox']}")
     args = [
         "--state-dir",
@@ -150,6 +156,8 @@ def stack_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
         str(ports["ui"]),
         "--sandbox-port",
         str(ports["sandbox"]),
+        "--codec-port",
+        str(ports["codec"]),
     ]
     return args, ports
 
@@ -192,6 +200,11 @@ def test_dev_serves_writes_and_stops_cleanly_on_ctrl_c(
         )
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["state"] == "verified"
+        # the UI's codec server: a token is needed, the dev token (a path segment) decodes
+        codec = f"http://127.0.0.1:{ports['codec']}"
+        token = (tmp_path / "state" / "codec_dev_token").read_text()
+        assert httpx.post(f"{codec}/decode", json={"payloads": []}).status_code == 401
+        assert httpx.post(f"{codec}/t/{token}/decode", json={"payloads": []}).status_code == 200
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=60)

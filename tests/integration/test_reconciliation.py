@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from workers import samples
 from workers.client import WritebackClient
 from workflows.contract import WriteCommand, WriteState
-from workflows.reconcile_contract import sweep_schedule_id
+from workflows.reconcile_contract import Finding, finding_workflow_id, sweep_schedule_id
 from workflows.saga_contract import SagaCommand
 
 pytestmark = pytest.mark.integration
@@ -110,11 +110,11 @@ async def test_a_sweep_finds_a_planted_duplicate_drift_and_missing_resource(
     assert found["missing"]["resources"] == [deleted] and "gone" in found["missing"]["detail"]
     assert report["raised"] == [], "the first sweep already queued these: raised once only"
 
-    finding_ids = {f"wb-finding:{kind}:{found[kind]['command']}" for kind in found}
+    finding_ids = {finding_workflow_id(Finding.model_validate(f)) for f in found.values()}
     queue = listed_when(cli_env, "sweep-r4", lambda e: finding_ids <= {x["workflow_id"] for x in e})
     assert finding_ids <= {entry["workflow_id"] for entry in queue}
 
-    duplicate_id = f"wb-finding:duplicate:{found['duplicate']['command']}"
+    duplicate_id = finding_workflow_id(Finding.model_validate(found["duplicate"]))
     decided = run_cli(
         "review",
         "resolve",

@@ -106,13 +106,22 @@ async def v1_history(time_skipping: WorkflowEnvironment) -> WorkflowHistory:
         return await handle.fetch_history()
 
 
-async def test_unguarded_command_change_fails_replay(v1_history: WorkflowHistory) -> None:
+def _throwaway_replayer(env: WorkflowEnvironment, workflow: type) -> Replayer:
+    """Replays with the converter that recorded the history (payloads are encrypted)."""
+    return Replayer(workflows=[workflow], data_converter=env.client.data_converter)
+
+
+async def test_unguarded_command_change_fails_replay(
+    time_skipping: WorkflowEnvironment, v1_history: WorkflowHistory
+) -> None:
     with pytest.raises(NondeterminismError):
-        await Replayer(workflows=[ThrowawayUnguarded]).replay_workflow(v1_history)
+        await _throwaway_replayer(time_skipping, ThrowawayUnguarded).replay_workflow(v1_history)
 
 
-async def test_patched_command_change_replays(v1_history: WorkflowHistory) -> None:
-    await Replayer(workflows=[ThrowawayPatched]).replay_workflow(v1_history)
+async def test_patched_command_change_replays(
+    time_skipping: WorkflowEnvironment, v1_history: WorkflowHistory
+) -> None:
+    await _throwaway_replayer(time_skipping, ThrowawayPatched).replay_workflow(v1_history)
 
 
 # --- the same on ClinicalWrite itself: a modified copy against the recorded release ------------

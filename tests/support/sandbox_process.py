@@ -22,6 +22,7 @@ class SandboxProcess:
     def __init__(self, db: Path, log: Path, *extra: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.db = db
+        self.log_path = log
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandbox", "--port", "0", "--db", str(db), *extra],

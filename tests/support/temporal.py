@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from workers.settings import venv_binary
+from workers.temporal_client import default_data_converter
 from workflows import search_attributes as sa
 
 
 async def time_skipping_environment() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(venv_binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
+        data_converter=default_data_converter(),
     )
     # The test server knows no custom search attributes until told (TOOLCHAIN.md).
     await env.client.operator_service.add_search_attributes(
@@ -32,7 +32,7 @@ async def time_skipping_environment() -> WorkflowEnvironment:
 async def dev_server_environment() -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(venv_binary("temporal")),
-        data_converter=pydantic_data_converter,
+        data_converter=default_data_converter(),
         search_attributes=list(sa.ALL),
         dev_server_log_level="error",
     )

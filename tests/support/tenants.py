@@ -26,7 +26,38 @@ class TenantSpec:
     #: proprietary write API: TOML inline-table fields after base_url ("{sandbox}" is the URL)
     vendor_api: str | None = None
     max_concurrent: int | None = None
+    #: extra TOML closing the tenant's table (e.g. its ``[tenant.policy]``)
+    extra: str = ""
 
+
+POLICY = """
+[tenant.policy]
+version = "2026-11-test"
+
+[[tenant.policy.rule]]
+name = "batch-never-updates"
+effect = "deny"
+callers = ["batch-import"]
+interactions = ["update"]
+
+[[tenant.policy.rule]]
+name = "nursing-vitals"
+callers = ["nursing-app"]
+resource_types = ["Observation"]
+roles = ["nurse", "physician"]
+purposes = ["TREAT"]
+require_on_behalf_of = true
+
+[[tenant.policy.rule]]
+name = "batch-creates"
+callers = ["batch-import"]
+interactions = ["create"]
+
+[[tenant.policy.rule]]
+name = "operators-create"  # the CLI and the demo
+callers = ["cli"]
+interactions = ["create"]
+"""
 
 TEST_TENANTS = [
     TenantSpec("demo-r4", "generic_r4", "r4", True, True),
@@ -81,6 +112,8 @@ TEST_TENANTS = [
         vendor_api='practice_id = "195901", department_id = "1"',
         max_concurrent=3,
     ),
+    # a real access policy (tests/workflows/test_security.py)
+    TenantSpec("policy-r4", "generic_r4", "r4", True, True, extra=POLICY),
 ]
 
 #: Where each proprietary personality serves its vendor API in the sandbox.
@@ -148,6 +181,6 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
             block += f"rate_limit_per_second = {t.rate_limit}\n"
         if t.reconcile_hours:
             block += f"reconcile = {{ after_hours = {t.reconcile_hours} }}\n"
-        blocks.append(block)
+        blocks.append(block + t.extra)
     path.write_text("\n".join(blocks))
     return path

@@ -4,7 +4,6 @@ counter proves that no write (and, for the pure checks, no request at all) reach
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -185,21 +184,23 @@ async def test_two_tenant_records_for_one_internal_id_are_not_guessed(
     assert status.reason and status.reason.startswith("subject: 2 Patient in tenant")
 
 
-def crosswalk_results(history: Any) -> list[dict[str, Any]]:
-    """The crosswalk activity's results, from the workflow history (JSON payloads)."""
+async def crosswalk_results(client: WritebackClient, history: Any) -> list[dict[str, Any]]:
+    """The crosswalk activity's results, from the workflow history (decoded with the client's
+    converter: payloads are encrypted)."""
     scheduled = {
         event.event_id
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and event.activity_task_scheduled_event_attributes.activity_type.name == "crosswalk"
     }
-    return [
-        json.loads(attrs.result.payloads[0].data)
+    payloads = [
+        attrs.result.payloads[0]
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
         and (attrs := event.activity_task_completed_event_attributes).scheduled_event_id
         in scheduled
     ]
+    return list(await client.temporal.data_converter.decode(payloads)) if payloads else []
 
 
 async def test_internal_patient_is_found_by_identifier_stored_with_provenance_then_reused(
@@ -226,7 +227,7 @@ async def test_internal_patient_is_found_by_identifier_stored_with_provenance_th
     status = await run_to_end(onboarding, second)
     assert status.state is WriteState.VERIFIED
     history = await onboarding.temporal.get_workflow_handle(status.workflow_id).fetch_history()
-    (result,) = crosswalk_results(history)
+    (result,) = await crosswalk_results(onboarding, history)
     assert (result["from_store"], result["learned"]) == (1, 0)
 
 
@@ -236,7 +237,7 @@ async def test_tenant_ids_pass_through_without_a_crosswalk_step(
     status = await run_to_end(onboarding, command("demo-r4", key, samples.heart_rate("p-7", 72)))
     assert status.state is WriteState.VERIFIED
     history = await onboarding.temporal.get_workflow_handle(status.workflow_id).fetch_history()
-    assert crosswalk_results(history) == []
+    assert await crosswalk_results(onboarding, history) == []
 
 
 async def test_effective_time_outside_the_internal_encounter_is_rejected_before_writing(
@@ -318,5 +319,5 @@ async def test_crosswalk_on_postgresql_learns_and_reuses_a_mapping(
         tenant_id,
         IDENTIFIER_SEARCH,
     )
-    (result,) = crosswalk_results(history)
+    (result,) = await crosswalk_results(client, history)
     assert (result["from_store"], result["learned"]) == (1, 0)
