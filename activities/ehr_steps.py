@@ -585,11 +585,13 @@ def _scanned(resource: dict[str, Any]) -> ScannedResource | None:
     )
     if not command or "id" not in resource:
         return None
+    last_updated = (resource.get("meta") or {}).get("lastUpdated")
     return ScannedResource(
         reference=f"{resource['resourceType']}/{resource['id']}",
         version=_version_of(resource),
         command=str(command),
         withdrawn=is_withdrawn(resource),
+        last_updated=last_updated if isinstance(last_updated, str) else None,
     )
 
 

@@ -155,6 +155,7 @@ class ScannedResource(BaseModel):
     version: str | None
     command: str = Field(description="the command identifier value: '{tenant}:{key}'")
     withdrawn: bool
+    last_updated: datetime | None = None
 
 
 class ScanResult(BaseModel):

@@ -8,12 +8,14 @@ It reads Temporal (the writes' outcomes and the visibility store), never the EHR
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import Candidate, Finding, FindingKind, ScannedResource
@@ -23,6 +25,22 @@ _IN_CHART = frozenset({"verified", "reconciled"})
 _UNDECIDED = frozenset(
     {"requested", "validated", "authorized", "in_flight", "acknowledged", "pending_confirmation"}
 )
+
+
+#: The write's state search attribute (workflows/search_attributes.py; activities do not import
+#: workflows).
+_STATE = SearchAttributeKey.for_keyword("WritebackState")
+#: Workflow ids per visibility query (``WorkflowId IN (...)``).
+_IDS_PER_QUERY = 200
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What visibility says of a write, without asking the write itself."""
+
+    state: str | None
+    running: bool
+    closed_at: datetime | None
 
 
 class CompareOrder(BaseModel):
@@ -70,49 +88,85 @@ class Reconciler:
         compensation = next((s.get("compensation") for s in steps if s.get("name") == step), None)
         return compensation in ("withdrawn", "withdrawn_by_hand")
 
-    async def _verified_since(self, tenant: str, since: datetime) -> list[str]:
-        query = (
+    async def _summaries(self, query: str) -> dict[str, WriteSummary]:
+        found = {}
+        async for execution in self._client.list_workflows(query):
+            state = execution.typed_search_attributes.get(_STATE)
+            if execution.status not in (
+                WorkflowExecutionStatus.RUNNING,
+                WorkflowExecutionStatus.COMPLETED,
+            ):
+                state = "ended_abnormally"
+            found[execution.id] = WriteSummary(
+                state=state,
+                running=execution.status == WorkflowExecutionStatus.RUNNING,
+                closed_at=execution.close_time,
+            )
+        return found
+
+    async def _writes(
+        self, tenant: str, since: datetime, commands: list[str]
+    ) -> dict[str, WriteSummary]:
+        """From visibility, a page per thousand writes: the writes verified in the window (for
+        ``missing``), and those of the commands the scan found, whenever they started."""
+        in_window = (
             f"WritebackTenant = '{tenant}' AND WritebackState IN ('verified', 'reconciled') "
             f"AND WorkflowType = 'ClinicalWrite' AND StartTime >= '{since.isoformat()}'"
         )
-        return [execution.id async for execution in self._client.list_workflows(query)]
+        writes = await self._summaries(in_window)
+        unknown = [f"wb:{command}" for command in commands if f"wb:{command}" not in writes]
+        for start in range(0, len(unknown), _IDS_PER_QUERY):
+            ids = ", ".join(f"'{i}'" for i in unknown[start : start + _IDS_PER_QUERY])
+            writes |= await self._summaries(f"WorkflowId IN ({ids})")
+            activity.heartbeat(start)
+        return writes
 
     @activity.defn(name="compare")
     async def compare(self, order: CompareOrder) -> Comparison:
+        """Name what differs. The writes' states come from visibility; a write's own outcome
+        (two RPCs) is fetched only where the scan shows something to look at: several copies,
+        none, or a copy changed after the write closed."""
         by_command: dict[str, list[ScannedResource]] = defaultdict(list)
         for resource in order.scanned:
             by_command[resource.command].append(resource)
-        write_ids = {f"wb:{command}" for command in by_command}
-        write_ids |= set(await self._verified_since(order.tenant, order.since))
+        writes = await self._writes(order.tenant, order.since, sorted(by_command))
+        commands = sorted(set(by_command) | {w.removeprefix("wb:") for w in writes})
         findings: list[Finding] = []
         candidates: list[Candidate] = []
-        for write_id in sorted(write_ids):
-            activity.heartbeat(write_id)
-            command = write_id.removeprefix("wb:")
-            outcome = await self._outcome(write_id)
-            found = by_command.get(command, [])
-            live = [r.reference for r in found if not r.withdrawn]
-            state = outcome.get("state") if outcome else None
-            ours = outcome.get("resource") if outcome else None
-            if state in _UNDECIDED:
+        for command in commands:
+            write_id = f"wb:{command}"
+            summary = writes.get(write_id)
+            live = [r for r in by_command.get(command, []) if not r.withdrawn]
+            refs = [r.reference for r in live]
+            if summary and summary.state in _UNDECIDED:
                 continue  # the write itself will still decide (and re-check by itself)
-            if state in _IN_CHART and await self._withdrawn_by_its_saga(command):
-                continue  # compensated on purpose: out of the chart is what we believe
-            if state not in _IN_CHART:
+            if summary is None or summary.state not in _IN_CHART:
                 if live:
-                    why = "no write exists" if outcome is None else f"its write ended {state}"
+                    why = (
+                        "no write exists" if summary is None else f"its write ended {summary.state}"
+                    )
                     findings.append(
                         Finding(
                             kind=FindingKind.ORPHAN,
                             tenant=order.tenant,
                             command=command,
                             write_id=write_id,
-                            resources=live,
-                            detail=f"{', '.join(live)} carries our identifier but {why}",
+                            resources=refs,
+                            detail=f"{', '.join(refs)} carries our identifier but {why}",
                         )
                     )
                 continue
-            assert outcome is not None  # in the chart
+            # in the chart: a write still open re-checks by itself (per-write reconciliation)
+            changed = summary.closed_at is not None and any(
+                r.last_updated is None or r.last_updated > summary.closed_at for r in live
+            )
+            if len(live) == 1 and (summary.running or not changed):
+                continue
+            if not live and (summary.running or await self._withdrawn_by_its_saga(command)):
+                continue  # compensated on purpose: out of the chart is what we believe
+            activity.heartbeat(command)
+            outcome = await self._outcome(write_id) or {}
+            ours = outcome.get("resource")
             if len(live) > 1:
                 findings.append(
                     Finding(
@@ -120,16 +174,14 @@ class Reconciler:
                         tenant=order.tenant,
                         command=command,
                         write_id=write_id,
-                        resources=live,
-                        keep=ours if ours in live else None,
+                        resources=refs,
+                        keep=ours if ours in refs else None,
                         detail=f"{len(live)} resources in the chart for one write: "
-                        + ", ".join(live),
+                        + ", ".join(refs),
                     )
                 )
-            seen = next((r for r in found if r.reference == ours), None)
-            unchanged = seen and not seen.withdrawn and seen.version == outcome.get("version")
-            if ours and not unchanged:
+            if ours and not summary.running:
                 candidates.append(
                     Candidate(command=command, reference=ours, version=outcome.get("version"))
                 )
-        return Comparison(findings=findings, candidates=candidates, writes_checked=len(write_ids))
+        return Comparison(findings=findings, candidates=candidates, writes_checked=len(commands))
