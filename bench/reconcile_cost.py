@@ -6,9 +6,10 @@ Three strict-R4 tenants on one stack: ``off`` (reconcile off: the baseline), ``d
 keeping ``in_flight`` of them unsettled (the visibility store is counted, since a write with a
 timer returns no result until the timer fires).
 
-1. **Open timers**: N writes to ``off``, then N to ``day``: time to all verified, CPU per write,
-   Temporal server RSS, database bytes and worker RSS gained per write; open workflows afterwards;
-   idle CPU with N timers open against none.
+1. **Open timers**: after a warm-up batch, N writes to ``off`` and N to ``day``, in halves in the
+   order off, day, day, off: time to all verified, CPU per write, Temporal server RSS, database
+   bytes and worker RSS gained per write; open workflows afterwards; idle CPU after the phase
+   (N timers open) against after the warm-up (none).
 2. **Timer firing**: N writes to ``short``, until all are ``reconciled``. What the re-checks cost
    is this phase minus phase 1's ``off`` run (the same writes without a timer), idle CPU deducted:
    CPU, Temporal RPCs and EHR requests per re-check; the lag of each re-check after its timer
@@ -17,7 +18,7 @@ timer returns no result until the timer fires).
    start; then over ``day``'s N open writes (what the sweep costs where timers are also on):
    duration, CPU, EHR requests and Temporal RPCs per write, against (2).
 
-    python -m bench.reconcile_cost [--quick] [--writes 1000] [--in-flight 50]
+    python -m bench.reconcile_cost [--quick] [--writes 500] [--in-flight 50]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ _SETTLED = (
     "'abandoned'"
 )
 _POLL_SECONDS = 0.2
+_LABELS = {"off": "reconcile off", "day": "timers of {h:g} h"}
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,23 @@ async def _timer_firing(probe: Probe, tag: str, options: ReconcileOptions) -> Ti
     return TimerFiring(span, verified, statuses, options.delay_seconds)
 
 
+@dataclass(frozen=True)
+class OpenTimers:
+    """Phase 1: the same number of writes without a timer (``off``) and with one (``day``)."""
+
+    off: Span
+    day: Span
+    db_used: dict[str, int]  # database bytes gained, by variant
+    db_tables: dict[str, Counter[str]]  # the same by table
+    db_rows: dict[str, int]  # rows of the telling tables at the end
+    idle_none: Span
+    idle_open: Span
+    off_count_lag: float | None
+    open_day: int
+    open_off: int
+    verified_day: int
+
+
 async def _open_timers(probe: Probe, tag: str, options: ReconcileOptions) -> OpenTimers:
     """Phase 1: N writes without reconciliation and N that stay open on a timer, in halves in
     the order off, day, day, off (so that a drift in background load hits both alike)."""
@@ -312,9 +331,6 @@ async def _open_timers(probe: Probe, tag: str, options: ReconcileOptions) -> Ope
     )
 
 
-_LABELS = {"off": "reconcile off", "day": "timers of {h:g} h"}
-
-
 async def run(stack: Stack, options: ReconcileOptions) -> BenchResult:
     tag, n, probe = run_tag(), options.writes, Probe(stack)
     day_began = datetime.now(UTC)
@@ -350,21 +366,6 @@ async def _history_sample(
         "events": round(statistics.fmean(t.events for t in timelines), 1),
         "history_bytes": round(statistics.fmean(t.size for t in timelines)),
     }
-
-
-@dataclass(frozen=True)
-class OpenTimers:
-    off: Span
-    day: Span
-    db_used: dict[str, int]  # database bytes gained, by variant
-    db_tables: dict[str, Counter[str]]  # the same by table
-    db_rows: dict[str, int]  # rows of the telling tables at the end
-    idle_none: Span
-    idle_open: Span
-    off_count_lag: float | None
-    open_day: int
-    open_off: int
-    verified_day: int
 
 
 def _per_write_ms(seconds: float, n: int) -> float:
