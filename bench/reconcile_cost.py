@@ -64,14 +64,14 @@ class ReconcileOptions:
     in_flight: int = 50
     open_hours: float = 24.0
     short_hours: float = 0.005
-    idle_seconds: float = 3.0
+    idle_seconds: float = 2.0
     warmup_writes: int = 100
     """A batch like the measured ones first, so that both servers' memory has grown to what 50
     writes in flight need before anything is compared."""
 
     @classmethod
     def quick(cls) -> ReconcileOptions:
-        return cls(writes=200, idle_seconds=2.0, warmup_writes=60)
+        return cls(writes=200, warmup_writes=60)
 
     @property
     def delay_seconds(self) -> float:
@@ -185,17 +185,27 @@ async def _write_all(probe: Probe, tenant: str, tag: str, n: int, in_flight: int
     return Span.of(before, await probe.read(tenant))
 
 
-async def _idle(probe: Probe, seconds: float) -> Span:
-    """``seconds`` with no write in flight (after a second for the last writes' trailing work)."""
+@dataclass(frozen=True)
+class Idle:
+    """CPU seconds per second of each process with no write in flight, after ``written`` writes
+    of phase 1 of which ``open`` are still open on their timers."""
+
+    written: int
+    open: int
+    rates: dict[str, float]
+
+    @property
+    def service(self) -> float:
+        return sum(self.rates[p] for p in SERVICE)
+
+
+async def _idle(stack: Stack, seconds: float, written: int, open_: int) -> Idle:
+    """After a second for the last writes' trailing work, ``seconds`` of nothing."""
     await asyncio.sleep(1.0)
-    before = await probe.read(OFF)
+    began, before = time.monotonic(), stack.cpu()
     await asyncio.sleep(seconds)
-    return Span.of(before, await probe.read(OFF))
-
-
-def _rate(span: Span, *processes: str) -> float:
-    """CPU seconds per second."""
-    return span.cpu(*processes) / span.seconds
+    elapsed, after = time.monotonic() - began, stack.cpu()
+    return Idle(written, open_, {p: (after[p] - before[p]) / elapsed for p in after})
 
 
 async def _sweep(probe: Probe, tenant: str, since: datetime) -> tuple[SweepReport, Span]:
@@ -282,8 +292,7 @@ class OpenTimers:
     db_used: dict[str, int]  # database bytes gained, by variant
     db_tables: dict[str, Counter[str]]  # the same by table
     db_rows: dict[str, int]  # rows of the telling tables at the end
-    idle_none: Span
-    idle_open: Span
+    idle: list[Idle]  # after the warm-up, then after each half
     off_count_lag: float | None
     open_day: int
     open_off: int
@@ -296,7 +305,7 @@ async def _open_timers(probe: Probe, tag: str, options: ReconcileOptions) -> Ope
     n, stack = options.writes, probe.stack
     print(f"   warming up: {options.warmup_writes} writes…", flush=True)
     await _write_all(probe, OFF, f"{tag}-warm", options.warmup_writes, options.in_flight)
-    idle_none = await _idle(probe, options.idle_seconds)
+    idle = [await _idle(stack, options.idle_seconds, 0, 0)]
     spans: dict[str, list[Span]] = {"off": [], "day": []}
     db_used: Counter[str] = Counter()
     db_tables: dict[str, Counter[str]] = {"off": Counter(), "day": Counter()}
@@ -311,7 +320,9 @@ async def _open_timers(probe: Probe, tag: str, options: ReconcileOptions) -> Ope
         db_after = await asyncio.to_thread(db_footprint, stack.temporal_db)
         db_used[which] += db_after.used_bytes - db_before.used_bytes
         db_tables[which].update(db_after.growth(db_before))
-    idle_open = await _idle(probe, options.idle_seconds)
+        written = idle[-1].written + size
+        still_open = idle[-1].open + (size if which == "day" else 0)
+        idle.append(await _idle(stack, options.idle_seconds, written, still_open))
     last_off = await _results(probe, OFF, f"{tag}-off3", n - n // 2)
     running = "ExecutionStatus = 'Running'"
     return OpenTimers(
@@ -321,8 +332,7 @@ async def _open_timers(probe: Probe, tag: str, options: ReconcileOptions) -> Ope
         db_used=dict(db_used),
         db_tables=db_tables,
         db_rows=db_after.rows,
-        idle_none=idle_none,
-        idle_open=idle_open,
+        idle=idle,
         open_day=await count(stack.client.temporal, _in_tenant(DAY, running)),
         open_off=await count(stack.client.temporal, _in_tenant(OFF, running)),
         verified_day=await count(
@@ -389,7 +399,7 @@ def _result(
     write_cpu = _per_write_ms(off.cpu(*SERVICE), n)
     # phase 2 minus the same writes without a timer, the idle CPU of its longer span deducted
     extra_seconds = firing.span.seconds - off.seconds
-    idle_none, idle_open = _rate(p1.idle_none, *SERVICE), _rate(p1.idle_open, *SERVICE)
+    idle_none, idle_open = p1.idle[0].service, p1.idle[-1].service
     recheck_cpu = _per_write_ms(
         firing.span.cpu(*SERVICE) - off.cpu(*SERVICE) - idle_none * extra_seconds, n
     )
@@ -453,11 +463,11 @@ def _result(
             compare="diff",
         ),
         Figure(
-            f"idle CPU worker+server, {p1.open_day} timers open",
+            f"idle CPU worker+server after phase 1, {p1.idle[-1].open} timers open",
             idle_open * 1000,
             "ms/s",
             idle_none * 1000,
-            "none open",
+            "after warm-up, none open",
         ),
         Figure(
             f"CPU worker+server per re-check, {delay}", recheck_cpu, "ms", write_cpu, "per write"
@@ -538,10 +548,14 @@ def _result(
             "off_last_half": p1.off_count_lag,
             "short": _count_lag(firing.verified, firing.statuses),
         },
-        "idle_cpu_ms_per_second": {
-            name: {p: round(_rate(span, p) * 1000, 1) for p in ("worker", "temporal", "sandbox")}
-            for name, span in (("none_open", p1.idle_none), ("open", p1.idle_open))
-        },
+        "idle_cpu_ms_per_second": [
+            {
+                "written": i.written,
+                "open": i.open,
+                **{p: round(r * 1000, 1) for p, r in i.rates.items() if p != "bare_worker"},
+            }
+            for i in p1.idle
+        ],
         "recheck_lag_seconds": {
             "p50": percentile(lags, 50),
             "p90": percentile(lags, 90),
@@ -571,6 +585,9 @@ def _result(
         f"DB bytes gained by table over {n} writes, off: {_kb_text(p1.db_tables['off'])}; "
         f"{day_label}: {_kb_text(p1.db_tables['day'])}",
         f"sweeps: closed {_report_text(closed_report)}; open {_report_text(open_report)}",
+        "idle CPU ms/s of worker + server after the warm-up and after each half of phase 1 "
+        "(writes of phase 1 so far / still open): "
+        + ", ".join(f"{i.written}/{i.open}: {i.service * 1000:.0f}" for i in p1.idle),
     ]
     return BenchResult(name="reconcile_cost", figures=figures, details=details, notes=notes)
 
