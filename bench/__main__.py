@@ -10,12 +10,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from bench import ehr_bound, latency, outage_drain, throughput
+from bench import ehr_bound, latency, outage_drain, reconcile_cost, throughput
 from bench.cli import print_results, timed
 from bench.report import BenchResult, save
 from bench.stack import TenantSpec, open_stack
 
-NAMES = ("latency", "throughput", "ehr_bound", "outage_drain")
+NAMES = ("latency", "throughput", "ehr_bound", "outage_drain", "reconcile_cost")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -33,6 +33,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "ehr_bound": ehr_bound.EhrBoundOptions.quick() if quick else ehr_bound.EhrBoundOptions(),
         "outage_drain": outage,
+        "reconcile_cost": (
+            reconcile_cost.ReconcileOptions.quick() if quick else reconcile_cost.ReconcileOptions()
+        ),
     }
 
 
@@ -44,6 +47,7 @@ async def run_all(
         "throughput": throughput.BENCHMARK,
         "ehr_bound": ehr_bound.BENCHMARK,
         "outage_drain": outage_drain.BENCHMARK,
+        "reconcile_cost": reconcile_cost.BENCHMARK,
     }
     tenants: list[TenantSpec] = []
     for name in names:

@@ -25,6 +25,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process now (``VmRSS`` in ``/proc/<pid>/status``)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 @dataclass
 class Child:
     """One child process with its combined stdout + stderr in ``log``."""
@@ -39,6 +48,9 @@ class Child:
 
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)
+
+    def rss(self) -> int:
+        return rss_bytes(self.proc.pid)
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
         """Wait until the process prints a line matching ``pattern``; fail if it exits first."""

@@ -43,6 +43,8 @@ class TenantSpec:
     id: str
     rate_limit: float | None = None
     timeout_seconds: float = 10.0
+    reconcile_after_hours: float = 0.0
+    """The per-write re-check delay (``reconcile.after_hours``; 0 = off)."""
 
     def toml(self, sandbox_url: str) -> str:
         block = (
@@ -56,6 +58,8 @@ class TenantSpec:
         )
         if self.rate_limit:
             block += f"rate_limit_per_second = {self.rate_limit}\n"
+        if self.reconcile_after_hours:
+            block += f"reconcile = {{ after_hours = {self.reconcile_after_hours} }}\n"
         return block
 
 
@@ -74,6 +78,9 @@ class Stack:
     client: WritebackClient
     admin: SandboxAdmin
     children: dict[str, Child] = field(default_factory=dict)
+    temporal_db: Path = Path()
+    metrics_url: str = ""
+    """The Temporal server's Prometheus endpoint (bench/temporal_server.py reads it)."""
 
     def fhir_base(self, tenant: str) -> str:
         return f"{self.sandbox_url}/fhir/{tenant}"
@@ -87,16 +94,18 @@ class Stack:
 
 
 def _start_processes(
-    children: dict[str, Child], workdir: Path, tenants: list[TenantSpec]
+    children: dict[str, Child], workdir: Path, tenants: list[TenantSpec], metrics_port: int
 ) -> tuple[str, int]:
-    """Start the Temporal dev server and the sandbox (into ``children``, so that a failure half
-    way still stops what started); return the sandbox URL and Temporal's port."""
+    """Start the Temporal dev server (its /metrics on ``metrics_port``) and the sandbox (into
+    ``children``, so that a failure half way still stops what started); return the sandbox URL
+    and Temporal's port."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     logs = workdir / "logs"
     logs.mkdir()
     port = _free_port()
     temporal_cmd = temporal_dev_server_command(port, _free_port(), workdir / "temporal.db")
-    children["temporal"] = spawn("temporal", [*temporal_cmd, "--headless"], logs, env, ROOT)
+    temporal_cmd += ["--headless", "--metrics-port", str(metrics_port)]
+    children["temporal"] = spawn("temporal", temporal_cmd, logs, env, ROOT)
     sandbox_cmd = [sys.executable, "-m", "sandbox", "--port", "0", "--db", str(workdir / "s.db")]
     for tenant in tenants:
         sandbox_cmd += ["--personality", f"{tenant.id}=r4"]
@@ -165,14 +174,27 @@ async def open_stack(
     children: dict[str, Child] = {}
     admin: SandboxAdmin | None = None
     try:
-        sandbox_url, port = await asyncio.to_thread(_start_processes, children, workdir, specs)
+        metrics_port = _free_port()
+        sandbox_url, port = await asyncio.to_thread(
+            _start_processes, children, workdir, specs, metrics_port
+        )
         (workdir / "tenants.toml").write_text("\n".join(t.toml(sandbox_url) for t in specs))
         address = f"127.0.0.1:{port}"
         client = WritebackClient(await connect(address, wait_seconds=60), task_queue=PRODUCT_QUEUE)
         env = worker_environment(workdir, address, bytecode_cache)
         await asyncio.to_thread(_start_workers, children, workdir, env, profile_to)
         admin = SandboxAdmin(sandbox_url)
-        yield Stack(workdir, specs, sandbox_url, workdir / "s.db", client, admin, children)
+        yield Stack(
+            workdir,
+            specs,
+            sandbox_url,
+            workdir / "s.db",
+            client,
+            admin,
+            children,
+            temporal_db=workdir / "temporal.db",
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        )
     finally:
         if admin is not None:
             await admin.aclose()
