@@ -4,9 +4,8 @@ printed outside the encrypted payloads is scanned for them. The same history the
 through the codec server.
 
 Scanned: the raw Temporal history (a client without the codec), visibility (search attributes,
-memo), the worker's and the sandbox's logs, CLI output, the audit ledger's files.
-Spans and metrics: being built in parallel (OpenTelemetry); add their exported files to
-``sinks`` below (hook: ``scan_for_canaries``) once they exist.
+memo), the worker's and the sandbox's logs, CLI output, the audit ledger's files, and the
+worker's exported spans and metrics (its OpenTelemetry console exporters write them into its log).
 """
 
 from __future__ import annotations
@@ -80,12 +79,25 @@ async def stack(
     address, queue = temporal_address(dev_server), f"canary-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("WRITEBACK_LOG_LEVEL", "INFO")
     log = tmp_path / "worker.log"
-    worker = WorkerProcess(address, queue, tenants_file, log)
+    # spans and metrics exported to the worker's stderr (its log), metrics every half second
+    telemetry = {"WRITEBACK_TELEMETRY_CONSOLE": "1", "OTEL_METRIC_EXPORT_INTERVAL": "500"}
+    worker = WorkerProcess(address, queue, tenants_file, log, extra_env=telemetry)
     try:
         client = WritebackClient(dev_server.client, task_queue=queue)
         yield client, {"TEMPORAL_ADDRESS": address, "WRITEBACK_TASK_QUEUE": queue}, log
     finally:
         worker.stop()
+
+
+async def exported_telemetry(worker_log: Path) -> bytes:
+    """The worker's log once its console exporters have written EHR spans and the write metrics
+    (so the scan covers them: without them this fails rather than passing vacuously)."""
+    for _ in range(100):
+        data = await asyncio.to_thread(worker_log.read_bytes)
+        if b'"name": "EHR POST Observation"' in data and b'"name": "writeback.writes"' in data:
+            return data
+        await asyncio.sleep(0.3)
+    raise AssertionError("the worker exported no EHR spans or write metrics")
 
 
 async def settle(client: WritebackClient, command: WriteCommand) -> WriteStatus:
@@ -195,7 +207,7 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
     sinks["visibility list"] = b"".join(listing)
     review = run_cli("review", "list", env=cli_env)
     outputs["cli review list"] = review.stdout.encode() + review.stderr.encode()
-    sinks["worker log"] = worker_log.read_bytes()
+    sinks["worker log, spans and metrics"] = await exported_telemetry(worker_log)
     sinks["sandbox log"] = ehr.log_path.read_bytes()
     ledger = Path(ledger_location())
     for part in (ledger, ledger.with_name(ledger.name + "-wal")):
