@@ -121,14 +121,22 @@ class CommandSteps:
         """Order a saga's steps so that what the tenant cannot withdraw is written as late as its
         references allow: a failure after such a write needs a person, before it needs nobody."""
         tenant = self._tenant(saga.tenant)
-        compensable = {step.name: can_compensate(tenant, step.resource_type) for step in saga.steps}
+        skipped = [
+            step.name
+            for step in saga.steps
+            if step.optional
+            and not tenant.capabilities.allows(step.resource_type, Interaction.CREATE)
+        ]
+        steps = [step for step in saga.steps if step.name not in skipped]
+        compensable = {step.name: can_compensate(tenant, step.resource_type) for step in steps}
         return SagaPlan(
             vendor=tenant.vendor.value,
-            order=saga_order(saga.steps, compensable),
+            order=saga_order(steps, compensable),
             withdrawal={
                 step.name: withdrawal(step.resource_type) if compensable[step.name] else None
-                for step in saga.steps
+                for step in steps
             },
+            skipped=skipped,
         )
 
     @activity.defn(name="sweep_settings")

@@ -125,6 +125,7 @@ class SagaStepInput(BaseModel):
     name: str
     resource_type: str
     depends_on: list[str] = Field(default_factory=list)
+    optional: bool = False
 
 
 class SagaPlanInput(BaseModel):
@@ -138,6 +139,9 @@ class SagaPlan(BaseModel):
     vendor: str
     order: list[str]
     withdrawal: dict[str, dict[str, Any] | None]
+    skipped: list[str] = Field(
+        default_factory=list, description="optional steps the tenant does not accept"
+    )
 
 
 class ScanOrder(BaseModel):

@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         SagaPlanInput,
         SagaStepInput,
     )
+    from adapters.policy import AuthorizationRecord
+    from adapters.provenance import with_authority
 
 _PLAN_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
 _READ_RETRY = RetryPolicy(
@@ -103,6 +105,7 @@ class ClinicalSaga:
         )
         self._plan: SagaPlan | None = None
         self._written: list[str] = []  # steps in the chart, newest first: the compensation order
+        self._authorizations: dict[str, AuthorizationRecord | None] = {}
         self._resolution: Resolution | None = None
         self._decisions_received = 0
         self._decisions_applied = 0
@@ -184,6 +187,7 @@ class ClinicalSaga:
                             name=step.name,
                             resource_type=step.resource_type,
                             depends_on=sorted(step.depends_on),
+                            optional=step.optional,
                         )
                         for step in command.steps
                     ],
@@ -198,7 +202,10 @@ class ClinicalSaga:
         self._status.vendor = self._plan.vendor
         workflow.upsert_search_attributes([sa.VENDOR.value_set(self._plan.vendor)])
         for step in self._status.steps:
-            step.compensable = self._plan.withdrawal[step.name] is not None
+            if step.name in self._plan.skipped:
+                step.detail = f"skipped: the tenant does not accept a {step.resource_type}"
+            else:
+                step.compensable = self._plan.withdrawal[step.name] is not None
         self._move(WriteState.IN_FLIGHT, "order: " + " → ".join(self._plan.order))
 
         failed = await self._write_steps(self._plan.order)
@@ -220,10 +227,13 @@ class ClinicalSaga:
         assigned: dict[str, str] = {}
         for name in order:
             spec, step = self._spec(name), self._step(name)
+            resource = resolve_step_references(spec.resource, assigned)
+            if spec.resource_type == "Provenance":
+                resource = self._with_authority(spec, resource)
             command = WriteCommand(
                 tenant=self._command.tenant,
                 idempotency_key=self._command.step_key(name),
-                resource=resolve_step_references(spec.resource, assigned),
+                resource=resource,
                 requested_by=self._command.requested_by,
                 on_behalf_of=self._command.on_behalf_of,
                 urgency=self._command.urgency,
@@ -251,7 +261,17 @@ class ClinicalSaga:
                 return name
             assert result.resource is not None
             assigned[name] = result.resource
+            self._authorizations[name] = result.authorization
         return None
+
+    def _with_authority(self, spec: SagaStep, resource: dict[str, Any]) -> dict[str, Any]:
+        """A Provenance about an earlier step carries that write's authorization: the
+        on-behalf-of user as agent, its command as entity, the policy that allowed it."""
+        about = sorted(spec.depends_on)
+        if not about:
+            return resource
+        command = f"{self._command.tenant}:{self._command.step_key(about[0])}"
+        return with_authority(resource, self._authorizations.get(about[0]), command)
 
     # --- compensation ---------------------------------------------------------------------------
 

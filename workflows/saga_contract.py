@@ -61,6 +61,11 @@ def saga_workflow_id(tenant: str, key: str) -> str:
 class SagaStep(BaseModel):
     name: str = Field(pattern=STEP_NAME_PATTERN, description="e.g. 'request', 'task'")
     resource: dict[str, Any]
+    optional: bool = Field(
+        default=False,
+        description="skipped, not failed, where the tenant does not accept its resource type "
+        "(a Provenance on a tenant that takes none)",
+    )
 
     @property
     def resource_type(self) -> str:
@@ -95,6 +100,11 @@ class SagaCommand(BaseModel):
                 raise ValueError(f"step '{step.name}' refers to unknown step(s) {sorted(unknown)}")
             if step.name in step.depends_on:
                 raise ValueError(f"step '{step.name}' refers to itself")
+            optional = {other.name for other in self.steps if other.optional} & step.depends_on
+            if optional:
+                raise ValueError(
+                    f"step '{step.name}' refers to optional step(s) {sorted(optional)}"
+                )
         done: set[str] = set()
         remaining = list(self.steps)
         while remaining:

@@ -167,17 +167,16 @@ async def test_a_withdrawal_the_ehr_refuses_waits_for_a_person_with_the_whole_sa
     assert [r["status"] for r in stored(ehr, command, "request")] == ["revoked"]
 
 
-async def test_a_step_the_tenant_cannot_withdraw_is_written_last_and_else_goes_to_a_person(
-    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
+async def test_a_note_s_provenance_is_written_last_with_the_authority_it_ran_under(
+    writeback: WritebackClient, ehr: SandboxProcess, key: str
 ) -> None:
     """Provenance has no status: it cannot be withdrawn, so the saga writes it last even when
-    it is listed first. Epic's API is create-only: a failure after a written note goes to a
-    person with a precise instruction."""
-    steps = samples.note_with_provenance(
-        "saga-pt-6", "Practitioner/dr-synthetic", "synthetic", encounter="enc-saga-6"
-    )
+    it is listed first; it carries the note write's authorization (issue 8): the on-behalf-of
+    user as agent, the note's command as entity, the policy rule that allowed it."""
+    steps = samples.note_with_provenance("saga-pt-6", "synthetic", encounter="enc-saga-6")
     command = saga("demo-r4", key, list(reversed(steps)), kind="note-with-provenance")
     status = await run_saga(writeback, command)
+
     assert status.state is WriteState.VERIFIED, status.reason
     in_flight = next(t for t in status.transitions if t.state is WriteState.IN_FLIGHT)
     assert in_flight.detail == "order: note → provenance"
@@ -185,18 +184,47 @@ async def test_a_step_the_tenant_cannot_withdraw_is_written_last_and_else_goes_t
     provenance = stored(ehr, command, "provenance")[0]
     assert provenance["target"] == [{"reference": f"DocumentReference/{note['id']}"}]
     assert provenance["meta"]["tag"][0]["system"] == COMMAND_IDENTIFIER_SYSTEM
+    assert provenance["agent"][0]["who"] == {"reference": "Practitioner/dr-synthetic"}
+    note_command = f"demo-r4:{command.step_key('note')}"
+    assert provenance["entity"][0]["what"]["identifier"]["value"] == note_command
+    assert provenance["policy"][0].startswith("urn:writeback:policy:allowed-callers@")
 
-    # Epic takes no Provenance (create-only, VENDORS.md): refused after the note is written
-    epic = saga("demo-epic", f"{key}-epic", steps, kind="note-with-provenance")
-    submission = await writeback.submit_saga(epic)
+
+async def test_an_optional_provenance_is_skipped_where_the_tenant_takes_none(
+    writeback: WritebackClient, ehr: SandboxProcess, key: str
+) -> None:
+    steps = samples.note_with_provenance("saga-pt-9", "synthetic", encounter="enc-saga-9")
+    command = saga("demo-epic", key, steps, kind="note-with-provenance")
+    status = await run_saga(writeback, command)
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    skipped = next(step for step in status.steps if step.name == "provenance")
+    assert skipped.state is None and "skipped" in (skipped.detail or "")
+    assert len(stored(ehr, command, "note")) == 1 and stored(ehr, command, "provenance") == []
+
+
+async def test_what_a_create_only_tenant_cannot_withdraw_goes_to_a_person_with_an_instruction(
+    writeback: WritebackClient, ehr: SandboxProcess, key: str
+) -> None:
+    """Epic's API is create-only (VENDORS.md): when the third reading of a panel is refused (here
+    malformed), the two written before cannot be withdrawn through it; a person gets the exact
+    instruction and settles the saga once it is done by hand."""
+    first, second, third = samples.vitals_panel("saga-pt-10")
+    broken = SagaStep(name=third.name, resource=third.resource | {"status": "not-a-status"})
+    panel = saga("demo-epic", key, [first, second, broken], kind="vitals-panel")
+    submission = await writeback.submit_saga(panel)
     parked = await writeback.wait(submission.workflow_id)
-    assert parked.state is WriteState.COMPENSATION_FAILED
-    assert "cannot withdraw a DocumentReference through its API" in (parked.reason or "")
+
+    assert parked.state is WriteState.COMPENSATION_FAILED, parked.reason
+    assert "epic cannot withdraw a Observation through its API" in (parked.reason or "")
     assert "then resolve this saga with 'confirm'" in (parked.reason or "")
+    assert [r["status"] for r in stored(ehr, panel, "heart-rate")] == ["final"]
     done = await writeback.resolve(
         submission.workflow_id, decision(ResolutionAction.CONFIRM), "d-confirm"
     )
     assert done.state is WriteState.COMPENSATED
+    whole = await writeback.saga(submission.workflow_id)
+    assert [step.compensation for step in whole.steps] == ["withdrawn_by_hand"] * 2 + [None]
 
 
 async def test_a_vitals_panel_is_all_or_compensated(
