@@ -37,7 +37,7 @@ from workers.devstack import StackConfig, running_stack, sandbox_command
 from workers.keys import KeyFileError
 from workers.keys_cli import add_keys_commands
 from workers.reconcile_cli import add_reconcile_commands
-from workers.render import as_json, status_text, transition_line
+from workers.render import as_json, status_text, transition_printer
 from workers.review_cli import add_review_commands
 from workers.saga_cli import add_saga_commands
 from workers.schedules import register_sweep_schedules
@@ -48,7 +48,6 @@ from workflows.contract import (
     Interaction,
     Urgency,
     WriteCommand,
-    WriteStatus,
 )
 
 
@@ -103,15 +102,9 @@ async def cmd_submit(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.json:
         print(f"{submission.workflow_id}", flush=True)
-    seen = 0
-
-    def show(status: WriteStatus) -> None:
-        nonlocal seen
-        for transition in status.transitions[seen:]:
-            print(transition_line(transition), flush=True)
-        seen = len(status.transitions)
-
-    status = await client.wait(submission.workflow_id, on_change=None if args.json else show)
+    status = await client.wait(
+        submission.workflow_id, on_change=None if args.json else transition_printer()
+    )
     if args.json:
         print(as_json(status))
     elif status.resource:

@@ -6,7 +6,7 @@ import io
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 from rich import box
@@ -27,6 +27,19 @@ def transition_line(transition: Transition, with_date: bool = False) -> str:
     at = f"{transition.at:%Y-%m-%d %H:%M:%S}" if with_date else f"{transition.at:%H:%M:%S.%f}"[:-3]
     detail = f"  {transition.detail}" if transition.detail else ""
     return f"  {at}  {transition.state.value:<21}{detail}"
+
+
+def transition_printer() -> Callable[[WriteStatus], None]:
+    """For ``client.wait(on_change=…)``: prints each new transition once, as it happens."""
+    seen = 0
+
+    def show(status: WriteStatus) -> None:
+        nonlocal seen
+        for transition in status.transitions[seen:]:
+            print(transition_line(transition), flush=True)
+        seen = len(status.transitions)
+
+    return show
 
 
 def status_text(status: WriteStatus) -> str:

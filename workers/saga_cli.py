@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from workers.cli_support import EXIT_OK, UsageError, connect_client, exit_code_for, problems
-from workers.render import as_json, saga_text, transition_line
-from workflows.contract import Urgency, WriteStatus
+from workers.render import as_json, saga_text, transition_printer
+from workflows.contract import Urgency
 from workflows.saga_contract import SagaCommand
 
 
@@ -58,17 +58,9 @@ async def cmd_saga(args: argparse.Namespace) -> int:
             else f"submitted {submission.workflow_id}"
         )
         return EXIT_OK
-    seen = 0
-
-    def show(status: WriteStatus) -> None:
-        nonlocal seen
-        for transition in status.transitions[seen:]:
-            print(transition_line(transition), flush=True)
-        seen = len(status.transitions)
-
     if not args.json:
         print(submission.workflow_id, flush=True)
-    await client.wait(submission.workflow_id, on_change=None if args.json else show)
+    await client.wait(submission.workflow_id, on_change=None if args.json else transition_printer())
     saga = await client.saga(submission.workflow_id)
     print(as_json(saga) if args.json else saga_text(saga))
     return exit_code_for(saga.state)

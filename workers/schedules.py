@@ -22,28 +22,18 @@ from workflows.reconcile_contract import SweepRequest, sweep_schedule_id
 from workflows.reconcile_sweep import ReconcileSweep
 
 
-def sweep_schedule(tenant: Tenant, task_queue: str) -> Schedule:
+def periodic(action: ScheduleActionStartWorkflow, every: timedelta) -> Schedule:
+    """Start ``action`` every ``every``; a run still going when the next is due makes that one
+    skip, so runs never pile up. (Its workflow id gets the start time appended.)"""
     return Schedule(
-        action=ScheduleActionStartWorkflow(
-            ReconcileSweep.run,
-            SweepRequest(tenant=tenant.id),
-            id=f"wb-sweep:{tenant.id}:scheduled",  # the schedule appends the start time
-            task_queue=task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(hours=tenant.reconcile.sweep_every_hours))
-            ]
-        ),
-        # a sweep still running when the next is due: skip the next, never pile them up
+        action=action,
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
-async def register_sweep_schedule(client: Client, tenant: Tenant, task_queue: str) -> str:
-    """Create the tenant's sweep schedule, or bring an existing one up to date."""
-    schedule_id = sweep_schedule_id(tenant.id)
-    schedule = sweep_schedule(tenant, task_queue)
+async def upsert_schedule(client: Client, schedule_id: str, schedule: Schedule) -> str:
+    """Create the schedule, or bring an existing one up to date; returns its id."""
     try:
         await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
@@ -53,6 +43,22 @@ async def register_sweep_schedule(client: Client, tenant: Tenant, task_queue: st
 
         await client.get_schedule_handle(schedule_id).update(replace)
     return schedule_id
+
+
+def sweep_schedule(tenant: Tenant, task_queue: str) -> Schedule:
+    action = ScheduleActionStartWorkflow(
+        ReconcileSweep.run,
+        SweepRequest(tenant=tenant.id),
+        id=f"wb-sweep:{tenant.id}:scheduled",
+        task_queue=task_queue,
+    )
+    return periodic(action, timedelta(hours=tenant.reconcile.sweep_every_hours))
+
+
+async def register_sweep_schedule(client: Client, tenant: Tenant, task_queue: str) -> str:
+    """Create the tenant's sweep schedule, or bring an existing one up to date."""
+    schedule = sweep_schedule(tenant, task_queue)
+    return await upsert_schedule(client, sweep_schedule_id(tenant.id), schedule)
 
 
 async def register_sweep_schedules(

@@ -34,6 +34,7 @@ from workflows.contract import (
     WriteState,
     workflow_id_for,
 )
+from workflows.decisions import DecisionInbox
 from workflows.saga_contract import (
     SagaCommand,
     SagaStatus,
@@ -106,9 +107,7 @@ class ClinicalSaga:
         self._plan: SagaPlan | None = None
         self._written: list[str] = []  # steps in the chart, newest first: the compensation order
         self._authorizations: dict[str, AuthorizationRecord | None] = {}
-        self._resolution: Resolution | None = None
-        self._decisions_received = 0
-        self._decisions_applied = 0
+        self._decisions = DecisionInbox()
 
     # --- what callers can ask and say -------------------------------------------------------
 
@@ -119,17 +118,14 @@ class ClinicalSaga:
     @workflow.update
     async def resolve(self, resolution: Resolution) -> SagaStatus:
         """A person's decision on a failed withdrawal; returns once it has been acted on."""
-        self._resolution = resolution
-        self._decisions_received += 1
-        mine = self._decisions_received
-        await workflow.wait_condition(lambda: self._decisions_applied >= mine)
+        await self._decisions.deliver(resolution)
         return self._status
 
     @resolve.validator
     def _resolve_allowed(self, resolution: Resolution) -> None:
         if self._status.state is not WriteState.COMPENSATION_FAILED:
             raise ValueError(f"saga is '{self._status.state}', not waiting for a decision")
-        if self._decisions_received != self._decisions_applied:
+        if self._decisions.busy:
             raise ValueError("a decision is already being applied")
         if resolution.action not in _COMPENSATION_ACTIONS:
             allowed = ", ".join(sorted(action.value for action in _COMPENSATION_ACTIONS))
@@ -354,13 +350,8 @@ class ClinicalSaga:
 
     async def _await_decisions(self, failed: str) -> None:
         while self._status.state is WriteState.COMPENSATION_FAILED:
-            await workflow.wait_condition(lambda: self._resolution is not None)
-            resolution, self._resolution = self._resolution, None
-            assert resolution is not None
-            try:
+            async with self._decisions.next() as resolution:
                 await self._apply(resolution, failed)
-            finally:
-                self._decisions_applied += 1
 
     async def _apply(self, resolution: Resolution, failed: str) -> None:
         note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"

@@ -33,6 +33,7 @@ from workflows.contract import (
     WriteState,
     WriteStatus,
 )
+from workflows.decisions import DecisionInbox
 from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
@@ -150,9 +151,7 @@ class ClinicalWrite:
         self._search_lag = timedelta(0)
         self._reconcile_after = timedelta(0)
         self._maybe_landed = False  # an attempt went unanswered: it may have created the resource
-        self._resolution: Resolution | None = None
-        self._decisions_received = 0
-        self._decisions_applied = 0
+        self._decisions = DecisionInbox()
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
         self._audit = AuditTrail()
         self._rechecks = 0
@@ -204,10 +203,7 @@ class ClinicalWrite:
     @workflow.update
     async def resolve(self, resolution: Resolution) -> WriteStatus:
         """A person's decision on a waiting write; returns the status once it has been acted on."""
-        self._resolution = resolution
-        self._decisions_received += 1
-        mine = self._decisions_received
-        await workflow.wait_condition(lambda: self._decisions_applied >= mine)
+        await self._decisions.deliver(resolution)
         return self._status
 
     @resolve.validator
@@ -215,7 +211,7 @@ class ClinicalWrite:
         state = self._status.state
         if not state.is_waiting_for_human:
             raise ValueError(f"write is '{state}', not waiting for a decision")
-        if self._decisions_received != self._decisions_applied:
+        if self._decisions.busy:
             raise ValueError("a decision is already being applied")
         if resolution.action is ResolutionAction.OVERRIDE and state is not WriteState.CONFLICT:
             raise ValueError("override is only for a write in conflict")
@@ -575,19 +571,11 @@ class ClinicalWrite:
             delay = RECHECK_DELAYS[min(self._rechecks, len(RECHECK_DELAYS) - 1)]
             self._status.next_check_at = workflow.now() + delay if automatic else None
             try:
-                await workflow.wait_condition(
-                    lambda: self._resolution is not None, timeout=delay if automatic else None
-                )
+                async with self._decisions.next(delay if automatic else None) as resolution:
+                    await self._apply(resolution)
             except TimeoutError:
                 self._rechecks += 1
                 await self._recheck()
-                continue
-            resolution, self._resolution = self._resolution, None
-            assert resolution is not None
-            try:
-                await self._apply(resolution)
-            finally:
-                self._decisions_applied += 1
 
     def _continue_as_new_if_long(self) -> None:
         info = workflow.info()

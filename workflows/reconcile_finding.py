@@ -24,6 +24,7 @@ from workflows.contract import (
     WriteState,
     WriteStatus,
 )
+from workflows.decisions import DecisionInbox
 from workflows.reconcile_contract import Finding, FindingKind
 from workflows.task_queues import ehr_task_queue
 
@@ -49,9 +50,7 @@ class ReconcileFinding:
             waiting_since=workflow.now(),
             transitions=[Transition(state=WriteState.MISMATCH, at=workflow.now())],
         )
-        self._resolution: Resolution | None = None
-        self._applied = 0
-        self._received = 0
+        self._decisions = DecisionInbox()
 
     @workflow.query
     def status(self) -> WriteStatus:
@@ -63,17 +62,14 @@ class ReconcileFinding:
 
     @workflow.update
     async def resolve(self, resolution: Resolution) -> WriteStatus:
-        self._resolution = resolution
-        self._received += 1
-        mine = self._received
-        await workflow.wait_condition(lambda: self._applied >= mine)
+        await self._decisions.deliver(resolution)
         return self._status
 
     @resolve.validator
     def _resolve_allowed(self, resolution: Resolution) -> None:
         if self._status.state is not WriteState.MISMATCH:
             raise ValueError(f"finding is '{self._status.state}', not waiting for a decision")
-        if self._received != self._applied:
+        if self._decisions.busy:
             raise ValueError("a decision is already being applied")
         allowed = {ResolutionAction.CONFIRM, ResolutionAction.ABANDON}
         if self._finding.kind is FindingKind.DUPLICATE:
@@ -107,19 +103,14 @@ class ReconcileFinding:
         if finding.kind is FindingKind.DUPLICATE and finding.auto_remediate:
             await self._remediate("tenant policy: auto-remediate duplicates")
         while self._status.state is WriteState.MISMATCH:
-            await workflow.wait_condition(lambda: self._resolution is not None)
-            resolution, self._resolution = self._resolution, None
-            assert resolution is not None
-            note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
-            try:
+            async with self._decisions.next() as resolution:
+                note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
                 if resolution.action is ResolutionAction.CONFIRM:
                     self._move(WriteState.RECONCILED, f"acknowledged: {note}")
                 elif resolution.action is ResolutionAction.ABANDON:
                     self._move(WriteState.ABANDONED, f"dismissed: {note}")
                 else:
                     await self._remediate(note)
-            finally:
-                self._applied += 1
         return self._status
 
     async def _remediate(self, why: str) -> None:
