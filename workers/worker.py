@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.command_steps import CommandSteps
@@ -22,6 +22,7 @@ from workers.rate_share import ehr_activity_slots, keep_sharing_limits
 from workers.settings import Settings
 from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
+from workers.versioning import deployment_config
 from workflows.clinical_write import ClinicalWrite
 from workflows.task_queues import ehr_task_queue
 
@@ -56,6 +57,7 @@ def build_workers(
     http: httpx.AsyncClient,
     task_queue: str,
     ehr_steps: EhrSteps | None = None,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> list[Worker]:
     """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
     queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
@@ -73,6 +75,7 @@ def build_workers(
                 )
             ),
             graceful_shutdown_timeout=timedelta(seconds=10),
+            deployment_config=deployment,
         )
     ]
     for tenant in tenants:
@@ -84,6 +87,7 @@ def build_workers(
                 max_task_queue_activities_per_second=tenant.rate_limit_per_second,
                 max_concurrent_activities=ehr_activity_slots(tenant.rate_limit_per_second),
                 graceful_shutdown_timeout=timedelta(seconds=10),
+                deployment_config=deployment,
             )
         )
     return workers
@@ -96,12 +100,13 @@ async def running_workers(
     http: httpx.AsyncClient,
     task_queue: str,
     share_limits: bool = False,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> AsyncIterator[None]:
     """``share_limits``: pace each tenant at this process's share of its limit among all the
     processes polling the tenant's queue (workers/rate_share.py)."""
     ehr_steps = EhrSteps(tenants, http)
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, tenants, http, task_queue, ehr_steps):
+        for worker in build_workers(client, tenants, http, task_queue, ehr_steps, deployment):
             await stack.enter_async_context(worker)
         sharing = (
             asyncio.create_task(keep_sharing_limits(client, ehr_steps, tenants, task_queue))
@@ -145,7 +150,14 @@ async def _serve_until_stopped(
 ) -> None:
     async with (
         ehr_http_client() as http,
-        running_workers(client, tenants, http, settings.task_queue, share_limits=True),
+        running_workers(
+            client,
+            tenants,
+            http,
+            settings.task_queue,
+            share_limits=True,
+            deployment=deployment_config(settings),
+        ),
     ):
         health.ready = True
         log.info(
