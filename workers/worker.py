@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -54,15 +55,13 @@ PASSTHROUGH_MODULES = (
 def build_workers(
     client: Client,
     tenants: TenantRegistry,
-    http: httpx.AsyncClient,
     task_queue: str,
-    ehr_steps: EhrSteps | None = None,
+    ehr_steps: EhrSteps,
     deployment: WorkerDeploymentConfig | None = None,
 ) -> list[Worker]:
     """The workflow worker (workflows + pure steps) and one EHR worker per tenant, whose task
     queue carries the tenant's rate limit (enforced by the Temporal server for all workers)."""
     command_steps = CommandSteps(tenants)
-    ehr_steps = ehr_steps or EhrSteps(tenants, http)
     workers = [
         Worker(
             client,
@@ -106,7 +105,7 @@ async def running_workers(
     processes polling the tenant's queue (workers/rate_share.py)."""
     ehr_steps = EhrSteps(tenants, http)
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, tenants, http, task_queue, ehr_steps, deployment):
+        for worker in build_workers(client, tenants, task_queue, ehr_steps, deployment):
             await stack.enter_async_context(worker)
         sharing = (
             asyncio.create_task(keep_sharing_limits(client, ehr_steps, tenants, task_queue))
@@ -118,6 +117,8 @@ async def running_workers(
         finally:
             if sharing is not None:
                 sharing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sharing
 
 
 def ehr_http_client() -> httpx.AsyncClient:
