@@ -24,6 +24,9 @@ class Settings:
     health_port: int | None = None
     #: Port of the Prometheus scrape endpoint for the worker's metrics; None: not served.
     metrics_port: int | None = None
+    #: Worker Deployment Versioning (workers/versioning.py): both set, or neither.
+    deployment_name: str | None = None
+    build_id: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +37,8 @@ class Settings:
             state_dir=Path(os.environ.get("WRITEBACK_STATE_DIR", "state")),
             health_port=_port("WRITEBACK_HEALTH_PORT"),
             metrics_port=_port("WRITEBACK_METRICS_PORT"),
+            deployment_name=os.environ.get("WRITEBACK_DEPLOYMENT") or None,
+            build_id=os.environ.get("WRITEBACK_BUILD_ID") or None,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit_ledger import AuditLedger, AuditSteps
@@ -30,6 +31,7 @@ from workers.settings import Settings
 from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
 from workers.tenant_isolation import TenantIsolation
+from workers.versioning import deployment_config
 from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.reconcile_finding import ReconcileFinding
@@ -72,6 +74,7 @@ def build_workers(
     task_queue: str,
     ehr_steps: EhrSteps | None = None,
     ledger: AuditLedger | None = None,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> list[Worker]:
     """The workflow worker (workflows + pure steps + the audit ledger) and one EHR worker per
     tenant, whose task queue carries the tenant's rate limit (enforced by the Temporal server for
@@ -108,6 +111,7 @@ def build_workers(
             ),
             graceful_shutdown_timeout=timedelta(seconds=10),
             interceptors=[TenantIsolation()],
+            deployment_config=deployment,
         )
     ]
     for tenant in tenants:
@@ -130,6 +134,7 @@ def build_workers(
                 max_concurrent_activities=ehr_activity_slots(tenant.rate_limit_per_second),
                 graceful_shutdown_timeout=timedelta(seconds=10),
                 interceptors=[TenantIsolation(tenant.id)],
+                deployment_config=deployment,
             )
         )
     return workers
@@ -149,12 +154,14 @@ async def running_workers(
     http: httpx.AsyncClient,
     task_queue: str,
     share_limits: bool = False,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> AsyncIterator[None]:
     """``share_limits``: pace each tenant at this process's share of its limit among all the
     processes polling the tenant's queue (workers/rate_share.py)."""
     ehr_steps = EhrSteps(tenants, http)
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, tenants, http, task_queue, ehr_steps):
+        workers = build_workers(client, tenants, http, task_queue, ehr_steps, deployment=deployment)
+        for worker in workers:
             await stack.enter_async_context(worker)
         sharing = (
             asyncio.create_task(keep_sharing_limits(client, ehr_steps, tenants, task_queue))
@@ -166,6 +173,8 @@ async def running_workers(
         finally:
             if sharing is not None:
                 sharing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sharing
 
 
 def ehr_http_client() -> httpx.AsyncClient:
@@ -198,7 +207,14 @@ async def _serve_until_stopped(
 ) -> None:
     async with (
         ehr_http_client() as http,
-        running_workers(client, tenants, http, settings.task_queue, share_limits=True),
+        running_workers(
+            client,
+            tenants,
+            http,
+            settings.task_queue,
+            share_limits=True,
+            deployment=deployment_config(settings),
+        ),
     ):
         health.ready = True
         log.info(
