@@ -59,6 +59,7 @@ from adapters.fhir_r4 import (
     DedupStrategy,
     differences,
     fhir_query_params,
+    identifier_values,
 )
 from adapters.merge import json_patch, three_way_merge
 from adapters.schema_drift import drift_fields
@@ -576,20 +577,14 @@ class EhrSteps:
 
 
 def _scanned(resource: dict[str, Any]) -> ScannedResource | None:
-    marks = resource.get("identifier", []) + [
-        {"system": tag.get("system"), "value": tag.get("code")}
-        for tag in (resource.get("meta") or {}).get("tag", [])
-    ]
-    command = next(
-        (m.get("value") for m in marks if m.get("system") == COMMAND_IDENTIFIER_SYSTEM), None
-    )
-    if not command or "id" not in resource:
+    commands = identifier_values(resource, COMMAND_IDENTIFIER_SYSTEM)
+    if not commands or "id" not in resource:
         return None
     last_updated = (resource.get("meta") or {}).get("lastUpdated")
     return ScannedResource(
         reference=f"{resource['resourceType']}/{resource['id']}",
         version=_version_of(resource),
-        command=str(command),
+        command=commands[0],
         withdrawn=is_withdrawn(resource),
         last_updated=last_updated if isinstance(last_updated, str) else None,
     )

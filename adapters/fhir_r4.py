@@ -104,6 +104,16 @@ def fingerprint(resource: dict[str, Any]) -> str:
 TAGGED_TYPES = frozenset({"Provenance"})
 
 
+def identifier_values(resource: dict[str, Any], system: str) -> list[str]:
+    """Values ``resource`` carries under ``system``: in its identifiers, or (types without one,
+    TAGGED_TYPES) as ``meta.tag`` codes."""
+    marks = resource.get("identifier", []) + [
+        {"system": tag.get("system"), "value": tag.get("code")}
+        for tag in (resource.get("meta") or {}).get("tag", [])
+    ]
+    return [str(m["value"]) for m in marks if m.get("system") == system and m.get("value")]
+
+
 class CreateRequest(BaseModel):
     """A create, ready to send: the body carries the command identifier."""
 
@@ -139,15 +149,7 @@ class CreateRequest(BaseModel):
     def is_ours(self, stored: dict[str, Any]) -> bool:
         if self.dedup is DedupStrategy.FINGERPRINT:
             return fingerprint(stored) == self.fingerprint
-        marks = stored.get("identifier", []) + [
-            {"system": tag.get("system"), "value": tag.get("code")}
-            for tag in (stored.get("meta") or {}).get("tag", [])
-        ]
-        return any(
-            mark.get("system") == self.identifier_system
-            and mark.get("value") == self.identifier_value
-            for mark in marks
-        )
+        return self.identifier_value in identifier_values(stored, self.identifier_system)
 
     def comparable_body(self) -> dict[str, Any]:
         """What read-back must find: all we sent, less the identifier where the EHR drops it (or,
