@@ -6,10 +6,11 @@ decided waits for a person before the saga goes on. Later steps refer to earlier
 the EHR assigned, read from the verified result.
 
 When a step ends without being in the chart, the steps already written are withdrawn newest
-first, each withdrawal read back. Full ACID across the EHR boundary is impossible; what the saga
-promises instead is that it never ends believing something it has not read back: ``verified``
-(all steps in the chart), ``compensated`` (the earlier steps withdrawn, verified), ``rejected``
-(nothing was written), or ``compensation_failed``, waiting for a person with the whole context.
+first, each withdrawal read back (saga_withdrawal.py). Full ACID across the EHR boundary is
+impossible; what the saga promises instead is that it never ends believing something it has not
+read back: ``verified`` (all steps in the chart), ``compensated`` (the earlier steps withdrawn,
+verified), ``rejected`` (nothing was written), or ``compensation_failed``, waiting for a person
+with the whole context. A person's ``confirm`` ("done by hand") is read back too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
-from workflows.budgets import BUDGETS
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import (
     Resolution,
@@ -42,44 +42,29 @@ from workflows.saga_contract import (
     SagaStepStatus,
     resolve_step_references,
 )
+from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, reason_of
 from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
-    from activities.ehr_steps import EhrSteps
     from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
-    from activities.models import (
-        EhrVerify,
-        EhrWithdraw,
-        SagaPlan,
-        SagaPlanInput,
-        SagaStepInput,
-    )
+    from activities.models import SagaPlan, SagaPlanInput, SagaStepInput
     from adapters.policy import AuthorizationRecord
     from adapters.provenance import with_authority
 
 _PLAN_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
-_READ_RETRY = RetryPolicy(
-    maximum_attempts=6,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=NON_RETRYABLE_TYPES,
-)
 #: Decisions a person may take on a saga whose withdrawal failed.
 _COMPENSATION_ACTIONS = frozenset(
     {
         ResolutionAction.RETRY,  # try the failed withdrawals again
         ResolutionAction.REVERIFY,  # read them again (someone may have withdrawn them by hand)
-        ResolutionAction.CONFIRM,  # "I withdrew them in the EHR by hand"
+        ResolutionAction.CONFIRM,  # "I withdrew them in the EHR by hand": read back first
         ResolutionAction.ABANDON,  # leave the chart as it is
     }
 )
-
-
-def _reason_of(err: BaseException) -> tuple[str, str]:
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.type:
-        return cause.type, cause.message
-    return ErrorClass.TRANSIENT.value, f"no answer from the step ({type(cause).__name__})"
+#: ``workflow.patched`` ids: sagas that passed these points on earlier code replay as they ran.
+#: A person's ``confirm`` is read back before a step counts as withdrawn by hand.
+CONFIRM_READS_BACK = "saga-confirm-reads-back"
 
 
 @workflow.defn(name="ClinicalSaga")
@@ -192,7 +177,7 @@ class ClinicalSaga:
                 retry_policy=_PLAN_RETRY,
             )
         except (ActivityError, ApplicationError) as err:
-            self._status.error_class, self._status.reason = _reason_of(err)
+            self._status.error_class, self._status.reason = reason_of(err)
             self._move(WriteState.REJECTED, self._status.reason)
             return self._status
         self._status.vendor = self._plan.vendor
@@ -275,12 +260,23 @@ class ClinicalSaga:
     def _is_in_chart(step: SagaStepStatus) -> bool:
         return step.state is not None and step.state.is_in_chart
 
+    @property
+    def _withdrawal(self) -> StepWithdrawal:
+        assert self._plan is not None
+        return StepWithdrawal(self._command.tenant, self._ehr_queue, self._plan, self._request_id)
+
     async def _compensate(self, failed: str) -> None:
-        """Withdraw the written steps newest first; settle ``compensated`` or wait for a person."""
+        """Withdraw the written steps newest first; then settle."""
         for name in self._written:
-            await self._withdraw(name)
+            step = self._step(name)
+            await self._withdrawal.withdraw(step, self._spec(name).resource, self._command.urgency)
+        self._settle(failed)
+
+    def _settle(self, failed: str) -> None:
+        """``compensated`` when every written step is out of the chart, as read back; else wait
+        for a person (``compensation_failed``) with each step that is not."""
         undone = [self._step(name) for name in self._written]
-        left = [step for step in undone if step.compensation not in _WITHDRAWN]
+        left = [step for step in undone if step.compensation not in OUT_OF_CHART]
         if not left:
             self._move(
                 WriteState.COMPENSATED,
@@ -294,59 +290,6 @@ class ClinicalSaga:
             f"{step.resource}: {step.detail}" for step in left
         )
         self._move(WriteState.COMPENSATION_FAILED, self._status.reason)
-
-    async def _withdraw(self, name: str) -> None:
-        step, spec = self._step(name), self._spec(name)
-        assert self._plan is not None and step.resource is not None
-        if step.compensation in _WITHDRAWN:
-            return
-        withdrawal = self._plan.withdrawal[name]
-        if withdrawal is None:
-            step.compensation = "not_possible"
-            step.detail = (
-                f"{self._plan.vendor} cannot withdraw a {step.resource_type} through its API: "
-                f"mark {step.resource} entered-in-error in the EHR by hand, then resolve this "
-                "saga with 'confirm'"
-            )
-            return
-        try:
-            receipt = await workflow.execute_activity_method(
-                EhrSteps.withdraw,
-                EhrWithdraw(
-                    tenant=self._command.tenant,
-                    request_id=self._request_id(name, "withdraw"),
-                    target=step.resource,
-                    withdrawal=withdrawal,
-                    written={key: spec.resource.get(key) for key in withdrawal},
-                ),
-                task_queue=self._ehr_queue,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=BUDGETS[self._command.urgency].policy(),
-            )
-            verification = await workflow.execute_activity_method(
-                EhrSteps.verify,
-                EhrVerify(
-                    tenant=self._command.tenant,
-                    request_id=self._request_id(name, "verify"),
-                    receipt=receipt,
-                    expected=withdrawal,
-                ),
-                task_queue=self._ehr_queue,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_READ_RETRY,
-            )
-        except ActivityError as err:
-            error_class, reason = _reason_of(err)
-            step.compensation, step.detail = "failed", f"{error_class}: {reason}"
-            return
-        if not verification.matches:
-            step.compensation = "failed"
-            step.detail = "read-back after the withdrawal differs at " + ", ".join(
-                verification.differences or ["(not found)"]
-            )
-            return
-        step.compensation, step.version = "withdrawn", verification.version or receipt.version
-        step.detail = f"withdrawn: {', '.join(sorted(withdrawal))} set (read back)"
 
     async def _await_decisions(self, failed: str) -> None:
         while self._status.state is WriteState.COMPENSATION_FAILED:
@@ -366,12 +309,15 @@ class ClinicalSaga:
         self._status.transitions.append(
             Transition(state=self._status.state, at=workflow.now(), detail=note)
         )
-        for step in pending:
-            if resolution.action is ResolutionAction.CONFIRM:
-                step.compensation, step.detail = "withdrawn_by_hand", note
-            else:  # retry or reverify: both read first, and leave a withdrawn resource alone
+        if resolution.action is not ResolutionAction.CONFIRM:
+            for step in pending:  # retry or reverify: both read first, leave a withdrawn one alone
                 step.compensation = None
-        await self._compensate(failed)
-
-
-_WITHDRAWN = frozenset({"withdrawn", "withdrawn_by_hand"})
+            await self._compensate(failed)
+            return
+        reads_back = workflow.patched(CONFIRM_READS_BACK)
+        for step in pending:
+            if not reads_back:
+                step.compensation, step.detail = "withdrawn_by_hand", note
+                continue
+            await self._withdrawal.read_back(step, note)
+        self._settle(failed)

@@ -124,6 +124,12 @@ class SagaCommand(BaseModel):
         return f"saga.{self.idempotency_key}.{step}"
 
 
+#: What became of a step when its saga was undone:
+#: ``withdrawn``: its withdrawn form set through the API and read back;
+#: ``withdrawn_by_hand``: a person said so (``confirm``) and a read-back agrees (withdrawn in any
+#: form, or gone: 404/410; the detail says which);
+#: ``failed``: not (yet) out of the chart, the detail says why; ``not_possible``: the tenant's API
+#: cannot withdraw its type, the detail says what to do by hand.
 Compensation = Literal["withdrawn", "withdrawn_by_hand", "failed", "not_possible"]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from support.audit import current_resources_for_command
+from support.sagas import changed_by_hand
 from support.sandbox_process import SandboxProcess
 from support.workflow_runs import result_of
 from temporalio.testing import WorkflowEnvironment
@@ -204,11 +205,11 @@ async def test_an_optional_provenance_is_skipped_where_the_tenant_takes_none(
 
 
 async def test_what_a_create_only_tenant_cannot_withdraw_goes_to_a_person_with_an_instruction(
-    writeback: WritebackClient, ehr: SandboxProcess, key: str
+    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
 ) -> None:
     """Epic's API is create-only (VENDORS.md): when the third reading of a panel is refused (here
     malformed), the two written before cannot be withdrawn through it; a person gets the exact
-    instruction and settles the saga once it is done by hand."""
+    instruction and settles the saga once it is done by hand (the confirm reads them back)."""
     first, second, third = samples.vitals_panel("saga-pt-10")
     broken = SagaStep(name=third.name, resource=third.resource | {"status": "not-a-status"})
     panel = saga("demo-epic", key, [first, second, broken], kind="vitals-panel")
@@ -219,6 +220,8 @@ async def test_what_a_create_only_tenant_cannot_withdraw_goes_to_a_person_with_a
     assert "epic cannot withdraw a Observation through its API" in (parked.reason or "")
     assert "then resolve this saga with 'confirm'" in (parked.reason or "")
     assert [r["status"] for r in stored(ehr, panel, "heart-rate")] == ["final"]
+    for step in (await writeback.saga(submission.workflow_id)).steps[:2]:
+        await changed_by_hand(faults, "demo-epic", str(step.resource), status="entered-in-error")
     done = await writeback.resolve(
         submission.workflow_id, decision(ResolutionAction.CONFIRM), "d-confirm"
     )

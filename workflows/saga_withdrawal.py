@@ -1,0 +1,186 @@
+"""Taking one saga step out of the chart, and proving it by a read (ClinicalSaga's compensation).
+
+Three ways, each ending with what a read of the EHR showed, never with what was hoped:
+
+- ``withdraw``: set the type's withdrawn form (entered-in-error, revoked, cancelled) through the
+  tenant's API, then read it back;
+- ``read_back``: a person says they did it by hand (``confirm``): read each step and believe it
+  only when the EHR agrees. Withdrawn by a person's hand counts whatever withdrawn form they chose
+  (``adapters.compensation.is_withdrawn``: e.g. entered-in-error where we would have revoked).
+  **Gone** (404/410 on read-back) counts as out of the chart too: compensation needs the resource
+  not to be in the chart, and a deleted one is not; the step's detail says "gone", not withdrawn.
+
+Each method updates the step's status (``compensation``, ``detail``, ``version``) and raises
+nothing: a failed read or write leaves the step ``failed`` with the reason, for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.budgets import BUDGETS
+from workflows.contract import Urgency
+from workflows.saga_contract import SagaStepStatus
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ehr_steps import EhrSteps
+    from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
+    from activities.models import (
+        EhrVerify,
+        EhrWithdraw,
+        SagaPlan,
+        Verification,
+        WriteReceipt,
+    )
+    from adapters.compensation import is_withdrawn, withdrawal
+
+_READ_RETRY = RetryPolicy(
+    maximum_attempts=6,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE_TYPES,
+)
+#: Compensation values meaning "not in the chart, as a read showed".
+OUT_OF_CHART = frozenset({"withdrawn", "withdrawn_by_hand"})
+
+
+def reason_of(err: BaseException) -> tuple[str, str]:
+    """Error class and message of a failed activity (local ones fail with the error itself)."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError) and cause.type:
+        return cause.type, cause.message
+    return ErrorClass.TRANSIENT.value, f"no answer from the step ({type(cause).__name__})"
+
+
+def by_hand_instruction(vendor: str, step: SagaStepStatus) -> str:
+    return (
+        f"{vendor} cannot withdraw a {step.resource_type} through its API: mark {step.resource} "
+        "entered-in-error in the EHR by hand, then resolve this saga with 'confirm'"
+    )
+
+
+def _shown(elements: dict[str, Any]) -> str:
+    """``status revoked``, ``verificationStatus entered-in-error``: element names and codes."""
+    shown = []
+    for key, value in sorted(elements.items()):
+        codes = [c.get("code") for c in value.get("coding", [])] if isinstance(value, dict) else []
+        shown.append(f"{key} {', '.join(map(str, codes)) if codes else value}")
+    return "; ".join(shown)
+
+
+def judged_by_hand(
+    step: SagaStepStatus, expected: dict[str, Any] | None, verification: Verification, note: str
+) -> tuple[bool, str]:
+    """Whether a read-back shows a step out of the chart after a person's ``confirm``, and the
+    detail to record (field names and codes only: no clinical content)."""
+    if not verification.found:
+        return True, f"gone from the EHR (read back: not found), so not in the chart; {note}"
+    if expected is not None and verification.matches:
+        return True, f"withdrawn by hand, read back: {_shown(expected)}; {note}"
+    if expected is not None and verification.stored and is_withdrawn(verification.stored):
+        return True, f"withdrawn by hand, read back: status entered-in-error; {note}"
+    if expected is None:
+        why = f"a {step.resource_type} has no withdrawn form: only its removal takes it out"
+    else:
+        why = "differs at " + ", ".join(verification.differences or ["(unknown)"])
+    return False, f"{note}, but the read-back shows it is not withdrawn ({why})"
+
+
+class StepWithdrawal:
+    """The saga's EHR side of compensation, for one tenant and plan."""
+
+    def __init__(
+        self, tenant: str, ehr_queue: str, plan: SagaPlan, request_id: Callable[[str, str], str]
+    ) -> None:
+        self._tenant = tenant
+        self._queue = ehr_queue
+        self._plan = plan
+        self._request_id = request_id
+
+    async def withdraw(
+        self, step: SagaStepStatus, written: dict[str, Any], urgency: Urgency
+    ) -> None:
+        """Withdraw through the API and read back; ``written``: the step's resource as sent."""
+        assert step.resource is not None
+        if step.compensation in OUT_OF_CHART:
+            return
+        form = self._plan.withdrawal[step.name]
+        if form is None:
+            step.compensation = "not_possible"
+            step.detail = by_hand_instruction(self._plan.vendor, step)
+            return
+        try:
+            receipt = await workflow.execute_activity_method(
+                EhrSteps.withdraw,
+                EhrWithdraw(
+                    tenant=self._tenant,
+                    request_id=self._request_id(step.name, "withdraw"),
+                    target=step.resource,
+                    withdrawal=form,
+                    written={key: written.get(key) for key in form},
+                ),
+                task_queue=self._queue,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=BUDGETS[urgency].policy(),
+            )
+            verification = await self._verify(step, receipt, form)
+        except ActivityError as err:
+            error_class, reason = reason_of(err)
+            step.compensation, step.detail = "failed", f"{error_class}: {reason}"
+            return
+        if not verification.matches:
+            step.compensation = "failed"
+            step.detail = "read-back after the withdrawal differs at " + ", ".join(
+                verification.differences or ["(not found)"]
+            )
+            return
+        step.compensation, step.version = "withdrawn", verification.version or receipt.version
+        step.detail = f"withdrawn: {', '.join(sorted(form))} set (read back)"
+
+    async def read_back(self, step: SagaStepStatus, note: str) -> None:
+        """A person's ``confirm``: read the step; ``withdrawn_by_hand`` only if the EHR agrees."""
+        assert step.resource is not None
+        expected = self._plan.withdrawal.get(step.name) or withdrawal(step.resource_type)
+        resource_type, resource_id = step.resource.split("/", 1)
+        receipt = WriteReceipt(
+            resource_type=resource_type, id=resource_id, version=None, created=False, status_code=0
+        )
+        try:
+            verification = await self._verify(
+                step, receipt, expected or {"resourceType": resource_type}
+            )
+        except ActivityError as err:
+            error_class, reason = reason_of(err)
+            step.detail = f"{note}, but reading it back failed ({error_class}: {reason})"
+            if step.compensation != "not_possible":
+                step.compensation = "failed"
+            return
+        out, detail = judged_by_hand(step, expected, verification, note)
+        if out:
+            step.compensation, step.detail = "withdrawn_by_hand", detail
+            step.version = verification.version or step.version
+        elif step.compensation == "not_possible":
+            step.detail = f"{detail}; {by_hand_instruction(self._plan.vendor, step)}"
+        else:
+            step.compensation, step.detail = "failed", detail
+
+    async def _verify(
+        self, step: SagaStepStatus, receipt: WriteReceipt, expected: dict[str, Any]
+    ) -> Verification:
+        return await workflow.execute_activity_method(
+            EhrSteps.verify,
+            EhrVerify(
+                tenant=self._tenant,
+                request_id=self._request_id(step.name, "verify"),
+                receipt=receipt,
+                expected=expected,
+            ),
+            task_queue=self._queue,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_READ_RETRY,
+        )
