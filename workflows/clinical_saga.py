@@ -5,12 +5,15 @@ answer was lost is found by its identifier before anything is re-sent, and a ste
 decided waits for a person before the saga goes on. Later steps refer to earlier ones by the ids
 the EHR assigned, read from the verified result.
 
-When a step ends without being in the chart, the steps already written are withdrawn newest
-first, each withdrawal read back (saga_withdrawal.py). Full ACID across the EHR boundary is
-impossible; what the saga promises instead is that it never ends believing something it has not
-read back: ``verified`` (all steps in the chart), ``compensated`` (the earlier steps withdrawn,
-verified), ``rejected`` (nothing was written), or ``compensation_failed``, waiting for a person
-with the whole context. A person's ``confirm`` ("done by hand") is read back too.
+When a step ends without being in the chart, every step the EHR may hold is withdrawn newest
+first, each withdrawal read back (saga_withdrawal.py): the verified ones, any whose write named a
+resource although it did not verify (a read-back that differed, a write a person abandoned), and
+any whose write went unanswered and named none (looked for by its identifier first: it may still
+land). Full ACID across the EHR boundary is impossible; what the saga promises instead is that it
+never ends believing something it has not read back: ``verified`` (all steps in the chart),
+``compensated`` (every step the EHR may hold shown out of it by a read or a search),
+``rejected`` (nothing was written), or ``compensation_failed``, waiting for a person with the
+whole context. A person's ``confirm`` ("done by hand") is read back too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from workflows.contract import (
     Transition,
     WriteCommand,
     WriteState,
+    WriteStatus,
     workflow_id_for,
 )
 from workflows.decisions import DecisionInbox
@@ -57,14 +61,33 @@ _PLAN_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETR
 _COMPENSATION_ACTIONS = frozenset(
     {
         ResolutionAction.RETRY,  # try the failed withdrawals again
-        ResolutionAction.REVERIFY,  # read them again (someone may have withdrawn them by hand)
+        ResolutionAction.REVERIFY,  # read them again, look again for what may still land
         ResolutionAction.CONFIRM,  # "I withdrew them in the EHR by hand": read back first
         ResolutionAction.ABANDON,  # leave the chart as it is
     }
 )
 #: ``workflow.patched`` ids: sagas that passed these points on earlier code replay as they ran.
+#: Compensation covers every step the EHR may hold, not only the verified ones.
+WITHDRAWS_WHAT_THE_EHR_MAY_HOLD = "saga-withdraws-what-the-ehr-may-hold"
 #: A person's ``confirm`` is read back before a step counts as withdrawn by hand.
 CONFIRM_READS_BACK = "saga-confirm-reads-back"
+
+
+def _may_land(name: str, result: WriteStatus) -> str | None:
+    """Why a step whose write named no resource may be in the EHR all the same (or land there
+    later); None when it cannot: its write was refused (``rejected``: it searched before saying
+    so), or none of its attempts went unanswered."""
+    if result.resource is not None or result.state is WriteState.REJECTED:
+        return None
+    ambiguous = f"{ErrorClass.AMBIGUOUS.value}:"  # how ClinicalWrite logs an unanswered attempt
+    if any(e.step == "write" and e.outcome.startswith(ambiguous) for e in result.ehr_log):
+        return (
+            f"step '{name}': its write ended {result.state.value} after an unanswered attempt, "
+            "which may still land"
+        )
+    if result.state.is_waiting_for_human:
+        return f"step '{name}': its write is {result.state.value}: what it sent may still land"
+    return None
 
 
 @workflow.defn(name="ClinicalSaga")
@@ -90,7 +113,11 @@ class ClinicalSaga:
             ],
         )
         self._plan: SagaPlan | None = None
-        self._written: list[str] = []  # steps in the chart, newest first: the compensation order
+        #: steps the EHR may hold, newest first: the compensation order
+        self._written: list[str] = []
+        #: steps whose write may have reached the EHR without naming a resource: why
+        self._uncertain: dict[str, str] = {}
+        self._commands: dict[str, WriteCommand] = {}
         self._authorizations: dict[str, AuthorizationRecord | None] = {}
         self._decisions = DecisionInbox()
 
@@ -193,8 +220,11 @@ class ClinicalSaga:
         if failed is None:
             self._move(WriteState.VERIFIED, "every step verified")
             return self._status
+        held = self._may_be_in_chart if workflow.patched(WITHDRAWS_WHAT_THE_EHR_MAY_HOLD) else None
         self._written = [
-            name for name in reversed(self._plan.order) if self._is_in_chart(self._step(name))
+            name
+            for name in reversed(self._plan.order)
+            if (held or self._is_in_chart)(self._step(name))
         ]
         if not self._written:
             self._move(WriteState.REJECTED, f"step '{failed}' failed before anything was written")
@@ -221,6 +251,7 @@ class ClinicalSaga:
                 reconcile=False,
             )
             step.state = WriteState.IN_FLIGHT
+            self._commands[name] = command
             try:
                 result = await workflow.execute_child_workflow(
                     ClinicalWrite.run,
@@ -233,8 +264,14 @@ class ClinicalSaga:
                 step.detail = f"the step's write ended abnormally ({type(err.cause).__name__})"
                 self._status.error_class = ErrorClass.TRANSIENT.value
                 self._status.reason = f"step '{name}': {step.detail}"
+                self._uncertain[name] = (
+                    f"step '{name}': its write ended abnormally ({type(err.cause).__name__}); "
+                    "what it sent may be in the EHR, or may still land"
+                )
                 return name
             step.state, step.resource, step.version = result.state, result.resource, result.version
+            if why := _may_land(name, result):
+                self._uncertain[name] = why
             if not result.state.is_in_chart:
                 step.detail = result.reason
                 self._status.error_class = result.error_class
@@ -260,34 +297,49 @@ class ClinicalSaga:
     def _is_in_chart(step: SagaStepStatus) -> bool:
         return step.state is not None and step.state.is_in_chart
 
+    def _may_be_in_chart(self, step: SagaStepStatus) -> bool:
+        """The EHR holds it (its write named a resource, whatever state the write ended in: a
+        read-back that differed, a person who abandoned it), or it may (``_uncertain``)."""
+        return step.resource is not None or step.name in self._uncertain
+
     @property
     def _withdrawal(self) -> StepWithdrawal:
         assert self._plan is not None
         return StepWithdrawal(self._command.tenant, self._ehr_queue, self._plan, self._request_id)
 
     async def _compensate(self, failed: str) -> None:
-        """Withdraw the written steps newest first; then settle."""
+        """Withdraw the steps the EHR may hold, newest first (a step that named no resource is
+        looked for first); then settle."""
         for name in self._written:
             step = self._step(name)
+            if step.compensation in OUT_OF_CHART:
+                continue
+            if step.resource is None and not await self._withdrawal.look_for(
+                step, self._commands[name], self._uncertain[name]
+            ):
+                continue
             await self._withdrawal.withdraw(step, self._spec(name).resource, self._command.urgency)
         self._settle(failed)
 
     def _settle(self, failed: str) -> None:
-        """``compensated`` when every written step is out of the chart, as read back; else wait
-        for a person (``compensation_failed``) with each step that is not."""
+        """``compensated`` when every step the EHR may hold is out of the chart, as read back;
+        else wait for a person (``compensation_failed``) with each step that is not."""
         undone = [self._step(name) for name in self._written]
         left = [step for step in undone if step.compensation not in OUT_OF_CHART]
         if not left:
             self._move(
                 WriteState.COMPENSATED,
                 f"step '{failed}' failed; withdrawn: "
-                + ", ".join(f"{step.resource}" for step in undone),
+                + ", ".join(
+                    f"{step.resource or step.name + ' (not in the EHR)'}" for step in undone
+                ),
             )
             return
         self._status.error_class = ErrorClass.COMPENSATION.value
         self._status.reason = f"step '{failed}' failed and {len(left)} earlier step(s) could not "
         self._status.reason += "be withdrawn: " + "; ".join(
-            f"{step.resource}: {step.detail}" for step in left
+            f"{step.resource}: {step.detail}" if step.resource else f"{step.detail}"
+            for step in left
         )
         self._move(WriteState.COMPENSATION_FAILED, self._status.reason)
 
@@ -310,7 +362,7 @@ class ClinicalSaga:
             Transition(state=self._status.state, at=workflow.now(), detail=note)
         )
         if resolution.action is not ResolutionAction.CONFIRM:
-            for step in pending:  # retry or reverify: both read first, leave a withdrawn one alone
+            for step in pending:  # retry or reverify: both read first, look for what is missing
                 step.compensation = None
             await self._compensate(failed)
             return
@@ -319,5 +371,12 @@ class ClinicalSaga:
             if not reads_back:
                 step.compensation, step.detail = "withdrawn_by_hand", note
                 continue
-            await self._withdrawal.read_back(step, note)
+            found = step.resource is not None or await self._withdrawal.look_for(
+                step, self._commands[step.name], self._uncertain[step.name]
+            )
+            if found:
+                await self._withdrawal.read_back(step, note)
+            elif found is False:  # the person and a search of the EHR agree
+                step.compensation = "not_found"
+                step.detail = f"{note}; a search for its identifier finds nothing in the EHR"
         self._settle(failed)

@@ -128,9 +128,11 @@ class SagaCommand(BaseModel):
 #: ``withdrawn``: its withdrawn form set through the API and read back;
 #: ``withdrawn_by_hand``: a person said so (``confirm``) and a read-back agrees (withdrawn in any
 #: form, or gone: 404/410; the detail says which);
+#: ``not_found``: its write may have reached the EHR (an unanswered attempt), a person confirmed
+#: it is not in the chart and a search for its identifier agrees;
 #: ``failed``: not (yet) out of the chart, the detail says why; ``not_possible``: the tenant's API
 #: cannot withdraw its type, the detail says what to do by hand.
-Compensation = Literal["withdrawn", "withdrawn_by_hand", "failed", "not_possible"]
+Compensation = Literal["withdrawn", "withdrawn_by_hand", "not_found", "failed", "not_possible"]
 
 
 class SagaStepStatus(BaseModel):

@@ -4,14 +4,21 @@ Three ways, each ending with what a read of the EHR showed, never with what was 
 
 - ``withdraw``: set the type's withdrawn form (entered-in-error, revoked, cancelled) through the
   tenant's API, then read it back;
+- ``look_for``: a step whose write may have reached the EHR without us knowing where (an
+  unanswered attempt, a write that ended abnormally) is searched for by its command identifier
+  first; what is found is then withdrawn like any other step;
 - ``read_back``: a person says they did it by hand (``confirm``): read each step and believe it
   only when the EHR agrees. Withdrawn by a person's hand counts whatever withdrawn form they chose
   (``adapters.compensation.is_withdrawn``: e.g. entered-in-error where we would have revoked).
   **Gone** (404/410 on read-back) counts as out of the chart too: compensation needs the resource
   not to be in the chart, and a deleted one is not; the step's detail says "gone", not withdrawn.
+  A step that could never be found (its attempt may still land) is accepted on ``confirm`` only
+  when a search for its identifier finds nothing either; should it land later, the reconciliation
+  sweep reports it as an orphan (its write did not end in the chart).
 
-Each method updates the step's status (``compensation``, ``detail``, ``version``) and raises
-nothing: a failed read or write leaves the step ``failed`` with the reason, for a person.
+Each method updates the step's status (``compensation``, ``detail``, and ``resource`` or
+``version`` where a read names them) and raises nothing: a failed read or write leaves the step
+``failed`` with the reason, for a person.
 """
 
 from __future__ import annotations
@@ -25,13 +32,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.budgets import BUDGETS
-from workflows.contract import Urgency
+from workflows.contract import Urgency, WriteCommand
 from workflows.saga_contract import SagaStepStatus
 
 with workflow.unsafe.imports_passed_through():
+    from activities.command_steps import CommandSteps
     from activities.ehr_steps import EhrSteps
     from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
     from activities.models import (
+        CommandInput,
+        EhrLocate,
         EhrVerify,
         EhrWithdraw,
         SagaPlan,
@@ -40,13 +50,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from adapters.compensation import is_withdrawn, withdrawal
 
+_PURE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
 _READ_RETRY = RetryPolicy(
     maximum_attempts=6,
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
-#: Compensation values meaning "not in the chart, as a read showed".
-OUT_OF_CHART = frozenset({"withdrawn", "withdrawn_by_hand"})
+#: Compensation values meaning "not in the chart, as a read or a search showed".
+OUT_OF_CHART = frozenset({"withdrawn", "withdrawn_by_hand", "not_found"})
 
 
 def reason_of(err: BaseException) -> tuple[str, str]:
@@ -141,6 +152,52 @@ class StepWithdrawal:
             return
         step.compensation, step.version = "withdrawn", verification.version or receipt.version
         step.detail = f"withdrawn: {', '.join(sorted(form))} set (read back)"
+
+    async def look_for(self, step: SagaStepStatus, command: WriteCommand, why: str) -> bool | None:
+        """Search the EHR for a step's resource by its command identifier (the search its own
+        write would make): True, with ``step.resource`` set, when found; False when the search
+        finds nothing; None when it could not be made. Not found leaves the step ``failed``."""
+        try:
+            plan = await workflow.execute_local_activity_method(
+                CommandSteps.map,
+                CommandInput(
+                    tenant=self._tenant,
+                    resource=command.resource,
+                    command_identifier=command.command_identifier,
+                    requested_by=command.requested_by,
+                    on_behalf_of=command.on_behalf_of,
+                    requested_at=workflow.now(),
+                ),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=_PURE_RETRY,
+            )
+            assert plan.create is not None  # saga steps are creates
+            found = await workflow.execute_activity_method(
+                EhrSteps.locate,
+                EhrLocate(
+                    tenant=self._tenant,
+                    request_id=self._request_id(step.name, "locate"),
+                    request=plan.create,
+                ),
+                task_queue=self._queue,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_READ_RETRY,
+            )
+        except (ActivityError, ApplicationError) as err:
+            error_class, reason = reason_of(err)
+            step.compensation = "failed"
+            step.detail = f"{why}; looking for it failed ({error_class}: {reason})"
+            return None
+        if found is None:
+            step.compensation = "failed"
+            step.detail = (
+                f"{why}; not found in the EHR by its identifier: resolve with 'reverify' to look "
+                "again, or 'confirm' once the chart shows it is not there"
+            )
+            return False
+        step.resource, step.version = found.reference, found.version
+        step.detail = f"found in the EHR by its identifier: {found.reference}"
+        return True
 
     async def read_back(self, step: SagaStepStatus, note: str) -> None:
         """A person's ``confirm``: read the step; ``withdrawn_by_hand`` only if the EHR agrees."""
