@@ -135,13 +135,29 @@ class ClinicalSaga:
 
     @resolve.validator
     def _resolve_allowed(self, resolution: Resolution) -> None:
-        if self._status.state is not WriteState.COMPENSATION_FAILED:
-            raise ValueError(f"saga is '{self._status.state}', not waiting for a decision")
+        """A decision is accepted only while the saga waits for one, so it is acted on at once
+        in the state it was validated for; never queued behind compensation."""
+        state = self._status.state
+        if state is not WriteState.COMPENSATION_FAILED:
+            raise ValueError(f"saga is '{state}', not waiting for a decision{self._doing()}")
         if self._decisions.busy:
             raise ValueError("a decision is already being applied")
+        if not self._decisions.waiting:
+            raise ValueError("saga is busy, not waiting for a decision: send it again shortly")
         if resolution.action not in _COMPENSATION_ACTIONS:
             allowed = ", ".join(sorted(action.value for action in _COMPENSATION_ACTIONS))
             raise ValueError(f"a failed compensation takes one of: {allowed}")
+
+    def _doing(self) -> str:
+        if self._written:
+            return ": it is withdrawing its steps, and waits for a decision only if it cannot"
+        writing = [step for step in self._status.steps if step.state is WriteState.IN_FLIGHT]
+        if writing:
+            step = writing[0]
+            return (
+                f": step '{step.name}' is being written; a decision on it goes to {step.write_id}"
+            )
+        return ""
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
@@ -231,6 +247,8 @@ class ClinicalSaga:
             return self._status
         await self._compensate(failed)
         await self._await_decisions(failed)
+        # the update that settled the saga answers before the saga ends
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
 
     async def _write_steps(self, order: list[str]) -> str | None:
@@ -347,6 +365,7 @@ class ClinicalSaga:
         while self._status.state is WriteState.COMPENSATION_FAILED:
             async with self._decisions.next() as resolution:
                 await self._apply(resolution, failed)
+        self._decisions.refuse_pending(f"not applied: the saga is {self._status.state.value}")
 
     async def _apply(self, resolution: Resolution, failed: str) -> None:
         note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
