@@ -35,7 +35,6 @@ from workflows.contract import (
     Transition,
     WriteCommand,
     WriteState,
-    WriteStatus,
     workflow_id_for,
 )
 from workflows.decisions import DecisionInbox
@@ -46,7 +45,7 @@ from workflows.saga_contract import (
     SagaStepStatus,
     resolve_step_references,
 )
-from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, reason_of
+from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, may_land, reason_of
 from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
@@ -71,23 +70,6 @@ _COMPENSATION_ACTIONS = frozenset(
 WITHDRAWS_WHAT_THE_EHR_MAY_HOLD = "saga-withdraws-what-the-ehr-may-hold"
 #: A person's ``confirm`` is read back before a step counts as withdrawn by hand.
 CONFIRM_READS_BACK = "saga-confirm-reads-back"
-
-
-def _may_land(name: str, result: WriteStatus) -> str | None:
-    """Why a step whose write named no resource may be in the EHR all the same (or land there
-    later); None when it cannot: its write was refused (``rejected``: it searched before saying
-    so), or none of its attempts went unanswered."""
-    if result.resource is not None or result.state is WriteState.REJECTED:
-        return None
-    ambiguous = f"{ErrorClass.AMBIGUOUS.value}:"  # how ClinicalWrite logs an unanswered attempt
-    if any(e.step == "write" and e.outcome.startswith(ambiguous) for e in result.ehr_log):
-        return (
-            f"step '{name}': its write ended {result.state.value} after an unanswered attempt, "
-            "which may still land"
-        )
-    if result.state.is_waiting_for_human:
-        return f"step '{name}': its write is {result.state.value}: what it sent may still land"
-    return None
 
 
 @workflow.defn(name="ClinicalSaga")
@@ -288,7 +270,7 @@ class ClinicalSaga:
                 )
                 return name
             step.state, step.resource, step.version = result.state, result.resource, result.version
-            if why := _may_land(name, result):
+            if why := may_land(name, result):
                 self._uncertain[name] = why
             if not result.state.is_in_chart:
                 step.detail = result.reason

@@ -1,5 +1,8 @@
 """Taking one saga step out of the chart, and proving it by a read (ClinicalSaga's compensation).
 
+Which steps: every step whose write named a resource, whatever state the write ended in, and
+those whose write named none but may have reached the EHR all the same (``may_land``).
+
 Three ways, each ending with what a read of the EHR showed, never with what was hoped:
 
 - ``withdraw``: set the type's withdrawn form (entered-in-error, revoked, cancelled) through the
@@ -32,7 +35,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.budgets import BUDGETS
-from workflows.contract import Urgency, WriteCommand
+from workflows.contract import Urgency, WriteCommand, WriteState, WriteStatus
 from workflows.saga_contract import SagaStepStatus
 
 with workflow.unsafe.imports_passed_through():
@@ -66,6 +69,23 @@ def reason_of(err: BaseException) -> tuple[str, str]:
     if isinstance(cause, ApplicationError) and cause.type:
         return cause.type, cause.message
     return ErrorClass.TRANSIENT.value, f"no answer from the step ({type(cause).__name__})"
+
+
+def may_land(name: str, result: WriteStatus) -> str | None:
+    """Why a step whose write named no resource may be in the EHR all the same (or land there
+    later); None when it cannot: its write was refused (``rejected``: it searched before saying
+    so), or none of its attempts went unanswered."""
+    if result.resource is not None or result.state is WriteState.REJECTED:
+        return None
+    ambiguous = f"{ErrorClass.AMBIGUOUS.value}:"  # how ClinicalWrite logs an unanswered attempt
+    if any(e.step == "write" and e.outcome.startswith(ambiguous) for e in result.ehr_log):
+        return (
+            f"step '{name}': its write ended {result.state.value} after an unanswered attempt, "
+            "which may still land"
+        )
+    if result.state.is_waiting_for_human:
+        return f"step '{name}': its write is {result.state.value}: what it sent may still land"
+    return None
 
 
 def by_hand_instruction(vendor: str, step: SagaStepStatus) -> str:
