@@ -131,6 +131,8 @@ class ClinicalSaga:
             raise ValueError(f"a failed compensation takes one of: {allowed}")
 
     def _doing(self) -> str:
+        if self._status.state is not WriteState.IN_FLIGHT:
+            return ""
         if self._written:
             return ": it is withdrawing its steps, and waits for a decision only if it cannot"
         writing = [step for step in self._status.steps if step.state is WriteState.IN_FLIGHT]
@@ -368,6 +370,7 @@ class ClinicalSaga:
             await self._compensate(failed)
             return
         reads_back = workflow.patched(CONFIRM_READS_BACK)
+        who = f"{resolution.action.value} by {resolution.by}"  # the reason (free text) stays out
         for step in pending:
             if not reads_back:
                 step.compensation, step.detail = "withdrawn_by_hand", note
@@ -376,8 +379,8 @@ class ClinicalSaga:
                 step, self._commands[step.name], self._uncertain[step.name]
             )
             if found:
-                await self._withdrawal.read_back(step, note)
+                await self._withdrawal.read_back(step, who)
             elif found is False:  # the person and a search of the EHR agree
                 step.compensation = "not_found"
-                step.detail = f"{note}; a search for its identifier finds nothing in the EHR"
+                step.detail = f"{who}; a search for its identifier finds nothing in the EHR"
         self._settle(failed)

@@ -220,7 +220,8 @@ class StepWithdrawal:
         return True
 
     async def read_back(self, step: SagaStepStatus, note: str) -> None:
-        """A person's ``confirm``: read the step; ``withdrawn_by_hand`` only if the EHR agrees."""
+        """A person's ``confirm``: read the step; ``withdrawn_by_hand`` only if the EHR agrees.
+        ``note`` (who decided) goes into the step's detail, and so into the saga's reason."""
         assert step.resource is not None
         expected = self._plan.withdrawal.get(step.name) or withdrawal(step.resource_type)
         resource_type, resource_id = step.resource.split("/", 1)
