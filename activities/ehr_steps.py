@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,6 +20,7 @@ import httpx
 from temporalio import activity
 
 from activities.circuit_breaker import CircuitBreaker
+from activities.deadline import acquire_slot, attempt_deadline, request_timeout, wait_for_turn
 from activities.ehr_telemetry import ehr_exchange
 from activities.errors import RETRYABLE, ErrorClass, step_failure
 from activities.fhir_http import (
@@ -31,6 +32,8 @@ from activities.fhir_http import (
     retry_after,
 )
 from activities.models import (
+    Copies,
+    EhrCopies,
     EhrLocate,
     EhrUpdate,
     EhrVerify,
@@ -65,10 +68,9 @@ from adapters.merge import json_patch, three_way_merge
 from adapters.schema_drift import drift_fields
 from adapters.tenants import Tenant, TenantRegistry
 
-#: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
-_AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-#: Exceptions raised before anything was sent.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Exceptions raised before anything was sent. Every other failure of an exchange may have come
+#: after (part of) the request reached the EHR: its outcome is unknown (ambiguous).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 JSON_PATCH = "application/json-patch+json"
 #: An update that loses a race with another writer re-reads and tries again this many times.
 _UPDATE_RACES = 3
@@ -160,33 +162,41 @@ class EhrSteps:
             **(await self._auth.authorization(tenant, method, path) if url is None else {}),
         }
         arguments = {key: value for key, value in kwargs.items() if key != "headers"}
+        # every wait comes before the decision to send, and the request gets only the time
+        # its attempt has left (activities/deadline.py)
         if pacer := self._pacers.get(tenant.id):
-            await pacer.wait()
-        with ehr_exchange(tenant, method, path, headers) as call:
-            try:
-                async with AsyncExitStack() as stack:
-                    if slot := self._slots.get(tenant.id):
-                        await stack.enter_async_context(slot)
-                    response = await self._http.request(
-                        method,
-                        url or self._fhir_url(tenant, path),
-                        headers=headers,
-                        timeout=tenant.timeout_seconds,
-                        **arguments,
-                    )
-            except _NOT_SENT as exc:
-                breaker.record_failure()
-                raise step_failure(
-                    ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
-                ) from None
-            except _AMBIGUOUS as exc:
-                breaker.record_failure()
-                raise step_failure(
-                    ErrorClass.AMBIGUOUS,
-                    f"{what}: {type(exc).__name__} after sending",
-                    attempt=attempt,
-                ) from None
-            call.answered(response)
+            await wait_for_turn(pacer.try_acquire, what)
+        async with AsyncExitStack() as stack:
+            if slot := self._slots.get(tenant.id):
+                await acquire_slot(slot.acquire, what)
+                stack.callback(slot.release)
+            timeout = request_timeout(tenant.timeout_seconds, what)
+            with ehr_exchange(tenant, method, path, headers) as call:
+                try:
+                    async with asyncio.timeout(timeout):  # httpx's timeout is per phase
+                        response = await self._http.request(
+                            method,
+                            url or self._fhir_url(tenant, path),
+                            headers=headers,
+                            timeout=timeout,
+                            **arguments,
+                        )
+                except _NOT_SENT as exc:
+                    breaker.record_failure()
+                    raise step_failure(
+                        ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
+                    ) from None
+                except (httpx.RequestError, TimeoutError) as exc:
+                    # anything else may have happened after (part of) the request went out: a
+                    # write error mid-body, a dropped or undecodable answer, our own time limit
+                    breaker.record_failure()
+                    raise step_failure(
+                        ErrorClass.AMBIGUOUS,
+                        f"{what}: {type(exc).__name__} after sending",
+                        attempt=attempt,
+                        sent_at=datetime.now(UTC),
+                    ) from None
+                call.answered(response)
         if error_class_for_status(response.status_code) in RETRYABLE:
             breaker.record_failure()
         else:
@@ -242,6 +252,10 @@ class EhrSteps:
 
     @activity.defn(name="write")
     async def write(self, order: EhrWrite) -> WriteReceipt:
+        with attempt_deadline(order.send_by):
+            return await self._write(order)
+
+    async def _write(self, order: EhrWrite) -> WriteReceipt:
         tenant = self._tenant(order.tenant)
         request = order.request
         if request.dedup is not DedupStrategy.CONDITIONAL_CREATE:
@@ -330,6 +344,25 @@ class EhrSteps:
         found = await self._find_existing(tenant, order.request, order.request_id)
         return self._receipt_from_existing(order.request, found, 200) if found else None
 
+    @activity.defn(name="copies")
+    async def copies(self, order: EhrCopies) -> Copies:
+        """Every live copy of this command's resource the EHR's search shows (all pages): the
+        one-copy check before a create is called ``verified``."""
+        tenant = self._tenant(order.tenant)
+        found = await self._find_existing(tenant, order.request, order.request_id)
+        live = sorted(
+            (resource for resource in found if "id" in resource and not is_withdrawn(resource)),
+            key=lambda resource: (
+                str((resource.get("meta") or {}).get("lastUpdated", "")),
+                str(resource.get("id")),
+            ),
+        )
+        references = [f"{order.request.resource_type}/{resource['id']}" for resource in live]
+        return Copies(
+            references=references,
+            versions={ref: _version_of(res) for ref, res in zip(references, live, strict=True)},
+        )
+
     async def _read(self, tenant: Tenant, path: str, request_id: str) -> dict[str, Any] | None:
         response = await self._send(tenant, "GET", path, request_id)
         if response.status_code in (404, 410):
@@ -355,6 +388,10 @@ class EhrSteps:
     async def update(self, order: EhrUpdate) -> WriteReceipt:
         """Write the user's version over the current one, merging a newer EHR version when the
         changes do not overlap; overlapping changes are a ``conflict`` for a person."""
+        with attempt_deadline(order.send_by):
+            return await self._update(order)
+
+    async def _update(self, order: EhrUpdate) -> WriteReceipt:
         tenant = self._tenant(order.tenant)
         request = order.request
         for _race in range(_UPDATE_RACES):

@@ -184,6 +184,12 @@ class WriteStatus(BaseModel):
     resource: str | None = Field(default=None, description="e.g. 'Observation/123'")
     version: str | None = None
     attempts: int = Field(default=0, description="EHR write attempts so far")
+    copies: int | None = Field(
+        default=None,
+        description="live resources in the EHR carrying this create's command identifier (or "
+        "fingerprint) at the one-copy check; a verified create has 1, or None where the EHR's "
+        "search cannot show the type (README: States)",
+    )
     error_class: str | None = None
     reason: str | None = None
     waiting_since: datetime | None = None

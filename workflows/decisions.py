@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows.contract import Resolution
 
@@ -18,6 +19,7 @@ class DecisionInbox:
         self._pending: Resolution | None = None
         self._received = 0
         self._applied = 0
+        self._refused: dict[int, str] = {}
 
     @property
     def busy(self) -> bool:
@@ -30,6 +32,16 @@ class DecisionInbox:
         self._received += 1
         mine = self._received
         await workflow.wait_condition(lambda: self._applied >= mine)
+        if reason := self._refused.pop(mine, None):
+            raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
+
+    def refuse_pending(self, reason: str) -> None:
+        """Answer a decision that was handed in but will not be acted on (the workflow moved on
+        by itself): its update fails with ``reason`` instead of waiting forever."""
+        if self._pending is not None:
+            self._pending = None
+            self._applied += 1
+            self._refused[self._applied] = reason
 
     @asynccontextmanager
     async def next(self, wait_at_most: timedelta | None = None) -> AsyncIterator[Resolution]:
