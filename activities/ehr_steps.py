@@ -24,12 +24,18 @@ from activities.deadline import acquire_slot, attempt_deadline, request_timeout,
 from activities.ehr_telemetry import ehr_exchange
 from activities.errors import RETRYABLE, ErrorClass, step_failure
 from activities.fhir_http import (
+    MAX_SEARCH_PAGES,
+    STRICT_HANDLING,
+    LinkOutsideBase,
     error_class_for_status,
     etag_version,
+    ignored_criteria,
     json_body,
+    next_page_path,
     outcome_summary,
     parse_location,
     retry_after,
+    searchset_matches,
 )
 from activities.models import (
     Copies,
@@ -57,6 +63,7 @@ from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import (
     COMMAND_IDENTIFIER_SYSTEM,
     FHIR_JSON,
+    NARROWING_PARAMETERS,
     TAGGED_TYPES,
     CreateRequest,
     DedupStrategy,
@@ -220,16 +227,63 @@ class EhrSteps:
     async def _find_existing(
         self, tenant: Tenant, request: CreateRequest, request_id: str
     ) -> list[dict[str, Any]]:
-        """The stored resources this command already made (by identifier or by fingerprint)."""
+        """The stored resources this command already made (by identifier or by fingerprint),
+        from every page of the search."""
         found = await self._search(tenant, request.search_query(), request_id)
         return [resource for resource in found if request.is_ours(resource)]
 
     async def _search(self, tenant: Tenant, query: str, request_id: str) -> list[dict[str, Any]]:
-        response = await self._send(tenant, "GET", query, request_id)
-        if response.status_code != 200:
-            raise self._fail_for(response, "search for this command's resource")
-        bundle = json_body(response) or {}
-        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+        """Every resource a dedup search finds; a server may ignore the parameters that only
+        narrow it (NARROWING_PARAMETERS: the caller filters what comes back anyway)."""
+        return await self._search_pages(
+            tenant, query, request_id, "search for this command's resource", NARROWING_PARAMETERS
+        )
+
+    async def _search_pages(
+        self,
+        tenant: Tenant,
+        query: str,
+        request_id: str,
+        what: str,
+        optional: frozenset[str] = frozenset(),
+    ) -> list[dict[str, Any]]:
+        """The matches on every page of ``query``, sent with ``Prefer: handling=strict``. Raises,
+        never answers "nothing found", when a page fails, is no searchset Bundle, when the server
+        ignored one of our criteria (fhir_http.ignored_criteria), when a next link leads
+        elsewhere (_next_page) or after MAX_SEARCH_PAGES pages."""
+        found: list[dict[str, Any]] = []
+        path: str | None = query
+        pages = 0
+        while path is not None:
+            if pages == MAX_SEARCH_PAGES:
+                raise step_failure(
+                    ErrorClass.UNSUPPORTED,
+                    f"{what}: the EHR's answer goes on past {MAX_SEARCH_PAGES} pages; an "
+                    "incomplete answer cannot be used, so the search stops here",
+                )
+            pages += 1
+            strict = dict(STRICT_HANDLING)
+            response = await self._send(tenant, "GET", path, request_id, headers=strict)
+            if response.status_code != 200:
+                raise self._fail_for(response, what)
+            bundle = json_body(response)
+            if bundle is None or bundle.get("resourceType") != "Bundle":
+                raise step_failure(
+                    ErrorClass.TRANSIENT,
+                    f"{what}: HTTP 200 without a searchset Bundle",
+                    attempt=activity.info().attempt,
+                )
+            if pages == 1 and (ignored := ignored_criteria(bundle, query, optional)):
+                raise step_failure(
+                    ErrorClass.UNSUPPORTED,
+                    f"{what}: the EHR ignored the search parameter "
+                    f"{', '.join(repr(name) for name in ignored)} (not in the Bundle's self link, "
+                    "despite Prefer: handling=strict), so its answer is not an answer to this "
+                    "search and cannot be used",
+                )
+            found += searchset_matches(bundle)
+            path = _next_page(bundle, tenant.base_url())
+        return found
 
     def _receipt_from_existing(
         self, request: CreateRequest, matches: list[dict[str, Any]], status: int
@@ -376,13 +430,10 @@ class EhrSteps:
 
     async def search(self, tenant_id: str, query: str, request_id: str) -> list[dict[str, Any]]:
         """The resources a search (``Type?param=…``) finds, for steps other than the write
-        (identity crosswalk), through the same breaker, pacer and token as the write."""
+        (identity crosswalk), through the same breaker, pacer and token as the write: every page,
+        every parameter checked as for a dedup search (_search_pages)."""
         tenant = self._tenant(tenant_id)
-        response = await self._send(tenant, "GET", query, request_id)
-        if response.status_code != 200:
-            raise self._fail_for(response, f"search {query.split('?')[0]}")
-        entries = (json_body(response) or {}).get("entry") or []
-        return [e["resource"] for e in entries if isinstance(e, dict) and "resource" in e]
+        return await self._search_pages(tenant, query, request_id, f"search {query.split('?')[0]}")
 
     @activity.defn(name="update")
     async def update(self, order: EhrUpdate) -> WriteReceipt:
@@ -628,9 +679,14 @@ def _scanned(resource: dict[str, Any]) -> ScannedResource | None:
 
 
 def _next_page(bundle: dict[str, Any], base_url: str) -> str | None:
-    """The next page of a searchset as a path under the tenant's base URL (None: last page)."""
-    for link in bundle.get("link", []):
-        url = str(link.get("url", ""))
-        if link.get("relation") == "next" and url.startswith(base_url + "/"):
-            return url.removeprefix(base_url + "/")
-    return None
+    """The next page of a searchset as a path under the tenant's base URL (None: last page);
+    ``unsupported`` when the link leads elsewhere (fhir_http.next_page_path says why)."""
+    try:
+        return next_page_path(bundle, base_url)
+    except LinkOutsideBase:
+        raise step_failure(
+            ErrorClass.UNSUPPORTED,
+            "the EHR's next-page link leads outside the tenant's FHIR base URL (another host, "
+            "scheme or path): not followed, so that the tenant's token goes nowhere else; an "
+            "incomplete answer cannot be used",
+        ) from None

@@ -25,7 +25,11 @@ A fault is ``{"kind": ..., "method"?: "POST", "type"?: "Observation", ...}``:
 * ``delayed_indexing`` (``seconds``): the written version is invisible to search
   for that long;
 * ``stale_reads`` (``seconds``): after this update, reads return the previous
-  version for that long.
+  version for that long;
+* ``lenient_search``: this search is answered like a server that does not know
+  ``identifier`` or ``_tag`` and ignores ``Prefer: handling=strict`` (R4's
+  lenient default): both are dropped from the criteria and from the ``self``
+  link, the rest of the query is answered (see :func:`fault_for_this_request`).
 
 Queued faults are taken first. Otherwise, when ``random`` is set, every request
 matched by one of its ``kinds`` draws two numbers from ``random.Random(seed)``:
@@ -40,6 +44,7 @@ import math
 import random
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -53,6 +58,7 @@ FaultKind = Literal[
     "commit_then_drop",
     "delayed_indexing",
     "stale_reads",
+    "lenient_search",
 ]
 KINDS: tuple[str, ...] = (
     "status",
@@ -62,6 +68,7 @@ KINDS: tuple[str, ...] = (
     "commit_then_drop",
     "delayed_indexing",
     "stale_reads",
+    "lenient_search",
 )
 TIMED_KINDS = ("commit_then_hang", "delayed_indexing", "stale_reads")
 
@@ -283,6 +290,16 @@ def parse_config(raw: Any, now: float | None = None) -> TenantFaults:
 
 _NONE = TenantFaults()
 
+#: The fault :meth:`FaultRegistry.take` handed to the request being served (None: none). Set on
+#: every take, which runs once per FHIR request before its interaction, in the request's task, so
+#: an interaction can see its fault without the pipeline passing it along (``lenient_search``).
+_TAKEN: ContextVar[Fault | None] = ContextVar("sandbox_fault_taken", default=None)
+
+
+def fault_for_this_request() -> Fault | None:
+    """The fault taken for the FHIR request being served, if any."""
+    return _TAKEN.get()
+
 
 class FaultRegistry:
     """Thread-safe tenant -> faults map; ``initial`` (raw JSON) is what a reset restores."""
@@ -322,6 +339,7 @@ class FaultRegistry:
 
     def take(self, tenant: str, method: str, rtype: str | None) -> Fault | None:
         """The first queued fault matching this request (removed), else a random draw."""
+        _TAKEN.set(None)
         with self._lock:
             tf = self._tenants.get(tenant)
             if tf is None:
@@ -335,6 +353,7 @@ class FaultRegistry:
                 taken = tf.random.draw(method, rtype)
             if taken is not None:
                 tf.injected[taken.kind] = tf.injected.get(taken.kind, 0) + 1
+            _TAKEN.set(taken)
             return taken
 
     def note_outage(self, tenant: str) -> None:
