@@ -70,8 +70,9 @@ from adapters.fhir_r4 import (
     differences,
     fhir_query_params,
     identifier_values,
+    with_removals,
 )
-from adapters.merge import json_patch, three_way_merge
+from adapters.merge import changed_elements, guarded_patch, three_way_merge
 from adapters.schema_drift import drift_fields
 from adapters.tenants import Tenant, TenantRegistry
 
@@ -438,7 +439,9 @@ class EhrSteps:
     @activity.defn(name="update")
     async def update(self, order: EhrUpdate) -> WriteReceipt:
         """Write the user's version over the current one, merging a newer EHR version when the
-        changes do not overlap; overlapping changes are a ``conflict`` for a person."""
+        changes do not overlap; overlapping changes are a ``conflict`` for a person. An element
+        the user's version omits is removed (a removal alone is a change too), and the write is
+        guarded against anyone writing between our read and ours (``_write_over``)."""
         with attempt_deadline(order.send_by):
             return await self._update(order)
 
@@ -451,27 +454,22 @@ class EhrSteps:
                 raise step_failure(
                     ErrorClass.NOT_FOUND, f"{request.resource_type} to update is gone"
                 )
-            current_version = _version_of(current)
             desired = {**request.body, "id": current.get("id")}
-            if not differences(desired, current):
+            if not differences(with_removals(desired, current), current):
                 # Already applied (a retry after an ambiguous outcome): write nothing more.
                 return self._update_receipt(request.resource_type, current, 200, desired)
-            if current_version == order.base_version or order.override:
+            if _version_of(current) == order.base_version or order.override:
                 body = desired
             else:
                 body = await self._merged(tenant, order, desired, current)
-            method, content_type, payload = (
-                ("PATCH", JSON_PATCH, json_patch(current, body))
-                if tenant.capabilities.patch
-                else ("PUT", FHIR_JSON, body)
+            expected = with_removals(body, current)  # read-back: what we removed must be gone
+            if not differences(expected, current):
+                # their version already holds ours (our earlier write, since merged with theirs)
+                return self._update_receipt(request.resource_type, current, 200, expected)
+            response = await self._write_over(
+                tenant, request.target, order.request_id, current, body
             )
-            headers = {"Content-Type": content_type}
-            if tenant.capabilities.if_match and current_version:
-                headers["If-Match"] = f'W/"{current_version}"'
-            response = await self._send(
-                tenant, method, request.target, order.request_id, headers=headers, json=payload
-            )
-            if response.status_code in (409, 412):
+            if response is None:
                 continue  # someone wrote between our read and our write: read again
             if response.status_code not in (200, 201):
                 raise self._fail_for(response, f"update {request.resource_type}")
@@ -481,12 +479,55 @@ class EhrSteps:
                 request.resource_type,
                 {**current, "meta": {"versionId": version}},
                 response.status_code,
-                body,
+                expected,
             )
         raise step_failure(
             ErrorClass.CONFLICT,
             f"the {request.resource_type} kept changing while we wrote ({_UPDATE_RACES} tries)",
         )
+
+    async def _write_over(
+        self,
+        tenant: Tenant,
+        target: str,
+        request_id: str,
+        current: dict[str, Any],
+        body: dict[str, Any],
+    ) -> httpx.Response | None:
+        """Write ``body`` over ``current`` (read just before) so that the EHR refuses it when
+        anyone wrote in between: If-Match with the version read where the tenant honours it, and
+        a PATCH tests the elements it changes at their values as read (``guarded_patch``). None
+        when the EHR refused it because the resource changed since our read — 409/412, or 400/422
+        to a patch when a new read shows the change (servers answer a failed ``test`` with any of
+        these) — so read again. Any other answer is returned as it is."""
+        version = _version_of(current)
+        headers = {"Content-Type": FHIR_JSON}
+        payload: dict[str, Any] | list[dict[str, Any]]
+        if tenant.capabilities.if_match and version:
+            headers["If-Match"] = f'W/"{version}"'
+        if tenant.capabilities.patch:
+            headers["Content-Type"] = JSON_PATCH
+            tested_version = None if "If-Match" in headers else version
+            method, payload = "PATCH", guarded_patch(current, body, tested_version)
+        elif "If-Match" in headers:
+            method, payload = "PUT", body
+        else:
+            raise step_failure(
+                ErrorClass.UNSUPPORTED,
+                f"{target.split('/')[0]} not written: nothing would stop it overwriting a change "
+                "made since our read (the EHR gave no version for If-Match, and the tenant takes "
+                "no PATCH)",
+            )
+        response = await self._send(
+            tenant, method, target, request_id, headers=headers, json=payload
+        )
+        if response.status_code in (409, 412):
+            return None
+        if method == "PATCH" and response.status_code in (400, 422):
+            now = await self._read(tenant, target, request_id)
+            if now is None or _version_of(now) != version or changed_elements(current, now):
+                return None
+        return response
 
     async def _merged(
         self, tenant: Tenant, order: EhrUpdate, desired: dict[str, Any], current: dict[str, Any]
@@ -563,19 +604,8 @@ class EhrSteps:
                     "a person must decide whether to withdraw it",
                 )
             body = {**current, **order.withdrawal}  # whole resource: an omitted element is a delete
-            method, content_type, payload = (
-                ("PATCH", JSON_PATCH, json_patch(current, body))
-                if tenant.capabilities.patch
-                else ("PUT", FHIR_JSON, body)
-            )
-            headers = {"Content-Type": content_type}
-            current_version = _version_of(current)
-            if tenant.capabilities.if_match and current_version:
-                headers["If-Match"] = f'W/"{current_version}"'
-            response = await self._send(
-                tenant, method, order.target, order.request_id, headers=headers, json=payload
-            )
-            if response.status_code in (409, 412):
+            response = await self._write_over(tenant, order.target, order.request_id, current, body)
+            if response is None:
                 continue  # changed between our read and our write: read again
             if response.status_code not in (200, 201):
                 raise self._fail_for(response, f"withdraw {resource_type}")

@@ -257,14 +257,19 @@ def prepare_update(tenant: Tenant, resource: dict[str, Any], target: str) -> Upd
 
 
 def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
-    """Paths where ``stored`` lacks or changed what we ``sent`` (extra stored elements are fine)."""
+    """Paths where ``stored`` lacks or changed what we ``sent`` (extra stored elements are fine).
+    An element sent as JSON null must be absent from ``stored``: null is never a FHIR value, and
+    an update's expectation (``with_removals``) says "removed" with it, as JSON Merge Patch does."""
     if isinstance(sent, dict) and isinstance(stored, dict):
         found: list[str] = []
         for key, value in sent.items():
             if not path and key in SERVER_MANAGED:
                 continue
             child = f"{path}.{key}" if path else key
-            if key not in stored:
+            if value is None:
+                if stored.get(key) is not None:
+                    found.append(child)
+            elif key not in stored:
                 found.append(child)
             else:
                 found += differences(value, stored[key], child)
@@ -278,3 +283,24 @@ def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
             for diff in differences(a, b, f"{path}[{index}]")
         ]
     return [] if sent == stored else [path]
+
+
+def with_removals(desired: Any, current: Any, top: bool = True) -> Any:
+    """What an update of ``current`` to ``desired`` must leave: ``desired``, plus a JSON null for
+    every element ``current`` holds that ``desired`` omits — at any depth, in objects and in lists
+    of the same length (another length is a difference anyway); server-managed elements aside.
+
+    ``differences(with_removals(desired, current), x)`` is empty only when ``x`` holds all of
+    ``desired`` and none of what the update removes: the "already applied" check before an update
+    and its read-back after. A create's read-back keeps comparing the body alone, so elements the
+    server adds to a new resource stay fine."""
+    if isinstance(desired, dict) and isinstance(current, dict):
+        expected = {
+            key: with_removals(value, current[key], top=False) if key in current else value
+            for key, value in desired.items()
+        }
+        removed = set(current) - set(desired) - (SERVER_MANAGED if top else set())
+        return expected | dict.fromkeys(sorted(removed))
+    if isinstance(desired, list) and isinstance(current, list) and len(desired) == len(current):
+        return [with_removals(a, b, top=False) for a, b in zip(desired, current, strict=True)]
+    return desired

@@ -270,6 +270,23 @@ class Tenant(BaseModel):
         """Whether an unanswered create of this type may ever be re-sent automatically."""
         return self.searchable(resource_type) and self.ambiguity.resend == "after_quiet"
 
+    @model_validator(mode="after")
+    def _updates_are_guarded(self) -> Tenant:
+        """An update, and a saga's withdrawal (an update too), must never overwrite a change made
+        between our read and our write: the EHR has to refuse a stale write, through If-Match or
+        JSON Patch ``test`` operations. A tenant offering neither cannot be given updates."""
+        caps = self.capabilities
+        updated = sorted(rtype for rtype in caps.writable if caps.allows(rtype, Interaction.UPDATE))
+        if updated and not (caps.if_match or caps.patch):
+            raise ValueError(
+                f"tenant '{self.id}' allows update of {', '.join(updated)}, but its capabilities "
+                "have neither if_match nor patch: an update could overwrite a change made "
+                "between our read and our write. Set capabilities.if_match = true if the EHR "
+                "refuses a stale If-Match (409/412), or capabilities.patch = true if it takes "
+                "JSON Patch with test operations; otherwise make these types create-only"
+            )
+        return self
+
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")
 

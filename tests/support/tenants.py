@@ -72,6 +72,9 @@ TEST_TENANTS = [
     TenantSpec("drops-ids", "generic_r4", "r4", False, True, timeout=1.0, drops_identifiers=True),
     TenantSpec("limited-r4", "generic_r4", "r4", True, True, rate_limit=5.0),
     TenantSpec("patch-r4", "generic_r4", "r4", True, True, patch=True),
+    # PATCH without If-Match: JSON Patch `test` operations are the only guard against a change
+    # between our read and our write (tests/workflows/test_update_guards.py)
+    TenantSpec("patch-only-r4", "generic_r4", "r4", True, False, patch=True),
     TenantSpec("outage-r4", "generic_r4", "r4", True, True, rate_limit=20.0),
     TenantSpec("reconcile-r4", "generic_r4", "r4", True, True, reconcile_hours=24.0),
     # reconciliation sweeps: one tenant with planted differences, one left clean

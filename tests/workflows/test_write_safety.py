@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from support.audit import resources_for_command, resources_for_patient
+from support.interleave import Interleave, edit_now, our_write_answers
 from support.sandbox_process import SandboxProcess
 from support.updates import chart_observation, clinician_edits, conflicting_update, our_update
 from support.workflow_runs import command, run_to_end, wait_for_state, wait_until_settled
@@ -199,17 +200,36 @@ async def test_stale_version_with_disjoint_changes_is_merged(
 
 @pytest.mark.parametrize(("tenant", "stale_status"), [("demo-r4", 412), ("demo-cerner", 409)])
 async def test_a_race_lost_on_if_match_reads_again(
-    writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, stale_status: int, key: str
+    racing: WritebackClient,
+    interleave: Interleave,
+    faults: httpx.AsyncClient,
+    tenant: str,
+    stale_status: int,
+    key: str,
 ) -> None:
-    """Someone writes between our read and our PUT: the EHR answers 412 (spec) or 409 (Oracle
-    Health); the update reads the new version and tries again instead of overwriting."""
+    """A clinician writes between our read and our PUT (a real race, not an injected status): our
+    PUT carries If-Match with the version we read, so the EHR refuses it — 412 (spec) or 409
+    (Oracle Health) — and the update reads the new version, merges, and writes with If-Match on
+    that one. The clinician's edit survives; nothing was overwritten."""
     current = await chart_observation(faults, tenant)
-    await faults.post(
-        f"/_admin/faults/{tenant}",
-        json={"queue": [{"kind": "status", "status": stale_status, "method": "PUT"}]},
-    )
-    status = await run_to_end(writeback, our_update(tenant, key, current, 76))
-    assert status.state is WriteState.VERIFIED
+    reference = f"Observation/{current['id']}"
+
+    async def clinician_adds_a_note() -> None:
+        await edit_now(faults, tenant, reference, lambda r: r.update(note=[{"text": "recheck"}]))
+
+    interleave.before_writes(clinician_adds_a_note)
+    cmd = our_update(tenant, key, current, 76)
+    await racing.submit(cmd)
+    status = await racing.wait(cmd.workflow_id)
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    assert [(w.method, w.if_match) for w in interleave.writes] == [
+        ("PUT", 'W/"1"'),  # the version we read ...
+        ("PUT", 'W/"2"'),  # ... and, after the refusal, the clinician's
+    ]
+    assert await our_write_answers(faults, tenant, reference) == [stale_status, 200]
+    stored = (await faults.get(f"/fhir/{tenant}/{reference}")).json()
+    assert stored["note"] == [{"text": "recheck"}] and stored["valueQuantity"]["value"] == 76
 
 
 async def test_overlapping_changes_are_a_conflict_and_override_writes_ours(
