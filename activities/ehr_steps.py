@@ -290,10 +290,14 @@ class EhrSteps:
         self, request: CreateRequest, matches: list[dict[str, Any]], status: int
     ) -> WriteReceipt:
         if len(matches) > 1:
+            references = ", ".join(
+                f"{request.resource_type}/{match.get('id')}" for match in matches[:10]
+            )
             raise step_failure(
                 ErrorClass.DUPLICATE,
                 f"the EHR already holds {len(matches)} {request.resource_type} resources "
-                "for this command; a person must choose which one stands",
+                f"for this command ({references}); a person must choose which one stands "
+                "(resolve with confirm and its reference)",
             )
         found = matches[0]
         return WriteReceipt(

@@ -720,22 +720,22 @@ class ClinicalWrite:
                 )
             )
             await workflow.sleep(check_at - workflow.now())
-        withdrawn = False
+        withdrawn: set[str] = set()  # extra copies withdrawn here: their index may lag too
         for look in range(COPY_SEARCHES):
             try:
                 copies = await self._copies(plan.create)
             except StepFailed as search_failed:
                 return search_failed
             mine = receipt.reference
-            others = [reference for reference in copies.references if reference != mine]
-            self._status.copies = len(copies.references)
-            if others and not withdrawn:
+            live = [reference for reference in copies.references if reference not in withdrawn]
+            others = [reference for reference in live if reference != mine]
+            self._status.copies = len(live)
+            if others:
                 if failure := await self._withdraw_copies(mine, others):
                     return failure
-                withdrawn = True
+                withdrawn.update(others)
+                self._status.copies = len(live) - len(others)
                 continue
-            if others:
-                return self._duplicates(mine, others, "they are still live after withdrawal")
             if mine in copies.references:
                 return None
             if not self._landing.searchable:

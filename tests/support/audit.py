@@ -58,3 +58,15 @@ def current_resources_for_command(
             (tenant, COMMAND_IDENTIFIER_SYSTEM, command_identifier),
         ).fetchall()
     return [json.loads(body) for (body,) in rows]
+
+
+def live_resources_for_command(db: Path, tenant: str, command_identifier: str) -> int:
+    """Current resources carrying ``command_identifier`` that are not withdrawn (entered in
+    error, revoked, cancelled): what a clinician sees in the chart."""
+    withdrawn = {"entered-in-error", "revoked", "cancelled"}
+    return sum(
+        1
+        for resource in current_resources_for_command(db, tenant, command_identifier)
+        if resource.get("status") not in withdrawn
+        and "entered-in-error" not in json.dumps(resource.get("verificationStatus", ""))
+    )

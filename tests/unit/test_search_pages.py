@@ -10,8 +10,8 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from support.activities import activity_environment
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.ehr_steps import EhrSteps
 from activities.fhir_http import MAX_SEARCH_PAGES
@@ -71,7 +71,7 @@ async def find(ehr: ScriptedEhr, request: CreateRequest, t: Tenant | None = None
     the_tenant = t or tenant()
     async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
         steps = EhrSteps(TenantRegistry([the_tenant], "test"), http)
-        return await ActivityEnvironment().run(steps._find_existing, the_tenant, request, "r-1")
+        return await activity_environment().run(steps._find_existing, the_tenant, request, "r-1")
 
 
 def first_self(request: CreateRequest) -> str:
@@ -224,12 +224,12 @@ async def test_the_crosswalk_search_is_strict_paged_and_checked() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(ScriptedEhr(answer))) as http:
         steps = EhrSteps(TenantRegistry([tenant(False)], "test"), http)
-        found = await ActivityEnvironment().run(steps.search, "t1", query, "r-1")
+        found = await activity_environment().run(steps.search, "t1", query, "r-1")
     assert found == [patient]
 
     lenient = ScriptedEhr(lambda r: httpx.Response(200, json=bundle([patient], f"{BASE}/Patient")))
     async with httpx.AsyncClient(transport=httpx.MockTransport(lenient)) as http:
         steps = EhrSteps(TenantRegistry([tenant(False)], "test"), http)
         with pytest.raises(ApplicationError, match="'identifier'"):
-            await ActivityEnvironment().run(steps.search, "t1", query, "r-1")
+            await activity_environment().run(steps.search, "t1", query, "r-1")
     assert lenient.requests[0].headers["Prefer"] == "handling=strict"

@@ -10,7 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from support.audit import resources_for_command, resources_for_patient
+from support.audit import (
+    current_resources_for_command,
+    resources_for_command,
+    resources_for_patient,
+)
 from support.interleave import Interleave, edit_now, our_write_answers
 from support.sandbox_process import SandboxProcess
 from support.updates import chart_observation, clinician_edits, conflicting_update, our_update
@@ -144,27 +148,62 @@ async def test_retry_decision_resends_with_a_fresh_budget(
     assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 1
 
 
-async def test_several_resources_for_one_command_wait_for_a_person_to_choose(
-    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
-) -> None:
-    cmd = command("demo-epic", key)
+async def planted_copies(http: httpx.AsyncClient, tenant: str, cmd: WriteCommand) -> list[str]:
+    """Two copies carrying the command's identifier, e.g. from a hand-built integration that
+    wrote it twice before us: their ids, oldest first."""
     body = {
         **cmd.resource,
         "identifier": [{"system": COMMAND_IDENTIFIER_SYSTEM, "value": cmd.command_identifier}],
     }
     ids = []
-    for _ in range(2):  # e.g. a hand-built integration wrote it twice before us
-        created = await faults.post("/fhir/demo-epic/Observation", json=body)
+    for _ in range(2):
+        created = await http.post(f"/fhir/{tenant}/Observation", json=body)
         ids.append(created.headers["Location"].split("/")[-1])
+    return ids
+
+
+async def test_several_copies_on_a_create_only_tenant_wait_for_a_person_with_every_reference(
+    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
+) -> None:
+    """Two copies of one command, on Epic (create only: nothing can be withdrawn through its
+    API): never verified. A person's choice does not make the other copy go away, so the write
+    keeps waiting and says which copies to withdraw by hand."""
+    cmd = command("demo-epic", key)
+    ids = await planted_copies(faults, "demo-epic", cmd)
     await writeback.submit(cmd)
     waiting = await writeback.wait(cmd.workflow_id)
 
     assert waiting.state is WriteState.PENDING_CONFIRMATION
     assert waiting.error_class == "duplicate"
+    assert all(f"Observation/{id_}" in (waiting.reason or "") for id_ in ids)
+    chosen = decision(ResolutionAction.CONFIRM, reference=f"Observation/{ids[1]}")
+    after = await writeback.resolve(cmd.workflow_id, chosen, key)
+    assert after.state is WriteState.PENDING_CONFIRMATION
+    assert after.error_class == "duplicate" and after.copies == 2
+    assert f"Observation/{ids[1]} (this write's) and Observation/{ids[0]}" in (after.reason or "")
+    assert "cannot withdraw" in (after.reason or "")
+    assert resources_for_command(ehr.db, "demo-epic", cmd.command_identifier) == 2
+
+
+async def test_a_chosen_copy_is_verified_once_the_tenant_withdrew_the_other(
+    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
+) -> None:
+    """On a tenant that can update Observations, the copy a person did not choose is withdrawn
+    (entered-in-error, not deleted) before the chosen one is called verified."""
+    cmd = command("demo-cerner", key)
+    ids = await planted_copies(faults, "demo-cerner", cmd)
+    await writeback.submit(cmd)
+    waiting = await writeback.wait(cmd.workflow_id)
+    assert waiting.state is WriteState.PENDING_CONFIRMATION and waiting.error_class == "duplicate"
+
     chosen = decision(ResolutionAction.CONFIRM, reference=f"Observation/{ids[1]}")
     final = await writeback.resolve(cmd.workflow_id, chosen, key)
     assert final.state is WriteState.VERIFIED
-    assert final.resource == f"Observation/{ids[1]}"
+    assert final.resource == f"Observation/{ids[1]}" and final.copies == 1
+    assert any(e.step == "withdraw" and f"Observation/{ids[0]}" in e.outcome for e in final.ehr_log)
+    stored = current_resources_for_command(ehr.db, "demo-cerner", cmd.command_identifier)
+    status_by_id = {resource["id"]: resource["status"] for resource in stored}
+    assert status_by_id == {ids[0]: "entered-in-error", ids[1]: cmd.resource["status"]}
 
 
 # --- updates --------------------------------------------------------------------------------
