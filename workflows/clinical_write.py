@@ -628,7 +628,8 @@ class ClinicalWrite:
         self._move(WriteState.ACKNOWLEDGED, detail)
 
     def _read_failed(self, step: str, err: ActivityError) -> StepFailed:
-        failure = _failure_of(err, ErrorClass.TRANSIENT)
+        unclassified = ErrorClass.TRANSIENT if self._v2 else None
+        failure = _failure_of(err, ErrorClass.TRANSIENT, unclassified)
         self._log(step, 0, f"{failure.error_class}: {failure.reason}")
         return failure
 
