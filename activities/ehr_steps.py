@@ -211,7 +211,17 @@ class EhrSteps:
             breaker.record_success()
         return response
 
-    def _fail_for(self, response: httpx.Response, what: str) -> Exception:
+    def _fail_for(self, response: httpx.Response, what: str, creating: bool = False) -> Exception:
+        """The step failure for an answer that is not the one wanted. For a create, a 500, 502
+        or 504 is ambiguous: unlike 503 and 429 (refused unprocessed, RFC 9110) it says nothing
+        about whether the EHR committed (docs/write-safety.md)."""
+        if creating and response.status_code in (500, 502, 504):
+            return step_failure(
+                ErrorClass.AMBIGUOUS,
+                f"{what}: {outcome_summary(response)}: the EHR may have committed",
+                attempt=activity.info().attempt,
+                sent_at=datetime.now(UTC),
+            )
         if fields := drift_fields(response.status_code, json_body(response)):
             return step_failure(
                 ErrorClass.SCHEMA_DRIFT,
@@ -347,7 +357,7 @@ class EhrSteps:
         if response.status_code == 400 and epic.reading_already_exists(json_body(response)):
             return await self._already_filed(tenant, request, order.request_id)
         if response.status_code not in (200, 201):
-            raise self._fail_for(response, f"create {request.resource_type}")
+            raise self._fail_for(response, f"create {request.resource_type}", creating=True)
         body = json_body(response) or {}
         location = parse_location(
             response.headers.get("Content-Location") or response.headers.get("Location") or ""
