@@ -92,6 +92,30 @@ async def test_ehr_that_drops_identifiers_is_deduplicated_by_fingerprint(
     assert resources_for_command(ehr.db, "drops-ids", cmd.command_identifier) == 0  # dropped
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_server_error_to_a_create_is_not_followed_by_a_blind_resend(
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    status: int,
+    key: str,
+) -> None:
+    """A 500/502/504 says nothing about whether the EHR committed (a 503 or 429 does: refused,
+    unprocessed). On a search-before-create tenant the create is sent again only after searches
+    through the quiet period found nothing."""
+    fault = {"kind": "status", "status": status, "method": "POST"}
+    await faults.post("/_admin/faults/fast-epic", json={"queue": [fault]})
+    cmd = command("fast-epic", key)
+    status_ = await run_to_end(writeback, cmd)
+
+    assert status_.state is WriteState.VERIFIED
+    assert status_.ehr_log[0].outcome.startswith("ambiguous")
+    steps = [(e.step, e.outcome) for e in status_.ehr_log]
+    resent = steps.index(("write", "HTTP 201: created"))
+    assert ("locate", "nothing found after the quiet period: safe to re-send") in steps[:resent]
+    assert resources_for_command(ehr.db, "fast-epic", cmd.command_identifier) == 1
+
+
 async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
     time_skipping: WorkflowEnvironment,
     writeback: WritebackClient,
