@@ -112,6 +112,19 @@ def test_late_conditional_create_finds_the_copy_made_meanwhile(
     assert _stored_ids(sandbox.db, tenant, cmd) == [retry.json()["id"]]
 
 
+def test_a_late_request_is_in_flight_until_it_has_answered(
+    client: httpx.Client, sandbox: SandboxProcess, tenant: str
+) -> None:
+    """What an audit waits on before reading the file (GET /_admin/in-flight)."""
+    _queue(client, tenant, {"kind": "commit_late", "seconds": LATE, "method": "POST"})
+    url = f"/fhir/{tenant}/Observation"
+    late = Background(sandbox.url, lambda c: c.post(url, json=observation()))
+    poll_until(lambda: _taken(client, tenant))
+    assert client.get("/_admin/in-flight").json().get(tenant) == 1
+    assert late.answer().status_code == 201
+    assert tenant not in client.get("/_admin/in-flight").json()
+
+
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
 def test_late_update_checks_if_match_at_commit_time(
     client: httpx.Client, sandbox: SandboxProcess, tenant: str, method: str
