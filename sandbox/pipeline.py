@@ -31,6 +31,8 @@ from sandbox.responses import FhirError, error_response, parse_prefer
 from sandbox.state import Sandbox
 
 ABORT_KEY = "sandbox.abort"
+FAULT_KEY = "sandbox.fault"
+"""Where the request's scope keeps the label of the fault it met (for the request log)."""
 
 
 @dataclass
@@ -95,6 +97,8 @@ def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoi
             request.headers.get("traceparent"),
             request.headers.get("x-request-id"),
             now,
+            fault=request.scope.get(FAULT_KEY),
+            seconds=time.time() - now,
         )
         if p.request_id_headers:
             rid = uuid.uuid4().hex
@@ -127,6 +131,7 @@ async def _serve(
         return error_response(p, FhirError(404, "not-supported", "Unknown resource type"))
     fault = sb.faults.take(tenant, request.method, rtype or None)
     if fault is not None:
+        request.scope[FAULT_KEY] = fault.label
         if fault.effect("connection_reset") is not None:
             return drop_connection(request, reset=True)
         if (status := fault.effect("status")) is not None:

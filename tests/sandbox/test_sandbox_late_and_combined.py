@@ -35,7 +35,7 @@ def _queue(client: httpx.Client, tenant: str, *faults: dict[str, Any]) -> None:
 
 def _taken(client: httpx.Client, tenant: str) -> bool:
     """The queued fault has been taken: its request has arrived."""
-    return client.get(f"/_admin/faults/{tenant}").json()["queue"] == []
+    return bool(client.get(f"/_admin/faults/{tenant}").json()["queue"] == [])
 
 
 class Background:
