@@ -30,9 +30,10 @@ A fault is ``{"kind": ..., "method"?: "POST", "type"?: "Observation", ...}``:
   The wait is asynchronous: other requests are served meanwhile;
 * ``drop_identifier``: store the resource without ``identifier``;
 * ``delayed_indexing`` (``seconds``): the written version is invisible to search
-  for that long (reads by id see it at once);
+  for that long (reads by id see it at once), or for the tenant's
+  ``index_delay_seconds`` when that is longer;
 * ``stale_reads`` (``seconds``): after this update, reads return the previous
-  version for that long;
+  version for that long (or the tenant's ``stale_read_seconds`` when longer);
 * ``combo`` (``faults``): several of the kinds above on the same request, e.g.
   commit-then-drop whose resource also stays out of search::
 

@@ -183,10 +183,11 @@ def _env(
         stale_seconds=faults.stale_read_seconds,
         rejects_duplicate_vitals=settings.rejects_duplicate_vitals,
     )
+    # a fault only makes things worse: never shorter than the tenant's own lag or staleness
     if fault is not None and (delayed := fault.effect("delayed_indexing")) is not None:
-        env.index_delay = delayed.seconds
+        env.index_delay = max(env.index_delay, delayed.seconds)
     if fault is not None and (stale := fault.effect("stale_reads")) is not None:
-        env.stale_seconds = stale.seconds
+        env.stale_seconds = max(env.stale_seconds, stale.seconds)
     if public:
         return env
     if sb.auth.enabled(tenant):

@@ -244,6 +244,23 @@ def test_commit_late_with_delayed_indexing(
     assert time.monotonic() - committed >= delay - 0.3
 
 
+def test_a_shorter_delayed_indexing_fault_does_not_shorten_the_tenant_lag(
+    client: httpx.Client, tenant: str
+) -> None:
+    lag = 1.5
+    faults = {
+        "index_delay_seconds": lag,
+        "queue": [{"kind": "delayed_indexing", "seconds": 0.1, "method": "POST"}],
+    }
+    client.post(f"/_admin/faults/{tenant}", json=faults)
+    cmd = new_cmd()
+    started = time.monotonic()
+    client.post(f"/fhir/{tenant}/Observation", json=observation(cmd))
+    search = f"/fhir/{tenant}/Observation?{ident(cmd)}"
+    poll_until(lambda: client.get(search).json()["total"] == 1, timeout=lag + 5)
+    assert time.monotonic() - started >= lag - 0.1
+
+
 def test_combo_and_commit_late_shapes(client: httpx.Client, tenant: str) -> None:
     combo = {
         "kind": "combo",
