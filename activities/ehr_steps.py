@@ -196,8 +196,13 @@ class EhrSteps:
                     ) from None
                 except (httpx.RequestError, TimeoutError) as exc:
                     # anything else may have happened after (part of) the request went out: a
-                    # write error mid-body, a dropped or undecodable answer, our own time limit
+                    # write error mid-body, a dropped or undecodable answer, our own time limit;
+                    # a read changes nothing, so only a write's outcome is unknown
                     breaker.record_failure()
+                    if method == "GET":
+                        raise step_failure(
+                            ErrorClass.TRANSIENT, f"{what}: {type(exc).__name__}", attempt=attempt
+                        ) from None
                     raise step_failure(
                         ErrorClass.AMBIGUOUS,
                         f"{what}: {type(exc).__name__} after sending",

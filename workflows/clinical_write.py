@@ -516,7 +516,11 @@ class ClinicalWrite:
                         f"attempts; last: {failure.reason}",
                     ) from None
                 write_metrics.retried(self._status, failure.error_class)
+                if self._v2:  # a write backing off says when it tries next
+                    self._status.next_check_at = workflow.now() + delay
                 await workflow.sleep(delay)
+                if self._v2:
+                    self._status.next_check_at = None
                 continue
             if not receipt.created:
                 write_metrics.joined_existing(self._status)

@@ -194,7 +194,9 @@ class WriteStatus(BaseModel):
     reason: str | None = None
     waiting_since: datetime | None = None
     next_check_at: datetime | None = Field(
-        default=None, description="while waiting: when the write re-checks the EHR by itself"
+        default=None,
+        description="while waiting: when the write re-checks the EHR by itself; while backing "
+        "off between attempts: when it tries next",
     )
     transitions: list[Transition] = Field(default_factory=list)
     ehr_log: list[EhrExchange] = Field(default_factory=list)
