@@ -47,6 +47,19 @@ class FaultRegistry:
     def latency_ms(self, tenant: str) -> int:
         return self.get(tenant).latency_ms
 
+    def take_named(self, tenant: str, method: str, name: str) -> Fault | None:
+        """The first queued fault naming ``name`` as its type (removed): for endpoints outside
+        FHIR's interactions (e.g. ``smart-configuration``), which no general fault reaches."""
+        with self._lock:
+            tf = self._tenants.get(tenant)
+            for i, fault in enumerate(tf.queue if tf else []):
+                if fault.type == name and fault.matches(method, name):
+                    assert tf is not None
+                    taken = tf.queue.pop(i)
+                    tf.injected[taken.label] = tf.injected.get(taken.label, 0) + 1
+                    return taken
+            return None
+
     def take(self, tenant: str, method: str, rtype: str | None) -> Fault | None:
         """The first queued fault matching this request (removed), else a random draw."""
         note_taken(None)

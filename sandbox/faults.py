@@ -21,6 +21,9 @@ A fault is ``{"kind": ..., "method"?: "POST", "type"?: "Observation", ...}``:
 * ``commit_then_drop``: perform and commit the request, then close the
   connection without an answer;
 * ``commit_then_hang`` (``seconds``): perform and commit, answer after a delay;
+* ``garbled_answer``: perform and commit, then answer with a body that claims a
+  ``Content-Encoding`` it does not have: the client cannot decode the answer
+  to a request that did commit;
 * ``commit_late`` (``seconds``): receive the request (body included), wait, THEN
   perform and commit it, then answer (a client with a shorter timeout has given
   up by then). Everything the interaction decides is decided at commit time:
@@ -74,6 +77,7 @@ from sandbox.drift import Drift, parse_drift
 FaultKind = Literal[
     "status",
     "commit_then_hang",
+    "garbled_answer",
     "drop_identifier",
     "connection_reset",
     "commit_then_drop",
@@ -86,6 +90,7 @@ FaultKind = Literal[
 KINDS: tuple[str, ...] = (
     "status",
     "commit_then_hang",
+    "garbled_answer",
     "drop_identifier",
     "connection_reset",
     "commit_then_drop",
@@ -99,7 +104,7 @@ TIMED_KINDS = ("commit_then_hang", "delayed_indexing", "stale_reads", "commit_la
 #: Kinds that answer before the store is touched: nothing happens that another kind could change.
 BEFORE_STORE_KINDS = frozenset({"status", "connection_reset"})
 #: Kinds that decide how the answer to a committed request goes out: at most one per combo.
-ANSWER_KINDS = frozenset({"commit_then_drop", "commit_then_hang"})
+ANSWER_KINDS = frozenset({"commit_then_drop", "commit_then_hang", "garbled_answer"})
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,9 @@ async def _serve(
         await anyio.sleep(hang.seconds)
     if fault is not None and fault.effect("commit_then_drop") is not None:
         return drop_connection(request, reset=False)
+    if fault is not None and fault.effect("garbled_answer") is not None:
+        garbled = {"Content-Encoding": "gzip", "Content-Type": "application/fhir+json"}
+        return Response(b"this is not gzip", response.status_code, headers=garbled)
     return response
 
 

@@ -47,7 +47,10 @@ async def _target(
     if clinician:  # version 2: a clinician's note, which our update (based on version 1) must keep
         note = f"clinician note {slot.n}"
         edited = {**body, "note": [{"text": note}]}
-        _ok(await http.put(f"/fhir/{tenant}/Observation/{rid}", json=edited), "a clinician edit")
+        version = (body.get("meta") or {}).get("versionId", "1")
+        headers = {"If-Match": f'W/"{version}"'}  # Oracle Health refuses a PUT without it
+        edit = await http.put(f"/fhir/{tenant}/Observation/{rid}", json=edited, headers=headers)
+        _ok(edit, "a clinician edit")
     return slot.n, Target(f"Observation/{rid}", body, note)
 
 

@@ -116,6 +116,29 @@ async def test_a_server_error_to_a_create_is_not_followed_by_a_blind_resend(
     assert resources_for_command(ehr.db, "fast-epic", cmd.command_identifier) == 1
 
 
+@pytest.mark.parametrize("tenant", ["fast-epic", "fast-cerner"])
+async def test_an_answer_that_cannot_be_decoded_after_the_commit_is_ambiguous(
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    tenant: str,
+    key: str,
+) -> None:
+    """The EHR commits the create and answers with a body httpx cannot decode (DecodingError, an
+    exception outside the taxonomy). It says nothing about the outcome: the write looks for the
+    copy instead of rejecting a write that is in the chart."""
+    await faults.post(
+        f"/_admin/faults/{tenant}", json={"queue": [{"kind": "garbled_answer", "method": "POST"}]}
+    )
+    cmd = command(tenant, key)
+    status = await run_to_end(writeback, cmd)
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    assert status.ehr_log[0].outcome.startswith("ambiguous: POST Observation: DecodingError")
+    assert status.attempts == 1 and status.copies == 1
+    assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
+
+
 async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
     time_skipping: WorkflowEnvironment,
     writeback: WritebackClient,
