@@ -60,6 +60,10 @@ class CommandSteps:
             resource_type=resource_type,
             ehr_timeout_seconds=tenant.timeout_seconds,
             search_lag_seconds=tenant.capabilities.search_lag_seconds,
+            quiet_period_seconds=tenant.quiet_period_seconds(),
+            resend_after_quiet=tenant.resends_after_quiet(resource_type),
+            searchable=tenant.searchable(resource_type),
+            withdrawal=withdrawal(resource_type) if can_compensate(tenant, resource_type) else None,
             reconcile_after_seconds=tenant.reconcile.after_hours * 3600,
             adapter_version=tenant.adapter_version.value,
         )

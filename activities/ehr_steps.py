@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,17 +20,26 @@ import httpx
 from temporalio import activity
 
 from activities.circuit_breaker import CircuitBreaker
+from activities.deadline import acquire_slot, attempt_deadline, request_timeout, wait_for_turn
 from activities.ehr_telemetry import ehr_exchange
 from activities.errors import RETRYABLE, ErrorClass, step_failure
 from activities.fhir_http import (
+    MAX_SEARCH_PAGES,
+    STRICT_HANDLING,
+    LinkOutsideBase,
     error_class_for_status,
     etag_version,
+    ignored_criteria,
     json_body,
+    next_page_path,
     outcome_summary,
     parse_location,
     retry_after,
+    searchset_matches,
 )
 from activities.models import (
+    Copies,
+    EhrCopies,
     EhrLocate,
     EhrUpdate,
     EhrVerify,
@@ -54,21 +63,22 @@ from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import (
     COMMAND_IDENTIFIER_SYSTEM,
     FHIR_JSON,
+    NARROWING_PARAMETERS,
     TAGGED_TYPES,
     CreateRequest,
     DedupStrategy,
     differences,
     fhir_query_params,
     identifier_values,
+    with_removals,
 )
-from adapters.merge import json_patch, three_way_merge
+from adapters.merge import changed_elements, guarded_patch, three_way_merge
 from adapters.schema_drift import drift_fields
 from adapters.tenants import Tenant, TenantRegistry
 
-#: Exceptions raised after the request may have reached the EHR: the outcome is unknown.
-_AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-#: Exceptions raised before anything was sent.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Exceptions raised before anything was sent. Every other failure of an exchange may have come
+#: after (part of) the request reached the EHR: its outcome is unknown (ambiguous).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 JSON_PATCH = "application/json-patch+json"
 #: An update that loses a race with another writer re-reads and tries again this many times.
 _UPDATE_RACES = 3
@@ -160,40 +170,63 @@ class EhrSteps:
             **(await self._auth.authorization(tenant, method, path) if url is None else {}),
         }
         arguments = {key: value for key, value in kwargs.items() if key != "headers"}
+        # every wait comes before the decision to send, and the request gets only the time
+        # its attempt has left (activities/deadline.py)
         if pacer := self._pacers.get(tenant.id):
-            await pacer.wait()
-        with ehr_exchange(tenant, method, path, headers) as call:
-            try:
-                async with AsyncExitStack() as stack:
-                    if slot := self._slots.get(tenant.id):
-                        await stack.enter_async_context(slot)
-                    response = await self._http.request(
-                        method,
-                        url or self._fhir_url(tenant, path),
-                        headers=headers,
-                        timeout=tenant.timeout_seconds,
-                        **arguments,
-                    )
-            except _NOT_SENT as exc:
-                breaker.record_failure()
-                raise step_failure(
-                    ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
-                ) from None
-            except _AMBIGUOUS as exc:
-                breaker.record_failure()
-                raise step_failure(
-                    ErrorClass.AMBIGUOUS,
-                    f"{what}: {type(exc).__name__} after sending",
-                    attempt=attempt,
-                ) from None
-            call.answered(response)
+            await wait_for_turn(pacer.try_acquire, what)
+        async with AsyncExitStack() as stack:
+            if slot := self._slots.get(tenant.id):
+                await acquire_slot(slot.acquire, what)
+                stack.callback(slot.release)
+            timeout = request_timeout(tenant.timeout_seconds, what)
+            with ehr_exchange(tenant, method, path, headers) as call:
+                try:
+                    async with asyncio.timeout(timeout):  # httpx's timeout is per phase
+                        response = await self._http.request(
+                            method,
+                            url or self._fhir_url(tenant, path),
+                            headers=headers,
+                            timeout=timeout,
+                            **arguments,
+                        )
+                except _NOT_SENT as exc:
+                    breaker.record_failure()
+                    raise step_failure(
+                        ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}", attempt=attempt
+                    ) from None
+                except (httpx.RequestError, TimeoutError) as exc:
+                    # anything else may have happened after (part of) the request went out: a
+                    # write error mid-body, a dropped or undecodable answer, our own time limit;
+                    # a read changes nothing, so only a write's outcome is unknown
+                    breaker.record_failure()
+                    if method == "GET":
+                        raise step_failure(
+                            ErrorClass.TRANSIENT, f"{what}: {type(exc).__name__}", attempt=attempt
+                        ) from None
+                    raise step_failure(
+                        ErrorClass.AMBIGUOUS,
+                        f"{what}: {type(exc).__name__} after sending",
+                        attempt=attempt,
+                        sent_at=datetime.now(UTC),
+                    ) from None
+                call.answered(response)
         if error_class_for_status(response.status_code) in RETRYABLE:
             breaker.record_failure()
         else:
             breaker.record_success()
         return response
 
-    def _fail_for(self, response: httpx.Response, what: str) -> Exception:
+    def _fail_for(self, response: httpx.Response, what: str, creating: bool = False) -> Exception:
+        """The step failure for an answer that is not the one wanted. For a create, a 500, 502
+        or 504 is ambiguous: unlike 503 and 429 (refused unprocessed, RFC 9110) it says nothing
+        about whether the EHR committed (docs/write-safety.md)."""
+        if creating and response.status_code in (500, 502, 504):
+            return step_failure(
+                ErrorClass.AMBIGUOUS,
+                f"{what}: {outcome_summary(response)}: the EHR may have committed",
+                attempt=activity.info().attempt,
+                sent_at=datetime.now(UTC),
+            )
         if fields := drift_fields(response.status_code, json_body(response)):
             return step_failure(
                 ErrorClass.SCHEMA_DRIFT,
@@ -210,25 +243,76 @@ class EhrSteps:
     async def _find_existing(
         self, tenant: Tenant, request: CreateRequest, request_id: str
     ) -> list[dict[str, Any]]:
-        """The stored resources this command already made (by identifier or by fingerprint)."""
+        """The stored resources this command already made (by identifier or by fingerprint),
+        from every page of the search."""
         found = await self._search(tenant, request.search_query(), request_id)
         return [resource for resource in found if request.is_ours(resource)]
 
     async def _search(self, tenant: Tenant, query: str, request_id: str) -> list[dict[str, Any]]:
-        response = await self._send(tenant, "GET", query, request_id)
-        if response.status_code != 200:
-            raise self._fail_for(response, "search for this command's resource")
-        bundle = json_body(response) or {}
-        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+        """Every resource a dedup search finds; a server may ignore the parameters that only
+        narrow it (NARROWING_PARAMETERS: the caller filters what comes back anyway)."""
+        return await self._search_pages(
+            tenant, query, request_id, "search for this command's resource", NARROWING_PARAMETERS
+        )
+
+    async def _search_pages(
+        self,
+        tenant: Tenant,
+        query: str,
+        request_id: str,
+        what: str,
+        optional: frozenset[str] = frozenset(),
+    ) -> list[dict[str, Any]]:
+        """The matches on every page of ``query``, sent with ``Prefer: handling=strict``. Raises,
+        never answers "nothing found", when a page fails, is no searchset Bundle, when the server
+        ignored one of our criteria (fhir_http.ignored_criteria), when a next link leads
+        elsewhere (_next_page) or after MAX_SEARCH_PAGES pages."""
+        found: list[dict[str, Any]] = []
+        path: str | None = query
+        pages = 0
+        while path is not None:
+            if pages == MAX_SEARCH_PAGES:
+                raise step_failure(
+                    ErrorClass.UNSUPPORTED,
+                    f"{what}: the EHR's answer goes on past {MAX_SEARCH_PAGES} pages; an "
+                    "incomplete answer cannot be used, so the search stops here",
+                )
+            pages += 1
+            strict = dict(STRICT_HANDLING)
+            response = await self._send(tenant, "GET", path, request_id, headers=strict)
+            if response.status_code != 200:
+                raise self._fail_for(response, what)
+            bundle = json_body(response)
+            if bundle is None or bundle.get("resourceType") != "Bundle":
+                raise step_failure(
+                    ErrorClass.TRANSIENT,
+                    f"{what}: HTTP 200 without a searchset Bundle",
+                    attempt=activity.info().attempt,
+                )
+            if pages == 1 and (ignored := ignored_criteria(bundle, query, optional)):
+                raise step_failure(
+                    ErrorClass.UNSUPPORTED,
+                    f"{what}: the EHR ignored the search parameter "
+                    f"{', '.join(repr(name) for name in ignored)} (not in the Bundle's self link, "
+                    "despite Prefer: handling=strict), so its answer is not an answer to this "
+                    "search and cannot be used",
+                )
+            found += searchset_matches(bundle)
+            path = _next_page(bundle, tenant.base_url())
+        return found
 
     def _receipt_from_existing(
         self, request: CreateRequest, matches: list[dict[str, Any]], status: int
     ) -> WriteReceipt:
         if len(matches) > 1:
+            references = ", ".join(
+                f"{request.resource_type}/{match.get('id')}" for match in matches[:10]
+            )
             raise step_failure(
                 ErrorClass.DUPLICATE,
                 f"the EHR already holds {len(matches)} {request.resource_type} resources "
-                "for this command; a person must choose which one stands",
+                f"for this command ({references}); a person must choose which one stands "
+                "(resolve with confirm and its reference)",
             )
         found = matches[0]
         return WriteReceipt(
@@ -242,6 +326,10 @@ class EhrSteps:
 
     @activity.defn(name="write")
     async def write(self, order: EhrWrite) -> WriteReceipt:
+        with attempt_deadline(order.send_by):
+            return await self._write(order)
+
+    async def _write(self, order: EhrWrite) -> WriteReceipt:
         tenant = self._tenant(order.tenant)
         request = order.request
         if request.dedup is not DedupStrategy.CONDITIONAL_CREATE:
@@ -274,7 +362,7 @@ class EhrSteps:
         if response.status_code == 400 and epic.reading_already_exists(json_body(response)):
             return await self._already_filed(tenant, request, order.request_id)
         if response.status_code not in (200, 201):
-            raise self._fail_for(response, f"create {request.resource_type}")
+            raise self._fail_for(response, f"create {request.resource_type}", creating=True)
         body = json_body(response) or {}
         location = parse_location(
             response.headers.get("Content-Location") or response.headers.get("Location") or ""
@@ -330,6 +418,25 @@ class EhrSteps:
         found = await self._find_existing(tenant, order.request, order.request_id)
         return self._receipt_from_existing(order.request, found, 200) if found else None
 
+    @activity.defn(name="copies")
+    async def copies(self, order: EhrCopies) -> Copies:
+        """Every live copy of this command's resource the EHR's search shows (all pages): the
+        one-copy check before a create is called ``verified``."""
+        tenant = self._tenant(order.tenant)
+        found = await self._find_existing(tenant, order.request, order.request_id)
+        live = sorted(
+            (resource for resource in found if "id" in resource and not is_withdrawn(resource)),
+            key=lambda resource: (
+                str((resource.get("meta") or {}).get("lastUpdated", "")),
+                str(resource.get("id")),
+            ),
+        )
+        references = [f"{order.request.resource_type}/{resource['id']}" for resource in live]
+        return Copies(
+            references=references,
+            versions={ref: _version_of(res) for ref, res in zip(references, live, strict=True)},
+        )
+
     async def _read(self, tenant: Tenant, path: str, request_id: str) -> dict[str, Any] | None:
         response = await self._send(tenant, "GET", path, request_id)
         if response.status_code in (404, 410):
@@ -343,18 +450,21 @@ class EhrSteps:
 
     async def search(self, tenant_id: str, query: str, request_id: str) -> list[dict[str, Any]]:
         """The resources a search (``Type?param=…``) finds, for steps other than the write
-        (identity crosswalk), through the same breaker, pacer and token as the write."""
+        (identity crosswalk), through the same breaker, pacer and token as the write: every page,
+        every parameter checked as for a dedup search (_search_pages)."""
         tenant = self._tenant(tenant_id)
-        response = await self._send(tenant, "GET", query, request_id)
-        if response.status_code != 200:
-            raise self._fail_for(response, f"search {query.split('?')[0]}")
-        entries = (json_body(response) or {}).get("entry") or []
-        return [e["resource"] for e in entries if isinstance(e, dict) and "resource" in e]
+        return await self._search_pages(tenant, query, request_id, f"search {query.split('?')[0]}")
 
     @activity.defn(name="update")
     async def update(self, order: EhrUpdate) -> WriteReceipt:
         """Write the user's version over the current one, merging a newer EHR version when the
-        changes do not overlap; overlapping changes are a ``conflict`` for a person."""
+        changes do not overlap; overlapping changes are a ``conflict`` for a person. An element
+        the user's version omits is removed (a removal alone is a change too), and the write is
+        guarded against anyone writing between our read and ours (``_write_over``)."""
+        with attempt_deadline(order.send_by):
+            return await self._update(order)
+
+    async def _update(self, order: EhrUpdate) -> WriteReceipt:
         tenant = self._tenant(order.tenant)
         request = order.request
         for _race in range(_UPDATE_RACES):
@@ -363,27 +473,22 @@ class EhrSteps:
                 raise step_failure(
                     ErrorClass.NOT_FOUND, f"{request.resource_type} to update is gone"
                 )
-            current_version = _version_of(current)
             desired = {**request.body, "id": current.get("id")}
-            if not differences(desired, current):
+            if not differences(with_removals(desired, current), current):
                 # Already applied (a retry after an ambiguous outcome): write nothing more.
                 return self._update_receipt(request.resource_type, current, 200, desired)
-            if current_version == order.base_version or order.override:
+            if _version_of(current) == order.base_version or order.override:
                 body = desired
             else:
                 body = await self._merged(tenant, order, desired, current)
-            method, content_type, payload = (
-                ("PATCH", JSON_PATCH, json_patch(current, body))
-                if tenant.capabilities.patch
-                else ("PUT", FHIR_JSON, body)
+            expected = with_removals(body, current)  # read-back: what we removed must be gone
+            if not differences(expected, current):
+                # their version already holds ours (our earlier write, since merged with theirs)
+                return self._update_receipt(request.resource_type, current, 200, expected)
+            response = await self._write_over(
+                tenant, request.target, order.request_id, current, body
             )
-            headers = {"Content-Type": content_type}
-            if tenant.capabilities.if_match and current_version:
-                headers["If-Match"] = f'W/"{current_version}"'
-            response = await self._send(
-                tenant, method, request.target, order.request_id, headers=headers, json=payload
-            )
-            if response.status_code in (409, 412):
+            if response is None:
                 continue  # someone wrote between our read and our write: read again
             if response.status_code not in (200, 201):
                 raise self._fail_for(response, f"update {request.resource_type}")
@@ -393,12 +498,55 @@ class EhrSteps:
                 request.resource_type,
                 {**current, "meta": {"versionId": version}},
                 response.status_code,
-                body,
+                expected,
             )
         raise step_failure(
             ErrorClass.CONFLICT,
             f"the {request.resource_type} kept changing while we wrote ({_UPDATE_RACES} tries)",
         )
+
+    async def _write_over(
+        self,
+        tenant: Tenant,
+        target: str,
+        request_id: str,
+        current: dict[str, Any],
+        body: dict[str, Any],
+    ) -> httpx.Response | None:
+        """Write ``body`` over ``current`` (read just before) so that the EHR refuses it when
+        anyone wrote in between: If-Match with the version read where the tenant honours it, and
+        a PATCH tests the elements it changes at their values as read (``guarded_patch``). None
+        when the EHR refused it because the resource changed since our read — 409/412, or 400/422
+        to a patch when a new read shows the change (servers answer a failed ``test`` with any of
+        these) — so read again. Any other answer is returned as it is."""
+        version = _version_of(current)
+        headers = {"Content-Type": FHIR_JSON}
+        payload: dict[str, Any] | list[dict[str, Any]]
+        if tenant.capabilities.if_match and version:
+            headers["If-Match"] = f'W/"{version}"'
+        if tenant.capabilities.patch:
+            headers["Content-Type"] = JSON_PATCH
+            tested_version = None if "If-Match" in headers else version
+            method, payload = "PATCH", guarded_patch(current, body, tested_version)
+        elif "If-Match" in headers:
+            method, payload = "PUT", body
+        else:
+            raise step_failure(
+                ErrorClass.UNSUPPORTED,
+                f"{target.split('/')[0]} not written: nothing would stop it overwriting a change "
+                "made since our read (the EHR gave no version for If-Match, and the tenant takes "
+                "no PATCH)",
+            )
+        response = await self._send(
+            tenant, method, target, request_id, headers=headers, json=payload
+        )
+        if response.status_code in (409, 412):
+            return None
+        if method == "PATCH" and response.status_code in (400, 422):
+            now = await self._read(tenant, target, request_id)
+            if now is None or _version_of(now) != version or changed_elements(current, now):
+                return None
+        return response
 
     async def _merged(
         self, tenant: Tenant, order: EhrUpdate, desired: dict[str, Any], current: dict[str, Any]
@@ -475,19 +623,8 @@ class EhrSteps:
                     "a person must decide whether to withdraw it",
                 )
             body = {**current, **order.withdrawal}  # whole resource: an omitted element is a delete
-            method, content_type, payload = (
-                ("PATCH", JSON_PATCH, json_patch(current, body))
-                if tenant.capabilities.patch
-                else ("PUT", FHIR_JSON, body)
-            )
-            headers = {"Content-Type": content_type}
-            current_version = _version_of(current)
-            if tenant.capabilities.if_match and current_version:
-                headers["If-Match"] = f'W/"{current_version}"'
-            response = await self._send(
-                tenant, method, order.target, order.request_id, headers=headers, json=payload
-            )
-            if response.status_code in (409, 412):
+            response = await self._write_over(tenant, order.target, order.request_id, current, body)
+            if response is None:
                 continue  # changed between our read and our write: read again
             if response.status_code not in (200, 201):
                 raise self._fail_for(response, f"withdraw {resource_type}")
@@ -591,9 +728,14 @@ def _scanned(resource: dict[str, Any]) -> ScannedResource | None:
 
 
 def _next_page(bundle: dict[str, Any], base_url: str) -> str | None:
-    """The next page of a searchset as a path under the tenant's base URL (None: last page)."""
-    for link in bundle.get("link", []):
-        url = str(link.get("url", ""))
-        if link.get("relation") == "next" and url.startswith(base_url + "/"):
-            return url.removeprefix(base_url + "/")
-    return None
+    """The next page of a searchset as a path under the tenant's base URL (None: last page);
+    ``unsupported`` when the link leads elsewhere (fhir_http.next_page_path says why)."""
+    try:
+        return next_page_path(bundle, base_url)
+    except LinkOutsideBase:
+        raise step_failure(
+            ErrorClass.UNSUPPORTED,
+            "the EHR's next-page link leads outside the tenant's FHIR base URL (another host, "
+            "scheme or path): not followed, so that the tenant's token goes nowhere else; an "
+            "incomplete answer cannot be used",
+        ) from None

@@ -9,7 +9,7 @@ Messages name status codes, FHIR issue codes and field paths, never resource con
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from temporalio.exceptions import ApplicationError
@@ -58,17 +58,25 @@ def step_failure(
     *,
     attempt: int = 1,
     retry_after: timedelta | None = None,
+    sent_at: datetime | None = None,
 ) -> ApplicationError:
     """The ApplicationError for a failed step: non-retryable unless its class is retryable.
-    ``details[0]`` carries the EHR's Retry-After in seconds (or None) for workflow-paced retries."""
+    ``details[0]`` carries the EHR's Retry-After in seconds (or None) for workflow-paced retries;
+    ``details[1]``, for an ambiguous outcome, the instant (ISO 8601) by which the unanswered
+    request had certainly been sent, if any: the quiet period after it counts from there."""
     retryable = error_class in RETRYABLE
     return ApplicationError(
         message,
         retry_after.total_seconds() if retry_after else None,
+        sent_at.isoformat() if sent_at else None,
         type=error_class.value,
         non_retryable=not retryable,
         next_retry_delay=full_jitter_delay(attempt, retry_after) if retryable else None,
     )
 
+
+#: Every class name: an ApplicationError whose type is not one of these (an exception nobody
+#: classified) tells nothing about whether the EHR committed.
+TAXONOMY = frozenset(cls.value for cls in ErrorClass)
 
 NON_RETRYABLE_TYPES = sorted(cls.value for cls in ErrorClass if cls not in RETRYABLE)

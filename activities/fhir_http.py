@@ -1,6 +1,7 @@
-"""Reading FHIR HTTP answers: references from Location, versions from ETag, and PHI-safe summaries
-of OperationOutcomes. Vendors differ here (VENDORS.md: Epic's relative Location and empty body,
-Cerner's absolute Location with ``Content-Length: 0``), so parsing accepts every shape."""
+"""Reading FHIR HTTP answers: references from Location, versions from ETag, PHI-safe summaries
+of OperationOutcomes, and searchset Bundles (matches, the criteria a server ignored, the next page).
+Vendors differ here (VENDORS.md: Epic's relative Location and empty body, Cerner's absolute Location
+with ``Content-Length: 0``; HAPI's ``?_getpages=`` next links), so parsing accepts every shape."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urljoin, urlsplit
 
 import httpx
 
@@ -92,3 +94,95 @@ def error_class_for_status(status: int) -> ErrorClass:
     if status in (404, 410):
         return ErrorClass.NOT_FOUND
     return ErrorClass.EHR_REJECTED
+
+
+#: Sent with every search whose answer decides something: a server that does not support one of
+#: our parameters must refuse the search rather than drop it (R4 search.html#errors).
+STRICT_HANDLING = {"Prefer": "handling=strict"}
+#: Pages one search may take before it is abandoned (at 200 a page: 10,000 resources).
+MAX_SEARCH_PAGES = 50
+#: Result parameters (search.html#return): not criteria, servers need not echo them.
+RESULT_PARAMETERS = frozenset(
+    {"_count", "_sort", "_elements", "_summary", "_total", "_include", "_revinclude", "_contained"}
+    | {"_containedType", "_format", "_pretty"}
+)
+
+
+class LinkOutsideBase(Exception):
+    """A searchset link that leads outside the tenant's FHIR base URL."""
+
+
+def _link(bundle: dict[str, Any], relation: str) -> str | None:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == relation and link.get("url"):
+            return str(link["url"]).strip()
+    return None
+
+
+def _parameter_names(query: str) -> set[str]:
+    """The names of a query string's parameters (``identifier`` for ``identifier:exact=…``)."""
+    return {name.split(":")[0] for name, _ in parse_qsl(query, keep_blank_values=True)}
+
+
+def ignored_criteria(bundle: dict[str, Any], query: str, optional: frozenset[str]) -> list[str]:
+    """The criteria of ``query`` (``Type?name=value&…``) missing from the Bundle's ``self`` link,
+    which R4 says SHALL show the parameters the server used: those a lenient server dropped.
+    Parameters in ``optional`` and result parameters (``_count``…) are not checked.
+
+    A Bundle without a self link is accepted (``Prefer: handling=strict`` is then the only guard):
+    R4 requires the link, but several EHRs omit it, and refusing them would stop every write there.
+    Only a first page's self link shows the query (HAPI's later pages show ``_getpages``)."""
+    self_url = _link(bundle, "self")
+    if self_url is None:
+        return []
+    kept = _parameter_names(urlsplit(self_url).query)
+    sent = _parameter_names(query.partition("?")[2])
+    return sorted(sent - kept - RESULT_PARAMETERS - optional)
+
+
+def searchset_matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """A searchset's matches: not ``_include``d resources, nor an OperationOutcome the server
+    adds about the search (``search.mode`` include / outcome)."""
+    entries = bundle.get("entry")
+    return [
+        entry["resource"]
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict)
+        and isinstance(entry.get("resource"), dict)
+        and (entry.get("search") or {}).get("mode", "match") == "match"
+        and entry["resource"].get("resourceType") != "OperationOutcome"
+    ]
+
+
+def _origin(url: SplitResult) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    try:
+        port = url.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:  # not a port: nobody's origin
+        return scheme, "", -1
+    return scheme, (url.hostname or "").lower(), port
+
+
+def next_page_path(bundle: dict[str, Any], base_url: str) -> str | None:
+    """The Bundle's next page as a path under ``base_url`` (None: the last page).
+
+    A next link is followed when it is relative, or on the base URL's origin (scheme, host,
+    port) under its path: ``{base}/Observation?…&_offset=200``, or HAPI's ``{base}?_getpages=…``
+    (then sent as ``{base}/?_getpages=…``). Any other link — another host (a proxy's internal
+    name), http for https, a path outside the base — raises LinkOutsideBase: following it could
+    send the tenant's token elsewhere (requests only ever go to the base URL), and stopping there
+    would take part of an answer for all of it."""
+    url = _link(bundle, "next")
+    if url is None:
+        return None
+    base = urlsplit(base_url.rstrip("/") + "/")
+    target = urlsplit(urljoin(base.geturl(), url))
+    rest = target.path[len(base.path) :]
+    if (
+        _origin(target) != _origin(base)
+        or not (target.path.startswith(base.path) or target.path == base.path.rstrip("/"))
+        or ".." in unquote(rest).split("/")
+    ):
+        raise LinkOutsideBase("next")
+    return rest + (f"?{target.query}" if target.query else "")

@@ -35,6 +35,19 @@ class ValidatedWrite(BaseModel):
     resource_type: str
     ehr_timeout_seconds: float
     search_lag_seconds: float = 0.0
+    quiet_period_seconds: float = Field(
+        default=0.0, description="after an unanswered create: searches find nothing this long"
+    )
+    resend_after_quiet: bool = Field(
+        default=True, description="False: an unanswered create is never re-sent automatically"
+    )
+    searchable: bool = Field(
+        default=True, description="False: the EHR's search may not show this type for days"
+    )
+    withdrawal: dict[str, Any] | None = Field(
+        default=None,
+        description="how this tenant withdraws an extra copy of this type (None: it cannot)",
+    )
     reconcile_after_seconds: float = 0.0
     adapter_version: str = Field(default="1", description="the tenant's pin when validated")
 
@@ -50,6 +63,11 @@ class EhrWrite(BaseModel):
     tenant: str
     request_id: str = Field(description="correlation id sent as X-Request-Id (PHI-free)")
     request: CreateRequest
+    send_by: datetime | None = Field(
+        default=None,
+        description="no request of this attempt is sent after this instant, and each one is "
+        "given only the time left until it (activities/deadline.py)",
+    )
 
 
 class EhrLocate(BaseModel):
@@ -64,6 +82,7 @@ class EhrUpdate(BaseModel):
     tenant: str
     request_id: str
     request: UpdateRequest
+    send_by: datetime | None = None
     base_version: str
     override: bool = Field(default=False, description="write ours over a newer EHR version")
 
@@ -119,6 +138,22 @@ class Verification(BaseModel):
     @property
     def matches(self) -> bool:
         return self.found and not self.differences
+
+
+class EhrCopies(BaseModel):
+    """Count the live copies of a create in the EHR (the one-copy check before ``verified``)."""
+
+    tenant: str
+    request_id: str
+    request: CreateRequest
+
+
+class Copies(BaseModel):
+    """The live (not withdrawn) resources a complete search found for one command: references
+    and versions only, oldest first."""
+
+    references: list[str] = Field(default_factory=list)
+    versions: dict[str, str | None] = Field(default_factory=dict)
 
 
 class SagaStepInput(BaseModel):

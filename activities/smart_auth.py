@@ -91,13 +91,19 @@ class SmartBackendAuth:
             return tenant.auth.token_url
         if tenant.id not in self._token_urls:
             url = f"{tenant.base_url()}/.well-known/smart-configuration"
-            response = await self._http.get(url, timeout=tenant.timeout_seconds)
+            what = f"SMART configuration of tenant '{tenant.id}'"
+            try:
+                response = await self._http.get(url, timeout=tenant.timeout_seconds)
+            except httpx.HTTPError as exc:  # a read: nothing was written, safe to retry
+                raise step_failure(ErrorClass.TRANSPORT, f"{what}: {type(exc).__name__}") from None
+            if response.status_code >= 500 or response.status_code == 429:
+                raise step_failure(ErrorClass.TRANSIENT, f"{what}: HTTP {response.status_code}")
             if response.status_code != 200:
-                raise step_failure(
-                    ErrorClass.AUTHORIZATION,
-                    f"SMART configuration of tenant '{tenant.id}': HTTP {response.status_code}",
-                )
-            self._token_urls[tenant.id] = str(response.json()["token_endpoint"])
+                raise step_failure(ErrorClass.AUTHORIZATION, f"{what}: HTTP {response.status_code}")
+            endpoint = _json_field(response, "token_endpoint")
+            if endpoint is None:  # e.g. a proxy's error page with status 200
+                raise step_failure(ErrorClass.TRANSIENT, f"{what}: no token_endpoint in the answer")
+            self._token_urls[tenant.id] = endpoint
         return self._token_urls[tenant.id]
 
     def _assertion(self, auth: AuthSettings, token_url: str) -> str:
@@ -139,12 +145,26 @@ class SmartBackendAuth:
                 ErrorClass.AUTHORIZATION,
                 f"tenant '{tenant.id}' refused a token for {scope}: {error}",
             )
-        body = response.json()
-        lifetime = float(body.get("expires_in", 300))
+        token = _json_field(response, "access_token")
+        if token is None:
+            raise step_failure(
+                ErrorClass.TRANSIENT, "token endpoint: no access_token in the answer"
+            )
+        lifetime = float(_json_field(response, "expires_in") or 300)
         return _Token(
-            value=str(body["access_token"]),
+            value=token,
             refresh_at=self._clock() + lifetime * (1 - EXPIRY_MARGIN),
         )
+
+
+def _json_field(response: httpx.Response, name: str) -> str | None:
+    """A string or number field of a JSON object answer (None: absent, or not JSON at all)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get(name) if isinstance(body, dict) else None
+    return str(value) if isinstance(value, str | int | float) and value != "" else None
 
 
 def _oauth_error(response: httpx.Response) -> str:

@@ -18,8 +18,9 @@ from adapters.tenants import Tenant, VendorApiSettings
 
 #: ``send(tenant, method, path, request_id, url=..., headers=..., json=... | data=...)``
 Send = Callable[..., Awaitable[httpx.Response]]
-#: The step failure for a non-2xx answer (status, Retry-After, error class).
-FailFor = Callable[[httpx.Response, str], Exception]
+#: The step failure for a non-2xx answer (status, Retry-After, error class); the flag says the
+#: request was a create (a 500/502/504 is then ambiguous).
+FailFor = Callable[[httpx.Response, str, bool], Exception]
 
 
 class VendorApi:
@@ -55,7 +56,7 @@ class VendorApi:
                 **payload,
             )
             if response.status_code != 200:
-                raise self._fail_for(response, f"{tenant.vendor.value} {call.action}")
+                raise self._fail_for(response, f"{tenant.vendor.value} {call.action}", True)
             try:
                 return call.id_prefix + parse(call, response.json())
             except ValueError:
@@ -86,7 +87,7 @@ class VendorApi:
             json=credentials,
         )
         if response.status_code != 200:
-            raise self._fail_for(response, "Unity GetToken")
+            raise self._fail_for(response, "Unity GetToken", False)
         if not response.text or response.text.lower().startswith("error"):
             raise step_failure(
                 ErrorClass.AUTHORIZATION,

@@ -12,8 +12,7 @@ vendor call and the FHIR projection that verification reads back.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -22,7 +21,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from adapters import athena, cerner, epic, veradigm
-from adapters.clinical_notes import note_text
+from adapters.fingerprint import fingerprint as fingerprint  # re-exported: one import path
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import VendorCall
 from adapters.tenants import Tenant, Vendor
@@ -49,56 +48,6 @@ class UnsupportedVendor(Exception):
     """The tenant's vendor has no FHIR write path in this version."""
 
 
-def _codes(concept: Any) -> list[str]:
-    if not isinstance(concept, dict):
-        return []
-    return sorted(
-        f"{coding.get('system', '')}|{coding.get('code', '')}"
-        for coding in concept.get("coding", [])
-        if isinstance(coding, dict)
-    )
-
-
-def _note_fingerprint(resource: dict[str, Any]) -> list[Any]:
-    """A note is the same note when patient, type, encounter and text are (its date is the
-    EHR's filing time on some APIs, and its encoding changes on store)."""
-    context = resource.get("context")
-    encounters = context.get("encounter") if isinstance(context, dict) else None
-    return [
-        resource.get("resourceType"),
-        (resource.get("subject") or {}).get("reference"),
-        _codes(resource.get("type")),
-        [e.get("reference") for e in encounters or [] if isinstance(e, dict)],
-        note_text(resource),
-    ]
-
-
-def fingerprint(resource: dict[str, Any]) -> str:
-    """A hash of what makes an Observation the same clinical fact: patient, code, time, value
-    (for a note: patient, type, encounter, text). Two stored resources with the same fingerprint
-    are the same reading written twice."""
-    if resource.get("resourceType") == "DocumentReference":
-        canonical = json.dumps(_note_fingerprint(resource), sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-    effective = {k: v for k, v in resource.items() if k.startswith("effective")}
-    values = {k: v for k, v in resource.items() if k.startswith("value")}
-    components = sorted(
-        json.dumps([_codes(c.get("code")), {k: v for k, v in c.items() if k.startswith("value")}])
-        for c in resource.get("component", [])
-        if isinstance(c, dict)
-    )
-    key = [
-        resource.get("resourceType"),
-        (resource.get("subject") or {}).get("reference"),
-        _codes(resource.get("code")),
-        effective,
-        values,
-        components,
-    ]
-    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 #: R4 resource types without an ``identifier`` element: they carry the command identifier as a
 #: ``meta.tag`` instead, and are found with the ``_tag`` search parameter.
 TAGGED_TYPES = frozenset({"Provenance"})
@@ -114,6 +63,15 @@ def identifier_values(resource: dict[str, Any], system: str) -> list[str]:
     return [str(m["value"]) for m in marks if m.get("system") == system and m.get("value")]
 
 
+#: How many resources one page of a fingerprint search asks for.
+FINGERPRINT_PAGE_SIZE = 200
+#: Search parameters a dedup search adds only to page less: a server that ignores one answers
+#: with more to page through, which the fingerprint then filters, never with a wrong answer.
+NARROWING_PARAMETERS = frozenset({"code"})
+#: Characters that would change a token's meaning in a search value (search.html#escaping).
+_TOKEN_SPECIALS = re.compile(r"[,|$\\]")
+
+
 class CreateRequest(BaseModel):
     """A create, ready to send: the body carries the command identifier."""
 
@@ -122,7 +80,10 @@ class CreateRequest(BaseModel):
     identifier_system: str
     identifier_value: str
     dedup: DedupStrategy
-    fingerprint: str
+    fingerprint: str = Field(
+        description="the content fingerprint when the request was prepared (a record: is_ours "
+        "recomputes it, so a request in the history of an older version still finds its copy)"
+    )
     patient: str | None = None
     vendor_call: VendorCall | None = Field(
         default=None, description="athenaOne / Unity: the proprietary call that makes the write"
@@ -137,18 +98,47 @@ class CreateRequest(BaseModel):
         return quote(f"{self.identifier_system}|{self.identifier_value}", safe="")
 
     def search_query(self) -> str:
-        """The search that finds this command's resource (before a create, or to locate it)."""
+        """The search that finds this command's resource (before a create, or to locate it).
+
+        By fingerprint: the patient's resources of this type, narrowed for an Observation to its
+        codes (``code``, which US Core servers SHALL support with ``patient``); every page must be
+        read. Not narrowed by ``date``: US Core makes patient+code+date only a SHOULD, and under
+        ``Prefer: handling=strict`` a server without it would refuse the search. Notes are not
+        narrowed by ``type`` for the same reason."""
         if self.dedup is DedupStrategy.FINGERPRINT:
-            return f"{self.resource_type}?patient={quote(self.patient or '', safe='/')}&_count=200"
+            query = f"{self.resource_type}?patient={quote(self.patient or '', safe='/')}"
+            if codes := self._narrowing_codes():
+                query += f"&code={','.join(quote(code, safe='') for code in codes)}"
+            return f"{query}&_count={FINGERPRINT_PAGE_SIZE}"
         return f"{self.resource_type}?{self._search_parameter}={self.identifier_token}"
+
+    def _narrowing_codes(self) -> list[str]:
+        """Our Observation's codes as search tokens (OR-ed), or none when one cannot be sent."""
+        if self.resource_type != "Observation":
+            return []
+        concept = self._fingerprinted().get("code")
+        codings = concept.get("coding") if isinstance(concept, dict) else None
+        tokens = []
+        for coding in codings if isinstance(codings, list) else []:
+            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+                return []
+            system, code = str(coding.get("system") or ""), coding["code"]
+            if _TOKEN_SPECIALS.search(system + code):
+                return []
+            tokens.append(f"{system}|{code}" if system else code)
+        return sorted(set(tokens))
 
     @property
     def _search_parameter(self) -> str:
         return "_tag" if self.resource_type in TAGGED_TYPES else "identifier"
 
+    def _fingerprinted(self) -> dict[str, Any]:
+        """What our copy looks like in the EHR's FHIR: the projection, or the body."""
+        return self.expected if self.expected is not None else self.body
+
     def is_ours(self, stored: dict[str, Any]) -> bool:
         if self.dedup is DedupStrategy.FINGERPRINT:
-            return fingerprint(stored) == self.fingerprint
+            return fingerprint(stored) == fingerprint(self._fingerprinted())
         return self.identifier_value in identifier_values(stored, self.identifier_system)
 
     def comparable_body(self) -> dict[str, Any]:
@@ -267,14 +257,19 @@ def prepare_update(tenant: Tenant, resource: dict[str, Any], target: str) -> Upd
 
 
 def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
-    """Paths where ``stored`` lacks or changed what we ``sent`` (extra stored elements are fine)."""
+    """Paths where ``stored`` lacks or changed what we ``sent`` (extra stored elements are fine).
+    An element sent as JSON null must be absent from ``stored``: null is never a FHIR value, and
+    an update's expectation (``with_removals``) says "removed" with it, as JSON Merge Patch does."""
     if isinstance(sent, dict) and isinstance(stored, dict):
         found: list[str] = []
         for key, value in sent.items():
             if not path and key in SERVER_MANAGED:
                 continue
             child = f"{path}.{key}" if path else key
-            if key not in stored:
+            if value is None:
+                if stored.get(key) is not None:
+                    found.append(child)
+            elif key not in stored:
                 found.append(child)
             else:
                 found += differences(value, stored[key], child)
@@ -288,3 +283,24 @@ def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
             for diff in differences(a, b, f"{path}[{index}]")
         ]
     return [] if sent == stored else [path]
+
+
+def with_removals(desired: Any, current: Any, top: bool = True) -> Any:
+    """What an update of ``current`` to ``desired`` must leave: ``desired``, plus a JSON null for
+    every element ``current`` holds that ``desired`` omits — at any depth, in objects and in lists
+    of the same length (another length is a difference anyway); server-managed elements aside.
+
+    ``differences(with_removals(desired, current), x)`` is empty only when ``x`` holds all of
+    ``desired`` and none of what the update removes: the "already applied" check before an update
+    and its read-back after. A create's read-back keeps comparing the body alone, so elements the
+    server adds to a new resource stay fine."""
+    if isinstance(desired, dict) and isinstance(current, dict):
+        expected = {
+            key: with_removals(value, current[key], top=False) if key in current else value
+            for key, value in desired.items()
+        }
+        removed = set(current) - set(desired) - (SERVER_MANAGED if top else set())
+        return expected | dict.fromkeys(sorted(removed))
+    if isinstance(desired, list) and isinstance(current, list) and len(desired) == len(current):
+        return [with_removals(a, b, top=False) for a, b in zip(desired, current, strict=True)]
+    return desired

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from jsonpointer import JsonPointer
+
 from adapters.fhir_r4 import SERVER_MANAGED
 
 _MISSING = object()
@@ -47,14 +49,37 @@ def three_way_merge(
     return MergeResult(merged, frozenset(our_changes), frozenset(their_changes))
 
 
+def _pointer(key: str) -> str:
+    return str(JsonPointer.from_parts([key]).path)
+
+
 def json_patch(current: dict[str, Any], desired: dict[str, Any]) -> list[dict[str, Any]]:
     """RFC 6902 operations turning ``current`` into ``desired``, element by element: the narrow
     delta a PATCH sends instead of the whole resource."""
     operations: list[dict[str, Any]] = []
     for key in sorted(changed_elements(current, desired)):
-        path = "/" + key.replace("~", "~0").replace("/", "~1")
         if key in desired:
-            operations.append({"op": "add", "path": path, "value": desired[key]})
+            operations.append({"op": "add", "path": _pointer(key), "value": desired[key]})
         else:
-            operations.append({"op": "remove", "path": path})
+            operations.append({"op": "remove", "path": _pointer(key)})
     return operations
+
+
+def guarded_patch(
+    current: dict[str, Any], desired: dict[str, Any], version: str | None = None
+) -> list[dict[str, Any]]:
+    """``json_patch(current, desired)`` behind RFC 6902 ``test`` operations on exactly the
+    elements it changes, at their values in ``current`` (what we read): the EHR refuses the whole
+    patch when someone changed one of them since, and a change to other elements does not stand
+    in the way. A ``test`` cannot say "absent", so an element the patch adds (absent when we
+    read) is guarded by ``version`` instead — a test of ``meta.versionId`` — when one is given
+    (the caller sends no If-Match)."""
+    changed = changed_elements(current, desired)
+    tests = [
+        {"op": "test", "path": _pointer(key), "value": current[key]}
+        for key in sorted(changed)
+        if key in current
+    ]
+    if version is not None and changed - set(current):
+        tests.insert(0, {"op": "test", "path": "/meta/versionId", "value": version})
+    return tests + json_patch(current, desired)

@@ -33,6 +33,12 @@ class Vendor(StrEnum):
     GENERIC_R4 = "generic_r4"
 
 
+#: Epic files created problems and allergies into a holding tank for clinician review: readable by
+#: id, absent from search until reviewed, which can take days (docs/write-safety.md). No quiet
+#: period can prove such a create did not land.
+EPIC_HOLDING_TANK_TYPES = frozenset({"Condition", "AllergyIntolerance"})
+
+
 class Capabilities(BaseModel):
     """What the tenant's FHIR server really supports (VENDORS.md), not what the vendor claims."""
 
@@ -48,8 +54,9 @@ class Capabilities(BaseModel):
     search_lag_seconds: float = Field(
         default=0.0,
         ge=0,
-        description="how long a new resource may stay invisible to search (delayed indexing); "
-        "after an ambiguous outcome the next attempt's search waits at least this long",
+        description="how long a new resource may stay invisible to search (delayed indexing): "
+        "part of the quiet period after an unanswered create, and the one-copy check of a "
+        "verified write waits this long after the acknowledgement",
     )
     writable: dict[str, list[Interaction]] = Field(
         default_factory=lambda: {"Observation": [Interaction.CREATE]}
@@ -57,6 +64,41 @@ class Capabilities(BaseModel):
 
     def allows(self, resource_type: str, interaction: Interaction) -> bool:
         return interaction in self.writable.get(resource_type, [])
+
+
+class AmbiguitySettings(BaseModel):
+    """What happens after a create went unanswered on a tenant that cannot deduplicate by itself
+    (no conditional create: search-before-create or fingerprint). The EHR may still commit that
+    request later (a late commit), and its search index may show it later still (index lag), so
+    finding nothing right away proves nothing. README: "Write safety", docs/write-safety.md.
+
+    - ``after_quiet``: search again and again; re-send only when a search made after the quiet
+      period (measured from the latest moment the unanswered request could have been sent) still
+      finds nothing. Until then the write waits (``in_flight``, then ``pending_confirmation``).
+    - ``never``: never re-send automatically; the write waits in ``pending_confirmation``,
+      searching by itself, until it shows up or a person decides.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resend: Literal["after_quiet", "never"] = "after_quiet"
+    late_commit_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long after it was sent a request the EHR received may still commit "
+        "(the EHR's own request timeout; 60 s covers common gateway and server limits)",
+    )
+    quiet_period_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="default: late_commit_seconds + capabilities.search_lag_seconds + a margin "
+        "(10%, at least 5 s); an explicit value below that default is refused",
+    )
+    never_resend_types: list[str] = Field(
+        default_factory=list,
+        description="resource types this EHR may keep out of search indefinitely (e.g. Epic's "
+        "holding tank for problems and allergies): 'never' applies to them whatever resend says",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -178,6 +220,7 @@ class Tenant(BaseModel):
         default=None, gt=0, description="EHR requests/s across all workers (server-enforced)"
     )
     breaker: BreakerSettings = BreakerSettings()
+    ambiguity: AmbiguitySettings = AmbiguitySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     # onboarding: clinical policy and identity crosswalk (see README "Onboarding a tenant")
     require_encounter: bool = Field(
@@ -194,6 +237,55 @@ class Tenant(BaseModel):
         ge=1,
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
+
+    @model_validator(mode="after")
+    def _quiet_period_covers_late_commits(self) -> Tenant:
+        chosen = self.ambiguity.quiet_period_seconds
+        if chosen is not None and chosen < self._derived_quiet_period():
+            raise ValueError(
+                f"ambiguity.quiet_period_seconds ({chosen:g}) must be at least "
+                f"late_commit_seconds + capabilities.search_lag_seconds + margin "
+                f"({self._derived_quiet_period():g}): a shorter quiet period re-sends while an "
+                "earlier request may still land"
+            )
+        return self
+
+    def _derived_quiet_period(self) -> float:
+        window = self.ambiguity.late_commit_seconds + self.capabilities.search_lag_seconds
+        return window + max(5.0, 0.1 * window)
+
+    def quiet_period_seconds(self) -> float:
+        """How long after an unanswered request could last have been sent searches must keep
+        finding nothing before the create may be sent again."""
+        return self.ambiguity.quiet_period_seconds or self._derived_quiet_period()
+
+    def searchable(self, resource_type: str) -> bool:
+        """Whether this EHR's search shows a new resource of this type within the quiet period
+        (not: a holding tank keeps it out until a clinician reviews it)."""
+        if resource_type in self.ambiguity.never_resend_types:
+            return False
+        return not (self.vendor is Vendor.EPIC and resource_type in EPIC_HOLDING_TANK_TYPES)
+
+    def resends_after_quiet(self, resource_type: str) -> bool:
+        """Whether an unanswered create of this type may ever be re-sent automatically."""
+        return self.searchable(resource_type) and self.ambiguity.resend == "after_quiet"
+
+    @model_validator(mode="after")
+    def _updates_are_guarded(self) -> Tenant:
+        """An update, and a saga's withdrawal (an update too), must never overwrite a change made
+        between our read and our write: the EHR has to refuse a stale write, through If-Match or
+        JSON Patch ``test`` operations. A tenant offering neither cannot be given updates."""
+        caps = self.capabilities
+        updated = sorted(rtype for rtype in caps.writable if caps.allows(rtype, Interaction.UPDATE))
+        if updated and not (caps.if_match or caps.patch):
+            raise ValueError(
+                f"tenant '{self.id}' allows update of {', '.join(updated)}, but its capabilities "
+                "have neither if_match nor patch: an update could overwrite a change made "
+                "between our read and our write. Set capabilities.if_match = true if the EHR "
+                "refuses a stale If-Match (409/412), or capabilities.patch = true if it takes "
+                "JSON Patch with test operations; otherwise make these types create-only"
+            )
+        return self
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")

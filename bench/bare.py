@@ -1,9 +1,10 @@
 """The floor: a workflow of ClinicalWrite's shape whose steps do nothing.
 
-ClinicalWrite runs three local activities (validate, map, authorize) and then two activities
-(write, verify) on a per-tenant task queue. ``BareWrite`` does the same with no-op steps, so the
-difference between the two is what writeback itself costs on top of Temporal (payload conversion,
-search attribute upserts, the workflow sandbox, HTTP to the EHR).
+ClinicalWrite runs three local activities (validate, map, authorize) and then three activities
+(write, verify, and the one-copy check's search) on a per-tenant task queue. ``BareWrite`` does
+the same with no-op steps, so the difference between the two is what writeback itself costs on
+top of Temporal (payload conversion, search attribute upserts, the workflow sandbox, HTTP to the
+EHR).
 
 This module is imported inside the workflow sandbox: keep it free of side effects at import.
 """
@@ -35,7 +36,7 @@ class BareWrite:
         for _ in range(3):
             await workflow.execute_local_activity(noop, key, start_to_close_timeout=_TIMEOUT)
         queue = activity_queue(workflow.info().task_queue)
-        for _ in range(2):
+        for _ in range(3):
             await workflow.execute_activity(
                 noop, key, task_queue=queue, start_to_close_timeout=_TIMEOUT
             )

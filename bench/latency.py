@@ -24,7 +24,7 @@ from bench.measure import ms, percentile
 from bench.report import BenchResult, Figure
 from bench.stack import Stack, TenantSpec
 from bench.writes import bare_write, direct_write, product_write, run_tag
-from workflows.contract import WriteState, workflow_id_for
+from workflows.contract import WriteState, WriteStatus, workflow_id_for
 
 TENANT = "bench-r4"
 OVERHEAD_TARGET_MS = 100.0
@@ -57,11 +57,15 @@ async def run(stack: Stack, options: LatencyOptions) -> BenchResult:
     failures = 0
     product_keys: list[str] = []
 
+    copy_checks: list[float] = []
+
     async def writeback(key: str) -> None:
         nonlocal failures
         status = await product_write(stack.client, TENANT, key)
         if status.state is not WriteState.VERIFIED:
             failures += 1
+        if (seconds := copy_check_seconds(status)) is not None:
+            copy_checks.append(seconds)
 
     async with httpx.AsyncClient(timeout=30) as http:
         for i in range(options.warmup + options.writes):
@@ -87,7 +91,36 @@ async def run(stack: Stack, options: LatencyOptions) -> BenchResult:
     ]
     where = history.summarize(timelines, samples["writeback"])
     where_bare = history.summarize(bare_timelines, samples["bare"])
-    return _result(samples, failures, where, where_bare, options)
+    requests = await requests_per_write(stack.sandbox_url, TENANT, tag, options)
+    return _result(
+        samples, failures, where, where_bare, options, copy_checks[-options.writes :], requests
+    )
+
+
+def copy_check_seconds(status: WriteStatus) -> float | None:
+    """From the read-back's answer to the one-copy search's (workflow time, ehr_log)."""
+    at = {exchange.step: exchange.at for exchange in status.ehr_log}
+    if "verify" not in at or "copies" not in at:
+        return None
+    return (at["copies"] - at["verify"]).total_seconds()
+
+
+async def requests_per_write(
+    sandbox_url: str, tenant: str, tag: str, options: LatencyOptions
+) -> float | None:
+    """EHR requests the sandbox logged for writeback's measured writes (X-Request-Id names the
+    write), per write."""
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as http:
+        logged = (await http.get(f"/_admin/requests/{tenant}")).json()["requests"]
+    measured = {
+        f"{tenant}:{tag}-{i}" for i in range(options.warmup, options.warmup + options.writes)
+    }
+    hits = [
+        r
+        for r in logged
+        if (r.get("request_id") or "").split("/")[0].removeprefix("wb:") in measured
+    ]
+    return len(hits) / options.writes if hits else None
 
 
 def _result(
@@ -96,6 +129,8 @@ def _result(
     where: dict[str, object],
     where_bare: dict[str, object],
     options: LatencyOptions,
+    copy_checks: list[float],
+    requests: float | None,
 ) -> BenchResult:
     p50 = {name: ms(percentile(values, 50)) for name, values in samples.items()}
     p99 = {name: ms(percentile(values, 99)) for name, values in samples.items()}
@@ -117,8 +152,17 @@ def _result(
             target=f"≤ {OVERHEAD_TARGET_MS:.0f} ms",
             met=None if overhead is None else overhead <= OVERHEAD_TARGET_MS,
         ),
-        Figure("p50 vs bare Temporal floor", wb50, "ms", b50, "bare 3 LA + 2 act"),
+        Figure("p50 vs bare Temporal floor", wb50, "ms", b50, "bare 3 LA + 3 act"),
         Figure("p99 bare Temporal floor", p99["bare"], "ms"),
+        Figure(
+            "p50 one-copy check (read-back → count)",
+            ms(percentile(copy_checks, 50)),
+            "ms",
+            wb50,
+            "p50 submit→verified",
+            compare="ratio",
+        ),
+        Figure("EHR requests per verified write", requests, "", 2.0, "direct POST+GET"),
     ]
     gaps = where["ms_by_gap"]
     assert isinstance(gaps, dict)

@@ -9,6 +9,7 @@
     POST            /_admin/review/{tenant}/{type}/{id}  release a held resource to search
     GET             /_admin/stats/{tenant}               see sandbox.stats
     GET             /_admin/requests/{tenant}            see sandbox.request_log
+    GET             /_admin/in-flight                    {tenant: requests being served now}
     POST            /_admin/reset                        every tenant back to the start state
     POST            /_admin/reset/{tenant}               one tenant
 
@@ -94,6 +95,11 @@ def routes(sb: Sandbox) -> list[Route]:
     async def requests(request: Request) -> Response:
         return JSONResponse(sb.requests.describe(request.path_params["tenant"]))
 
+    async def in_flight(request: Request) -> Response:
+        """Requests being served now, per tenant (a late commit counts until it has answered):
+        an audit waits for 0 before it reads the file."""
+        return JSONResponse({tenant: n for tenant, n in sb.in_flight.items() if n})
+
     async def reset(request: Request) -> Response:
         tenant = request.path_params.get("tenant")
         sb.reset(tenant)
@@ -107,6 +113,7 @@ def routes(sb: Sandbox) -> list[Route]:
         Route("/_admin/review/{tenant}/{type}/{id}", review, methods=["POST"]),
         Route("/_admin/stats/{tenant}", stats, methods=["GET"]),
         Route("/_admin/requests/{tenant}", requests, methods=["GET"]),
+        Route("/_admin/in-flight", in_flight, methods=["GET"]),
         Route("/_admin/reset", reset, methods=["POST"]),
         Route("/_admin/reset/{tenant}", reset, methods=["POST"]),
     ]

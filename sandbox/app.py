@@ -73,6 +73,10 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def smart_config(request: Request) -> Response:
+        fault = sb.faults.take_named(request.path_params["tenant"], "GET", "smart-configuration")
+        if fault is not None and (status := fault.effect("status")) is not None:
+            err = FhirError(status.status, "transient", "Injected fault")
+            return error_response(REGISTRY["r4"], err)
         base = _token_url(request).removesuffix("/auth/token")
         return JSONResponse(smart_configuration(base))
 

@@ -21,11 +21,40 @@ A fault is ``{"kind": ..., "method"?: "POST", "type"?: "Observation", ...}``:
 * ``commit_then_drop``: perform and commit the request, then close the
   connection without an answer;
 * ``commit_then_hang`` (``seconds``): perform and commit, answer after a delay;
+* ``garbled_answer``: perform and commit, then answer with a body that claims a
+  ``Content-Encoding`` it does not have: the client cannot decode the answer
+  to a request that did commit;
+* ``commit_late`` (``seconds``): receive the request (body included), wait, THEN
+  perform and commit it, then answer (a client with a shorter timeout has given
+  up by then). Everything the interaction decides is decided at commit time:
+  If-None-Exist is evaluated then (a late conditional create finds a copy made
+  meanwhile and makes no second one), If-Match too, and search visibility starts
+  then. The token and the vendor's required parameters are checked on arrival.
+  The wait is asynchronous: other requests are served meanwhile;
 * ``drop_identifier``: store the resource without ``identifier``;
 * ``delayed_indexing`` (``seconds``): the written version is invisible to search
-  for that long;
+  for that long (reads by id see it at once), or for the tenant's
+  ``index_delay_seconds`` when that is longer;
 * ``stale_reads`` (``seconds``): after this update, reads return the previous
-  version for that long.
+  version for that long (or the tenant's ``stale_read_seconds`` when longer);
+* ``combo`` (``faults``): several of the kinds above on the same request, e.g.
+  commit-then-drop whose resource also stays out of search::
+
+      {"kind": "combo", "method": "POST", "faults": [
+          {"kind": "commit_then_drop"}, {"kind": "delayed_indexing", "seconds": 6}]}
+
+  ``faults`` holds two or more different kinds among ``commit_late``,
+  ``drop_identifier``, ``delayed_indexing``, ``stale_reads`` and at most one of
+  ``commit_then_drop`` / ``commit_then_hang`` (``status`` and
+  ``connection_reset`` touch nothing, so there is nothing to combine them
+  with); matchers (``method``, ``type``) belong to the combo, not to its parts.
+  A combo is one fault: one queue entry, one random pick, counted in
+  ``injected`` under its parts' kinds joined by ``+`` (e.g.
+  ``commit_then_drop+delayed_indexing``).
+* ``lenient_search``: this search is answered like a server that does not know
+  ``identifier`` or ``_tag`` and ignores ``Prefer: handling=strict`` (R4's
+  lenient default): both are dropped from the criteria and from the ``self``
+  link, the rest of the query is answered (see :func:`fault_for_this_request`);
 
 Queued faults are taken first. Otherwise, when ``random`` is set, every request
 matched by one of its ``kinds`` draws two numbers from ``random.Random(seed)``:
@@ -38,8 +67,8 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -48,22 +77,34 @@ from sandbox.drift import Drift, parse_drift
 FaultKind = Literal[
     "status",
     "commit_then_hang",
+    "garbled_answer",
     "drop_identifier",
     "connection_reset",
     "commit_then_drop",
     "delayed_indexing",
     "stale_reads",
+    "lenient_search",
+    "commit_late",
+    "combo",
 ]
 KINDS: tuple[str, ...] = (
     "status",
     "commit_then_hang",
+    "garbled_answer",
     "drop_identifier",
     "connection_reset",
     "commit_then_drop",
     "delayed_indexing",
     "stale_reads",
+    "lenient_search",
+    "commit_late",
+    "combo",
 )
-TIMED_KINDS = ("commit_then_hang", "delayed_indexing", "stale_reads")
+TIMED_KINDS = ("commit_then_hang", "delayed_indexing", "stale_reads", "commit_late")
+#: Kinds that answer before the store is touched: nothing happens that another kind could change.
+BEFORE_STORE_KINDS = frozenset({"status", "connection_reset"})
+#: Kinds that decide how the answer to a committed request goes out: at most one per combo.
+ANSWER_KINDS = frozenset({"commit_then_drop", "commit_then_hang", "garbled_answer"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,22 @@ class Fault:
     status: int = 503
     retry_after: int | None = None
     seconds: float = 30.0
+    parts: tuple[Fault, ...] = ()
+    """A ``combo``'s faults (each without matchers); empty for every other kind."""
+
+    @property
+    def effects(self) -> tuple[Fault, ...]:
+        """What happens to the request: a combo's parts, else the fault itself."""
+        return self.parts if self.kind == "combo" else (self,)
+
+    def effect(self, kind: str) -> Fault | None:
+        """The part of this fault of that kind (the fault itself for a plain one), if any."""
+        return next((f for f in self.effects if f.kind == kind), None)
+
+    @property
+    def label(self) -> str:
+        """How ``injected`` counts it: the kind, or a combo's kinds joined by '+'."""
+        return "+".join(f.kind for f in self.parts) if self.kind == "combo" else self.kind
 
     def matches(self, method: str, rtype: str | None) -> bool:
         return (self.method is None or self.method == method) and (
@@ -88,6 +145,8 @@ class Fault:
                 data["retry_after"] = self.retry_after
         if self.kind in TIMED_KINDS:
             data["seconds"] = self.seconds
+        if self.kind == "combo":
+            data["faults"] = [f.to_json() for f in self.parts]
         if self.method is not None:
             data["method"] = self.method
         if self.type is not None:
@@ -202,12 +261,14 @@ def parse_fault(raw: Any) -> Fault:
     """Validate one fault object from the admin API (raises ValueError)."""
     if not isinstance(raw, dict):
         raise ValueError("each fault must be a JSON object")
-    unknown = set(raw) - {"kind", "method", "type", "status", "retry_after", "seconds"}
-    if unknown:
-        raise ValueError(f"unknown fault fields: {sorted(unknown)}")
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ValueError(f"fault kind must be one of {list(KINDS)}")
+    if kind == "combo":
+        return _parse_combo(raw)
+    unknown = set(raw) - {"kind", "method", "type", "status", "retry_after", "seconds"}
+    if unknown:
+        raise ValueError(f"unknown fault fields: {sorted(unknown)}")
     method = _opt(raw, "method", str)
     status = _opt(raw, "status", int)
     if status is not None and not 400 <= status <= 599:
@@ -219,6 +280,30 @@ def parse_fault(raw: Any) -> Fault:
         status=503 if status is None else status,
         retry_after=_opt(raw, "retry_after", int),
         seconds=_seconds(raw.get("seconds"), "fault 'seconds'", 30.0),
+    )
+
+
+def _parse_combo(raw: dict[str, Any]) -> Fault:
+    unknown = set(raw) - {"kind", "method", "type", "faults"}
+    if unknown:
+        raise ValueError(f"unknown combo fields: {sorted(unknown)}")
+    items = raw.get("faults")
+    if not isinstance(items, list) or len(items) < 2:
+        raise ValueError("combo.faults must be a list of two or more faults")
+    parts = tuple(parse_fault(item) for item in items)
+    kinds = [part.kind for part in parts]
+    if any(part.method is not None or part.type is not None for part in parts):
+        raise ValueError("a combo's faults take no method or type (the combo's do)")
+    if "combo" in kinds or BEFORE_STORE_KINDS & set(kinds):
+        raise ValueError("a combo cannot hold combo, status or connection_reset")
+    if len(set(kinds)) != len(kinds) or len(ANSWER_KINDS & set(kinds)) > 1:
+        raise ValueError("a combo's kinds differ, with one of commit_then_drop/commit_then_hang")
+    method = _opt(raw, "method", str)
+    return Fault(
+        kind="combo",
+        method=method.upper() if method else None,
+        type=_opt(raw, "type", str),
+        parts=parts,
     )
 
 
@@ -281,64 +366,16 @@ def parse_config(raw: Any, now: float | None = None) -> TenantFaults:
     )
 
 
-_NONE = TenantFaults()
+#: The fault the registry handed to the request being served (None: none). Set on every take,
+#: which runs once per FHIR request before its interaction, in the request's task, so an
+#: interaction can see its fault without the pipeline passing it along (``lenient_search``).
+_TAKEN: ContextVar[Fault | None] = ContextVar("sandbox_fault_taken", default=None)
 
 
-class FaultRegistry:
-    """Thread-safe tenant -> faults map; ``initial`` (raw JSON) is what a reset restores."""
+def fault_for_this_request() -> Fault | None:
+    """The fault taken for the FHIR request being served, if any."""
+    return _TAKEN.get()
 
-    def __init__(self, initial: dict[str, Any] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._initial = dict(initial or {})
-        self._tenants: dict[str, TenantFaults] = {}
-        self.reset()
 
-    def set(self, tenant: str, faults: TenantFaults) -> None:
-        with self._lock:
-            self._tenants[tenant] = faults
-
-    def clear(self, tenant: str) -> None:
-        with self._lock:
-            self._tenants.pop(tenant, None)
-
-    def reset(self, tenant: str | None = None) -> None:
-        """Back to the configured faults (outage windows start again now)."""
-        with self._lock:
-            for name in [t for t in self._tenants if tenant in (None, t)]:
-                del self._tenants[name]
-            for name, raw in self._initial.items():
-                if tenant in (None, name):
-                    self._tenants[name] = parse_config(raw)
-
-    def get(self, tenant: str) -> TenantFaults:
-        return self._tenants.get(tenant, _NONE)
-
-    def describe(self, tenant: str) -> dict[str, Any]:
-        with self._lock:
-            return self.get(tenant).to_json(tenant, time.monotonic())
-
-    def latency_ms(self, tenant: str) -> int:
-        return self.get(tenant).latency_ms
-
-    def take(self, tenant: str, method: str, rtype: str | None) -> Fault | None:
-        """The first queued fault matching this request (removed), else a random draw."""
-        with self._lock:
-            tf = self._tenants.get(tenant)
-            if tf is None:
-                return None
-            taken: Fault | None = None
-            for i, fault in enumerate(tf.queue):
-                if fault.matches(method, rtype):
-                    taken = tf.queue.pop(i)
-                    break
-            if taken is None and tf.random is not None:
-                taken = tf.random.draw(method, rtype)
-            if taken is not None:
-                tf.injected[taken.kind] = tf.injected.get(taken.kind, 0) + 1
-            return taken
-
-    def note_outage(self, tenant: str) -> None:
-        with self._lock:
-            tf = self._tenants.get(tenant)
-            if tf is not None:
-                tf.injected["outage"] = tf.injected.get("outage", 0) + 1
+def note_taken(fault: Fault | None) -> None:
+    _TAKEN.set(fault)

@@ -164,8 +164,12 @@ def _record_update(env: Env, rtype: str, rid: str, previous: int) -> None:
 
 
 def update(env: Env, tx: Tx, rtype: str, rid: str, raw: Any, if_match: int | None) -> Written:
+    """A stale If-Match answers the personality's 412/409; no If-Match is an unconditional update,
+    or a 412 where the vendor requires versioned updates (Oracle Health)."""
     env.authorize(rtype, "u")
     check_write(env, rtype, "update")
+    if if_match is None and env.p.update_requires_if_match:
+        raise FhirError(412, "business-rule", "If-Match is required to update a resource")
     body = prepare(env, rtype, raw, rid, create=False)
     cur = tx.current(rtype, rid)
     if cur is None:

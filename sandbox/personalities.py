@@ -39,6 +39,10 @@ class Personality:
     vread_allowed: bool = True
     history_allowed: bool = True
     stale_if_match_status: int = 412
+    """The answer to an If-Match naming another version than the current one."""
+    update_requires_if_match: bool = False
+    """An update (PUT) without If-Match answers 412; when False it is taken unconditionally, as
+    plain R4 takes it (http.html#concurrency: version-aware updates are the client's choice)."""
     writable_types: frozenset[str] | None = None
     """None means every R4 resource type can be written."""
     unwritable_status: int = 403
@@ -92,10 +96,12 @@ EPIC = Personality(
 # Oracle Health Millennium Platform FHIR R4 API (fhir.cerner.com/millennium/r4),
 # "Observation create/update", "DocumentReference create": create returns 201
 # with Content-Length: 0, an absolute Location without _history and ETag W/"1";
-# a stale If-Match on update yields 409 Conflict (not 412), and update without
-# If-Match is accepted; responses carry X-Request-Id and opc-request-id for
-# support correlation; conditional create and PATCH are not offered
-# (VENDORS.md quirks 9-12).
+# a stale If-Match on update yields 409 Conflict (not 412), and an update without
+# If-Match is refused with 412 (Cerner FHIR developers group, "Updating a resource
+# causes: Status: 412 Precondition Failed": "no If-Match or invalid If-Match header
+# provided ... To update, you must send the If-Match header"); responses carry
+# X-Request-Id and opc-request-id for support correlation; conditional create and
+# PATCH are not offered (VENDORS.md quirks 9-12).
 CERNER = Personality(
     name="cerner",
     honor_if_none_exist=False,
@@ -105,6 +111,7 @@ CERNER = Personality(
     batch_allowed=False,
     conditional_update=False,
     stale_if_match_status=409,
+    update_requires_if_match=True,
     request_id_headers=("X-Request-Id", "opc-request-id"),
 )
 

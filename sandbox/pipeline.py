@@ -4,9 +4,11 @@ In order: count it (stats); refuse past the tenant's in-flight limit (429);
 an outage window (status or connection reset); injected latency; a queued or
 seeded-random fault (``connection_reset`` and ``status`` act here, before the
 store is touched); the bearer token (tenants with auth); the vendor's required
-query parameter; then the interaction. Afterwards ``commit_then_hang`` delays
-the answer and ``commit_then_drop`` closes the connection instead of answering;
-vendor correlation headers are added.
+query parameter; ``commit_late`` (the body is read, then the request waits
+before the interaction runs, on the clock of its commit); then the interaction.
+Afterwards ``commit_then_hang`` delays the answer and ``commit_then_drop`` closes
+the connection instead of answering; vendor correlation headers are added. A
+``combo`` fault does each of its parts at its place in that order.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from sandbox.responses import FhirError, error_response, parse_prefer
 from sandbox.state import Sandbox
 
 ABORT_KEY = "sandbox.abort"
+FAULT_KEY = "sandbox.fault"
+"""Where the request's scope keeps the label of the fault it met (for the request log)."""
 
 
 @dataclass
@@ -93,6 +97,8 @@ def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoi
             request.headers.get("traceparent"),
             request.headers.get("x-request-id"),
             now,
+            fault=request.scope.get(FAULT_KEY),
+            seconds=time.time() - now,
         )
         if p.request_id_headers:
             rid = uuid.uuid4().hex
@@ -125,23 +131,39 @@ async def _serve(
         return error_response(p, FhirError(404, "not-supported", "Unknown resource type"))
     fault = sb.faults.take(tenant, request.method, rtype or None)
     if fault is not None:
-        if fault.kind == "connection_reset":
+        request.scope[FAULT_KEY] = fault.label
+        if fault.effect("connection_reset") is not None:
             return drop_connection(request, reset=True)
-        if fault.kind == "status":
-            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        if (status := fault.effect("status")) is not None:
+            retry_after = status.retry_after
+            headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
             return error_response(
-                p, FhirError(fault.status, "transient", "Injected fault", headers=headers)
+                p, FhirError(status.status, "transient", "Injected fault", headers=headers)
             )
     try:
         env = _env(sb, request, tenant, p, fault, public)
+        if fault is not None and (late := fault.effect("commit_late")) is not None:
+            await _commit_late(request, env, late.seconds)
         response = await handler(Call(request, sb, env, rtype))
     except FhirError as err:
         response = error_response(p, err)
-    if fault is not None and fault.kind == "commit_then_hang":
-        await anyio.sleep(fault.seconds)
-    if fault is not None and fault.kind == "commit_then_drop":
+    if fault is not None and (hang := fault.effect("commit_then_hang")) is not None:
+        await anyio.sleep(hang.seconds)
+    if fault is not None and fault.effect("commit_then_drop") is not None:
         return drop_connection(request, reset=False)
+    if fault is not None and fault.effect("garbled_answer") is not None:
+        garbled = {"Content-Encoding": "gzip", "Content-Type": "application/fhir+json"}
+        return Response(b"this is not gzip", response.status_code, headers=garbled)
     return response
+
+
+async def _commit_late(request: Request, env: Env, seconds: float) -> None:
+    """Hold the request ``seconds`` before it runs, then run it as of now. The body is read first
+    (Starlette keeps it on the request): a client giving up meanwhile does not take it away. The
+    wait is a sleep on the event loop, so every other request is served meanwhile."""
+    await request.body()
+    await anyio.sleep(seconds)
+    env.now = time.time()
 
 
 def _env(
@@ -159,15 +181,16 @@ def _env(
         prefer=parse_prefer(request.headers.get("prefer")),
         drift=faults.drift,
         allowed_identifier_systems=settings.allowed_identifier_systems,
-        drop_identifier=fault is not None and fault.kind == "drop_identifier",
+        drop_identifier=fault is not None and fault.effect("drop_identifier") is not None,
         index_delay=faults.index_delay_seconds,
         stale_seconds=faults.stale_read_seconds,
         rejects_duplicate_vitals=settings.rejects_duplicate_vitals,
     )
-    if fault is not None and fault.kind == "delayed_indexing":
-        env.index_delay = fault.seconds
-    if fault is not None and fault.kind == "stale_reads":
-        env.stale_seconds = fault.seconds
+    # a fault only makes things worse: never shorter than the tenant's own lag or staleness
+    if fault is not None and (delayed := fault.effect("delayed_indexing")) is not None:
+        env.index_delay = max(env.index_delay, delayed.seconds)
+    if fault is not None and (stale := fault.effect("stale_reads")) is not None:
+        env.stale_seconds = max(env.stale_seconds, stale.seconds)
     if public:
         return env
     if sb.auth.enabled(tenant):

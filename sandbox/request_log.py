@@ -3,8 +3,11 @@
 and the write that caused it.
 
 ``GET /_admin/requests/{tenant}`` ->
-``{"tenant", "requests": [{"t", "method", "path", "status", "traceparent", "request_id"}, ...]}``
-(oldest first; the last ``KEEP`` per tenant; the path without its query string).
+``{"tenant", "requests": [{"t", "method", "path", "status", "traceparent", "request_id", "fault",
+"seconds"}, ...]}`` (oldest first; the last ``KEEP`` per tenant; the path without its query
+string; ``t`` when it arrived, ``seconds`` until it was answered or dropped, ``fault`` the label of
+the injected fault it met, e.g. ``commit_late+delayed_indexing``, or null; a dropped connection
+shows status 500, which nobody received).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class RequestLog:
         traceparent: str | None,
         request_id: str | None,
         now: float,
+        fault: str | None = None,
+        seconds: float = 0.0,
     ) -> None:
         entry = {
             "t": now,
@@ -38,6 +43,8 @@ class RequestLog:
             "status": status,
             "traceparent": traceparent,
             "request_id": request_id,
+            "fault": fault,
+            "seconds": round(seconds, 3),
         }
         with self._lock:
             self._tenants.setdefault(tenant, deque(maxlen=KEEP)).append(entry)

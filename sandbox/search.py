@@ -7,7 +7,9 @@ Supported: ``identifier``, ``code``, ``category``, ``_tag`` (token: ``system|cod
 ``_offset`` (paging with ``self``/``next``/``previous`` links). Result
 parameters ``_format``, ``_pretty``, ``_summary``, ``_elements`` and ``_sort``
 are accepted and ignored. Other parameters answer 400 with
-``Prefer: handling=strict`` and are ignored otherwise.
+``Prefer: handling=strict`` and are ignored otherwise. A ``lenient_search``
+fault (:mod:`sandbox.faults`) makes one search forget ``identifier`` and
+``_tag`` and ignore ``handling=strict``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from urllib.parse import urlencode
 
+from sandbox.faults import fault_for_this_request
 from sandbox.responses import FhirError, Json
 from sandbox.store import Query, TokenClause, TokenMatch, Version
 
@@ -24,6 +27,8 @@ TOKEN_PARAMS = frozenset({"identifier", "code", "category", "_tag"})
 REFERENCE_PARAMS = frozenset({"patient", "subject", "encounter"})
 IGNORED_PARAMS = frozenset({"_format", "_pretty", "_summary", "_elements", "_sort"})
 SUPPORTED_PARAMS = TOKEN_PARAMS | REFERENCE_PARAMS | {"_id", "_lastUpdated", "_count", "_offset"}
+#: What a search under a ``lenient_search`` fault does not know (and silently drops).
+LENIENT_UNKNOWN = frozenset({"identifier", "_tag"})
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 
@@ -133,10 +138,13 @@ def parse_query(
     count: int | None = DEFAULT_COUNT if paging else None
     offset = 0
     used: list[tuple[str, str]] = []
+    fault = fault_for_this_request()
+    lenient = paging and fault is not None and fault.kind == "lenient_search"
+    strict = strict and not lenient
     for name, raw in pairs:
         if name in IGNORED_PARAMS or name in extra_ignored:
             continue
-        if name not in SUPPORTED_PARAMS:
+        if name not in SUPPORTED_PARAMS or (lenient and name in LENIENT_UNKNOWN):
             if strict:
                 raise FhirError(400, "not-supported", f"Unsupported search parameter: {name}")
             continue

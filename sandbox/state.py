@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from sandbox.auth import AuthService
 from sandbox.config import SandboxConfig
 from sandbox.context import StaleReads
-from sandbox.faults import FaultRegistry
+from sandbox.fault_registry import FaultRegistry
 from sandbox.request_log import RequestLog
 from sandbox.stats import Stats
 from sandbox.store import Store

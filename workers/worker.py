@@ -123,6 +123,7 @@ def build_workers(
                     ehr_steps.write,
                     ehr_steps.update,
                     ehr_steps.locate,
+                    ehr_steps.copies,
                     ehr_steps.verify,
                     ehr_steps.withdraw,
                     ehr_steps.scan,

@@ -11,7 +11,7 @@ re-checks the EHR on a widening schedule instead of failing silently.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,23 +34,35 @@ from workflows.contract import (
     WriteStatus,
 )
 from workflows.decisions import DecisionInbox
+from workflows.landing import LandingWindow
 from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
     from activities.crosswalk import Crosswalk, CrosswalkInput
+    from activities.deadline import CLOCK_SKEW
     from activities.ehr_steps import EhrSteps
-    from activities.errors import NON_RETRYABLE_TYPES, RETRYABLE, ErrorClass, full_jitter_delay
+    from activities.errors import (
+        NON_RETRYABLE_TYPES,
+        RETRYABLE,
+        TAXONOMY,
+        ErrorClass,
+        full_jitter_delay,
+    )
     from activities.models import (
         CommandInput,
+        Copies,
+        EhrCopies,
         EhrLocate,
         EhrUpdate,
         EhrVerify,
+        EhrWithdraw,
         EhrWrite,
         WritePlan,
         WriteReceipt,
     )
     from adapters.compensation import is_withdrawn
+    from adapters.fhir_r4 import CreateRequest, DedupStrategy
     from adapters.internal_refs import has_internal_refs
     from adapters.schema_drift import dropped_extensions
 
@@ -75,6 +87,11 @@ RECHECK_DELAYS = (
 )
 
 
+#: The one-copy check searches this often for a copy the index does not show yet, waiting the
+#: tenant's index lag (at least COPY_SEARCH_WAIT), doubled each time.
+COPY_SEARCHES = 4
+COPY_SEARCH_WAIT = timedelta(seconds=5)
+
 #: What a person may decide on a reconciliation mismatch: accept the EHR's version (confirm), read
 #: again (reverify), or stop tracking the write (abandon).
 _MISMATCH_ACTIONS = frozenset(
@@ -83,27 +100,46 @@ _MISMATCH_ACTIONS = frozenset(
 
 
 class StepFailed(Exception):
-    """A step failed; ``error_class`` and ``reason`` say why (no PHI)."""
+    """A step failed; ``error_class`` and ``reason`` say why (no PHI). ``sent_at``: for an
+    ambiguous outcome, the instant by which its unanswered request had certainly been sent."""
 
-    def __init__(self, error_class: str, reason: str, retry_after: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        error_class: str,
+        reason: str,
+        retry_after: timedelta | None = None,
+        sent_at: datetime | None = None,
+    ) -> None:
         super().__init__(reason)
         self.error_class = error_class
         self.reason = reason
         self.retry_after = retry_after
+        self.sent_at = sent_at
 
     @property
     def retryable(self) -> bool:
         return self.error_class in RETRYABLE
 
 
-def _failure_of(err: ActivityError | ApplicationError, unanswered: ErrorClass) -> StepFailed:
+def _failure_of(
+    err: ActivityError | ApplicationError,
+    unanswered: ErrorClass,
+    unclassified: ErrorClass | None = None,
+) -> StepFailed:
     """Local activities fail with the ApplicationError itself, regular ones wrap it. A failure
-    without an answer (the activity timed out, e.g. its worker died) is ``unanswered``."""
+    without an answer (the activity timed out, e.g. its worker died) is ``unanswered``; so is an
+    exception nobody classified (its type is not in the taxonomy) when ``unclassified`` is given:
+    it says nothing about what the EHR did, so it is never a reason to stop for good."""
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.type:
-        seconds = cause.details[0] if cause.details else None
+        if unclassified is not None and cause.type not in TAXONOMY:
+            return StepFailed(unclassified.value, f"the step failed unexpectedly ({cause.type})")
+        details = list(cause.details)
+        seconds = details[0] if details else None
         retry_after = timedelta(seconds=seconds) if isinstance(seconds, int | float) else None
-        return StepFailed(cause.type, cause.message, retry_after)
+        sent = details[1] if len(details) > 1 else None
+        sent_at = datetime.fromisoformat(sent) if isinstance(sent, str) else None
+        return StepFailed(cause.type, cause.message, retry_after, sent_at)
     return StepFailed(unanswered.value, f"no answer from the step ({type(cause).__name__})")
 
 
@@ -128,6 +164,9 @@ class ContinuedWrite(BaseModel):
     reconcile_after_seconds: float
     maybe_landed: bool
     rechecks: int
+    landing: LandingWindow = LandingWindow()
+    withdrawal: dict[str, Any] | None = None
+    acknowledged_at: datetime | None = None
 
 
 @workflow.defn(name="ClinicalWrite")
@@ -155,6 +194,13 @@ class ClinicalWrite:
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
         self._audit = AuditTrail()
         self._rechecks = 0
+        # exactly once where the EHR cannot deduplicate (README: "Write safety")
+        self._v2 = False  # set by run(): histories recorded before it replay without it
+        self._landing = LandingWindow()
+        self._withdrawal: dict[str, Any] | None = None  # how an extra copy is withdrawn
+        self._acknowledged_at: datetime | None = None
+        self._attempt_send_by: datetime | None = None
+        self._rechecking = False
         if isinstance(start, ContinuedWrite):
             self._resume(start)
 
@@ -165,6 +211,8 @@ class ClinicalWrite:
         self._search_lag = timedelta(seconds=carried.search_lag_seconds)
         self._reconcile_after = timedelta(seconds=carried.reconcile_after_seconds)
         self._maybe_landed, self._rechecks = carried.maybe_landed, carried.rechecks
+        self._landing, self._withdrawal = carried.landing, carried.withdrawal
+        self._acknowledged_at = carried.acknowledged_at
 
     def _carry(self) -> ContinuedWrite:
         return ContinuedWrite(
@@ -179,6 +227,9 @@ class ClinicalWrite:
             reconcile_after_seconds=self._reconcile_after.total_seconds(),
             maybe_landed=self._maybe_landed,
             rechecks=self._rechecks,
+            landing=self._landing,
+            withdrawal=self._withdrawal,
+            acknowledged_at=self._acknowledged_at,
         )
 
     # --- what callers can ask and say -------------------------------------------------------
@@ -211,6 +262,11 @@ class ClinicalWrite:
         state = self._status.state
         if not state.is_waiting_for_human:
             raise ValueError(f"write is '{state}', not waiting for a decision")
+        if self._rechecking:
+            raise ValueError(
+                "an automatic re-check of the EHR is running; send the decision again when it "
+                "has finished (see next_check_at and the last transition)"
+            )
         if self._decisions.busy:
             raise ValueError("a decision is already being applied")
         if resolution.action is ResolutionAction.OVERRIDE and state is not WriteState.CONFLICT:
@@ -261,11 +317,36 @@ class ClinicalWrite:
     async def _settle_send(self, failure: StepFailed) -> None:
         """A write that stopped after an unanswered attempt may be in the chart anyway (the EHR
         committed, then a later attempt was refused): look before calling it rejected, so a saga
-        never leaves an orphan behind a step it believes failed."""
-        if not failure.retryable and self._maybe_landed and await self._locate():
-            await self._check()
-        else:
+        never leaves an orphan behind a step it believes failed. ``rejected`` promises nothing
+        was written: after an unanswered create that takes searches until its quiet period has
+        passed; a search that fails, or a type search cannot show, leaves the write waiting."""
+        if failure.retryable or not self._maybe_landed:
             self._settle(failure)
+        elif not self._v2:
+            if await self._locate():
+                await self._check()
+            else:
+                self._settle(failure)
+        elif self._plan is None or self._plan.create is None:
+            self._settle(failure)
+        else:
+            try:
+                found = await self._search_until_quiet(give_up_at=None)
+            except StepFailed as unknown:
+                self._fail(
+                    WriteState.PENDING_CONFIRMATION,
+                    StepFailed(
+                        unknown.error_class,
+                        f"{failure.reason}; an earlier unanswered attempt may have landed: "
+                        f"{unknown.reason}",
+                    ),
+                )
+                return
+            if found is None:
+                self._settle(failure)
+            else:
+                self._acknowledge(found, "found in the EHR: an earlier unanswered attempt landed")
+                await self._check()
 
     def _log(self, step: str, attempt: int, outcome: str) -> None:
         self._status.ehr_log.append(
@@ -289,6 +370,7 @@ class ClinicalWrite:
         command = self._command
         # writes recorded before the ledger existed replay without it
         audited = workflow.patched("audit-ledger")
+        self._v2 = workflow.patched("exactly-once-v2")
         recorder = asyncio.create_task(self._audit.run(command, self._status)) if audited else None
         if not isinstance(start, ContinuedWrite):
             await self._write(command)
@@ -348,6 +430,12 @@ class ClinicalWrite:
             self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
             self._search_lag = timedelta(seconds=validated.search_lag_seconds)
             self._reconcile_after = timedelta(seconds=validated.reconcile_after_seconds)
+            self._landing = LandingWindow(
+                quiet_seconds=validated.quiet_period_seconds,
+                resend_after_quiet=validated.resend_after_quiet,
+                searchable=validated.searchable,
+            )
+            self._withdrawal = validated.withdrawal
             self._search_updates.extend(
                 [
                     sa.VENDOR.value_set(validated.vendor),
@@ -400,6 +488,11 @@ class ClinicalWrite:
         dedup = self._plan.create.dedup.value if self._plan.create else "if-match"
         self._move(WriteState.IN_FLIGHT, f"dedup: {dedup}")
         while True:
+            if self._needs_search_before_resend():
+                found = await self._search_until_quiet(give_up_at=started + budget.max_duration)
+                if found is not None:
+                    self._acknowledge(found, "found in the EHR: an unanswered attempt landed")
+                    return
             attempt += 1
             self._status.attempts += 1
             try:
@@ -411,9 +504,10 @@ class ClinicalWrite:
                 delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())
                 if failure.error_class == ErrorClass.AMBIGUOUS:
                     self._maybe_landed = True
-                    # the next attempt starts with a search: give the EHR's index time to show
-                    # what the lost attempt may have written
-                    delay = max(delay, self._search_lag)
+                    if self._v2 and self._plan.create:
+                        self._landing.after_unanswered(self._sent_by(failure))
+                    elif not self._v2:
+                        delay = max(delay, self._search_lag)
                 spent = workflow.now() - started + delay
                 if attempt >= budget.max_attempts or spent > budget.max_duration:
                     raise StepFailed(
@@ -422,7 +516,11 @@ class ClinicalWrite:
                         f"attempts; last: {failure.reason}",
                     ) from None
                 write_metrics.retried(self._status, failure.error_class)
+                if self._v2:  # a write backing off says when it tries next
+                    self._status.next_check_at = workflow.now() + delay
                 await workflow.sleep(delay)
+                if self._v2:
+                    self._status.next_check_at = None
                 continue
             if not receipt.created:
                 write_metrics.joined_existing(self._status)
@@ -431,10 +529,65 @@ class ClinicalWrite:
             self._acknowledge(receipt, f"{how} (HTTP {receipt.status_code})")
             return
 
+    def _needs_search_before_resend(self) -> bool:
+        """After an unanswered create, a tenant without conditional create (search-before-create,
+        fingerprint) may hold a copy its search does not show yet: no blind re-send."""
+        create = self._plan.create if self._plan else None
+        return (
+            self._v2
+            and create is not None
+            and create.dedup is not DedupStrategy.CONDITIONAL_CREATE
+            and self._landing.needs_search()
+        )
+
+    def _sent_by(self, failure: StepFailed) -> datetime:
+        """The latest instant a request of the unanswered attempt could have been sent: the
+        attempt's deadline, or earlier when the activity said when it sent (clocks may differ)."""
+        latest = self._attempt_send_by or workflow.now()
+        if failure.sent_at is not None:
+            latest = min(latest, failure.sent_at + CLOCK_SKEW)
+        return latest
+
+    async def _search_until_quiet(self, give_up_at: datetime | None) -> WriteReceipt | None:
+        """Search for what unanswered attempts may have left until their quiet period has
+        passed (workflows/landing.py): the receipt as soon as the EHR shows a copy, None when a
+        search made after the quiet period still finds nothing (re-sending is then safe).
+        Raises StepFailed when no search can prove it (the tenant never re-sends this type, or
+        search cannot show it), when a search fails, or when ``give_up_at`` comes first."""
+        landing = self._landing
+        while True:
+            searched_at = workflow.now()
+            found = await self._look()
+            if found is not None:
+                return found
+            if not landing.resend_after_quiet:
+                raise StepFailed(
+                    ErrorClass.AMBIGUOUS.value,
+                    "an unanswered create may still be in the EHR, which may keep this type out "
+                    "of search (or the tenant never re-sends): nothing re-sent; the write "
+                    "searches by itself until it shows up, or a person decides",
+                )
+            if landing.until is None or searched_at >= landing.until:
+                landing.cleared = True
+                self._log("locate", 0, "nothing found after the quiet period: safe to re-send")
+                return None
+            wait = landing.next_search_in(workflow.now())
+            if give_up_at is not None and workflow.now() + wait > give_up_at:
+                raise StepFailed(
+                    ErrorClass.AMBIGUOUS.value,
+                    f"retry budget ({self._command.urgency.value}) spent while an unanswered "
+                    f"attempt may still land (quiet period until {landing.until:%H:%M:%S} "
+                    "UTC); searches found nothing yet and nothing was re-sent",
+                )
+            await workflow.sleep(wait)
+
     async def _attempt(self, override: bool) -> WriteReceipt:
         assert self._plan is not None
         # a read or search, maybe a vread, and a write, each bounded by the tenant's HTTP timeout
         timeout = self._ehr_timeout * 3 + timedelta(seconds=5)
+        # no request of this attempt leaves the worker after send_by (activities/deadline.py):
+        # time to be picked up from the task queue, then the activity's own timeout
+        self._attempt_send_by = workflow.now() + 2 * timeout
         try:
             if self._plan.update:
                 assert self._command.base_version is not None
@@ -446,6 +599,7 @@ class ClinicalWrite:
                         request=self._plan.update,
                         base_version=self._command.base_version,
                         override=override,
+                        send_by=self._attempt_send_by,
                     ),
                     task_queue=self._ehr_queue,
                     start_to_close_timeout=timeout,
@@ -458,23 +612,28 @@ class ClinicalWrite:
                     tenant=self._command.tenant,
                     request_id=self._request_id("write"),
                     request=self._plan.create,
+                    send_by=self._attempt_send_by,
                 ),
                 task_queue=self._ehr_queue,
                 start_to_close_timeout=timeout,
                 retry_policy=_ONE_ATTEMPT,
             )
         except ActivityError as err:
-            # no answer at all (the worker died, the call hung): the EHR may have committed
-            raise _failure_of(err, ErrorClass.AMBIGUOUS) from None
+            # no answer at all (the worker died, the call hung), or an exception nobody
+            # classified: the EHR may have committed
+            unclassified = ErrorClass.AMBIGUOUS if self._v2 else None
+            raise _failure_of(err, ErrorClass.AMBIGUOUS, unclassified) from None
 
     def _acknowledge(self, receipt: WriteReceipt, detail: str) -> None:
         self._receipt = receipt
+        self._acknowledged_at = workflow.now()
         self._status.resource = receipt.reference
         self._status.version = receipt.version
         self._move(WriteState.ACKNOWLEDGED, detail)
 
     def _read_failed(self, step: str, err: ActivityError) -> StepFailed:
-        failure = _failure_of(err, ErrorClass.TRANSIENT)
+        unclassified = ErrorClass.TRANSIENT if self._v2 else None
+        failure = _failure_of(err, ErrorClass.TRANSIENT, unclassified)
         self._log(step, 0, f"{failure.error_class}: {failure.reason}")
         return failure
 
@@ -523,21 +682,139 @@ class ClinicalWrite:
         return StepFailed(ErrorClass.MISMATCH.value, f"read-back differs at {differing}")
 
     async def _check(self) -> None:
-        """Read back: end ``verified``, or wait for a person saying why."""
-        failure = await self._verification_failure()
+        """Read back, count the copies: end ``verified``, or wait for a person saying why."""
+        failure = await self._confirmation_failure()
         if failure is None:
-            self._move(WriteState.VERIFIED, "read-back matches what was sent")
-        elif failure.error_class == ErrorClass.SCHEMA_DRIFT and workflow.patched(
-            "schema-drift-rejects"
+            detail = "read-back matches what was sent"
+            if self._status.copies == 1:
+                detail += "; the only copy the EHR's search shows"
+            self._move(WriteState.VERIFIED, detail)
+        elif (
+            failure.error_class == ErrorClass.SCHEMA_DRIFT
+            and not self._v2  # the resource is in the chart: rejected would say it is not
+            and workflow.patched("schema-drift-rejects")
         ):
             self._fail(WriteState.REJECTED, failure)
         else:
             self._fail(WriteState.PENDING_CONFIRMATION, failure)
 
-    async def _locate(self) -> bool:
-        """Look for what an unacknowledged create may have left; acknowledge it if found."""
-        if self._plan is None or self._plan.create is None:
-            return False
+    async def _confirmation_failure(self) -> StepFailed | None:
+        """None when read-back matches and, for a create, it is the only copy."""
+        failure = await self._verification_failure()
+        if failure is None and self._v2:
+            failure = await self._copies_failure()
+        return failure
+
+    async def _copies_failure(self) -> StepFailed | None:
+        """The one-copy check: once every unanswered attempt's quiet period has passed and the
+        tenant's index can show our copy, a complete search must find exactly this copy.
+        Extra copies are withdrawn where the tenant can (never deleted), else a person decides."""
+        plan, receipt = self._plan, self._receipt
+        if plan is None or plan.create is None or receipt is None or receipt.sent is not None:
+            return None  # updates make no copy; a reading another source filed is not ours
+        check_at = (self._acknowledged_at or workflow.now()) + self._search_lag
+        if self._landing.until is not None:
+            check_at = max(check_at, self._landing.until)
+        if workflow.now() < check_at:
+            self._status.transitions.append(
+                Transition(
+                    state=self._status.state,
+                    at=workflow.now(),
+                    detail=f"read-back matches; copies counted at {check_at:%H:%M:%S} UTC, "
+                    "when the EHR's search can show every attempt",
+                )
+            )
+            await workflow.sleep(check_at - workflow.now())
+        withdrawn: set[str] = set()  # extra copies withdrawn here: their index may lag too
+        for look in range(COPY_SEARCHES):
+            try:
+                copies = await self._copies(plan.create)
+            except StepFailed as search_failed:
+                return search_failed
+            mine = receipt.reference
+            live = [reference for reference in copies.references if reference not in withdrawn]
+            others = [reference for reference in live if reference != mine]
+            self._status.copies = len(live)
+            if others:
+                if failure := await self._withdraw_copies(mine, others):
+                    return failure
+                withdrawn.update(others)
+                self._status.copies = len(live) - len(others)
+                continue
+            if mine in copies.references:
+                return None
+            if not self._landing.searchable:
+                self._status.copies = None
+                self._log("copies", look + 1, "search cannot show this type yet (held for review)")
+                return None
+            await workflow.sleep(max(self._search_lag, COPY_SEARCH_WAIT) * 2**look)
+        return StepFailed(
+            ErrorClass.NOT_FOUND.value,
+            f"the EHR's search still does not show {receipt.reference} after {COPY_SEARCHES} "
+            "searches (a read by id does): its copies cannot be counted yet",
+        )
+
+    async def _copies(self, request: CreateRequest) -> Copies:
+        try:
+            copies = await workflow.execute_activity_method(
+                EhrSteps.copies,
+                EhrCopies(
+                    tenant=self._command.tenant,
+                    request_id=self._request_id("copies"),
+                    request=request,
+                ),
+                task_queue=self._ehr_queue,
+                start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
+                retry_policy=_READ_RETRY,
+            )
+        except ActivityError as err:
+            raise self._read_failed("copies", err) from None
+        shown = ", ".join(copies.references[:10]) or "none"
+        self._log("copies", 1, f"{len(copies.references)} live: {shown}")
+        return copies
+
+    def _duplicates(self, mine: str, others: list[str], why: str) -> StepFailed:
+        return StepFailed(
+            ErrorClass.DUPLICATE.value,
+            f"the EHR holds {1 + len(others)} copies of this write: {mine} (this write's) and "
+            f"{', '.join(others[:10])}; {why}: mark the others entered-in-error in the EHR, then "
+            "resolve with reverify",
+        )
+
+    async def _withdraw_copies(self, mine: str, others: list[str]) -> StepFailed | None:
+        """Withdraw extra copies clinically (entered-in-error, never DELETE), each only if it
+        still holds what we wrote; None when all were withdrawn."""
+        withdrawal = self._withdrawal
+        if withdrawal is None:
+            return self._duplicates(mine, others, "this tenant cannot withdraw them")
+        assert self._plan is not None and self._plan.create is not None
+        body = self._plan.create.body
+        for reference in others:
+            try:
+                await workflow.execute_activity_method(
+                    EhrSteps.withdraw,
+                    EhrWithdraw(
+                        tenant=self._command.tenant,
+                        request_id=self._request_id("withdraw"),
+                        target=reference,
+                        withdrawal=withdrawal,
+                        written={key: body.get(key) for key in withdrawal},
+                    ),
+                    task_queue=self._ehr_queue,
+                    start_to_close_timeout=self._ehr_timeout * 3 + timedelta(seconds=5),
+                    retry_policy=BUDGETS[self._command.urgency].policy(),
+                )
+            except ActivityError as err:
+                failure = self._read_failed("withdraw", err)
+                why = f"withdrawing {reference} failed ({failure.error_class}: {failure.reason})"
+                return self._duplicates(mine, others, why)
+            self._log("withdraw", 1, f"extra copy {reference}: {', '.join(sorted(withdrawal))} set")
+        return None
+
+    async def _look(self) -> WriteReceipt | None:
+        """Search for what an unacknowledged create may have left: its receipt, or None when
+        the EHR shows nothing. A search that fails raises StepFailed: it is not "nothing"."""
+        assert self._plan is not None and self._plan.create is not None
         try:
             found = await workflow.execute_activity_method(
                 EhrSteps.locate,
@@ -547,16 +824,25 @@ class ClinicalWrite:
                     request=self._plan.create,
                 ),
                 task_queue=self._ehr_queue,
-                start_to_close_timeout=self._ehr_timeout + timedelta(seconds=5),
+                start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
                 retry_policy=_READ_RETRY,
             )
         except ActivityError as err:
-            self._read_failed("locate", err)
+            raise self._read_failed("locate", err) from None
+        self._log("locate", 1, "nothing found" if found is None else f"found {found.reference}")
+        return found
+
+    async def _locate(self) -> bool:
+        """Look for what an unacknowledged create may have left; acknowledge it if found (a
+        failed search is logged and counts as not found: callers keep waiting)."""
+        if self._plan is None or self._plan.create is None:
+            return False
+        try:
+            found = await self._look()
+        except StepFailed:
             return False
         if found is None:
-            self._log("locate", 1, "nothing found")
             return False
-        self._log("locate", 1, f"found {found.reference}")
         self._acknowledge(found, "found in the EHR")
         return True
 
@@ -575,7 +861,16 @@ class ClinicalWrite:
                     await self._apply(resolution)
             except TimeoutError:
                 self._rechecks += 1
-                await self._recheck()
+                self._rechecking = True  # decisions are refused until it is done
+                try:
+                    await self._recheck()
+                finally:
+                    self._rechecking = False
+        # a decision accepted just before the write settled by itself is answered, not stranded
+        self._decisions.refuse_pending(
+            f"the write became '{self._status.state.value}' by itself before the decision could "
+            "be applied; nothing was done"
+        )
 
     def _continue_as_new_if_long(self) -> None:
         info = workflow.info()
@@ -612,7 +907,7 @@ class ClinicalWrite:
     async def _recheck(self) -> None:
         if self._receipt is None and not await self._locate():
             return
-        failure = await self._verification_failure()
+        failure = await self._confirmation_failure()
         if failure is None:
             self._move(WriteState.VERIFIED, "automatic re-check: read-back matches what was sent")
         elif self._status.state is not WriteState.PENDING_CONFIRMATION:
@@ -634,7 +929,9 @@ class ClinicalWrite:
         self._status.transitions.append(
             Transition(state=self._status.state, at=workflow.now(), detail=note)
         )
-        if resolution.action in (ResolutionAction.RETRY, ResolutionAction.OVERRIDE):
+        if resolution.action is ResolutionAction.RETRY and await self._create_is_in_ehr():
+            self._log("retry", 0, f"{self._status.resource} is in the EHR: nothing re-sent")
+        elif resolution.action in (ResolutionAction.RETRY, ResolutionAction.OVERRIDE):
             try:
                 if self._plan is None:
                     await self._prepare()
@@ -659,3 +956,15 @@ class ClinicalWrite:
             )
             return
         await self._check()
+
+    async def _create_is_in_ehr(self) -> bool:
+        """A retry of a create the EHR acknowledged: is that resource still there? Then sending
+        it again would make a second copy whatever the dedup search says (a fingerprint search
+        cannot match a copy the EHR stored differently): the retry reads back instead."""
+        if not self._v2 or self._receipt is None or self._plan is None or not self._plan.create:
+            return False
+        failure = await self._verification_failure()
+        if failure is not None and failure.error_class == ErrorClass.NOT_FOUND:
+            self._receipt = None  # gone from the EHR: a new copy is what the person asks for
+            return False
+        return True

@@ -184,11 +184,19 @@ class WriteStatus(BaseModel):
     resource: str | None = Field(default=None, description="e.g. 'Observation/123'")
     version: str | None = None
     attempts: int = Field(default=0, description="EHR write attempts so far")
+    copies: int | None = Field(
+        default=None,
+        description="live resources in the EHR carrying this create's command identifier (or "
+        "fingerprint) at the one-copy check; a verified create has 1, or None where the EHR's "
+        "search cannot show the type (README: States)",
+    )
     error_class: str | None = None
     reason: str | None = None
     waiting_since: datetime | None = None
     next_check_at: datetime | None = Field(
-        default=None, description="while waiting: when the write re-checks the EHR by itself"
+        default=None,
+        description="while waiting: when the write re-checks the EHR by itself; while backing "
+        "off between attempts: when it tries next",
     )
     transitions: list[Transition] = Field(default_factory=list)
     ehr_log: list[EhrExchange] = Field(default_factory=list)

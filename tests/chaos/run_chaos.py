@@ -1,74 +1,87 @@
-"""The chaos run: many writes across every demo personality while the EHR misbehaves, workers are
-SIGKILLed at random and the Temporal server is restarted once; then an independent audit of the
-sandbox's database counts duplicates, losses and unexplained endings.
+"""The chaos run: creates, updates (If-Match) and referral sagas on every vendor personality while
+the EHR misbehaves (seeded random faults: 5xx, 429, resets, commit-then-drop, late commits past
+the client's timeout, delayed indexing, and combinations of them on one request), Epic and Oracle
+Health index with a lag longer than the product's retry delay, athenaOne and Veradigm patients have
+more than 200 Observations already, workers are SIGKILLed at random and the Temporal server is
+restarted once; then an independent audit of the sandbox's database (chaos_audit.py).
 
     python tests/chaos/run_chaos.py --writes 10000        # full size (locally)
     python tests/chaos/run_chaos.py --writes 60           # CI size (what tests/chaos runs)
+    python tests/chaos/run_chaos.py --writes 120 --tenants epic,cerner
 
-Exit status 1 on any duplicate, loss or unexplained ending.
+Exit status 1 on any duplicate, loss, unexplained ending or write unsettled at the deadline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:  # run as a script: make tests/support importable
-    sys.path.insert(0, str(TESTS))
+for path in (TESTS, TESTS / "chaos"):  # run as a script: make support and siblings importable
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 import httpx  # noqa: E402
-from support.audit import resources_for_command  # noqa: E402
-from support.ports import free_port  # noqa: E402
+from chaos_audit import audit, percentile  # noqa: E402
+from chaos_plan import (  # noqa: E402
+    SMART_CLIENT,
+    TENANTS,
+    TOKEN_TTL,
+    ChaosTenant,
+    commands,
+    layout,
+    pick_tenants,
+    tenants_toml,
+)
+from chaos_seed import seed  # noqa: E402
+from chaos_settle import SettleLog, Tracked, diagnose, drain, settle  # noqa: E402
+from chaos_stack import TemporalServer, chaos_monkey, configure_ehr  # noqa: E402
+from chaos_trails import Trails  # noqa: E402
+from support.audit import load_chart  # noqa: E402
 from support.sandbox_process import SandboxProcess  # noqa: E402
 from support.smart_keys import make_key  # noqa: E402
 from support.worker_process import WorkerProcess  # noqa: E402
 
-from workers import samples  # noqa: E402
-from workers.client import WritebackClient, WriteEndedAbnormally, WriteNotFound  # noqa: E402
-from workers.devstack import temporal_dev_server_command, wait_for_port  # noqa: E402
+from workers.client import WritebackClient  # noqa: E402
 from workers.temporal_client import connect  # noqa: E402
-from workflows.contract import WriteCommand, WriteState, WriteStatus  # noqa: E402
+from workflows.contract import WriteCommand  # noqa: E402
+from workflows.saga_contract import SagaCommand  # noqa: E402
 
-#: (tenant, personality, vendor, conditional create, search lag) — the sandbox's faults for each
-#: come from its seeded random fault generator, so a run is reproducible from --seed.
-TENANTS = [
-    ("chaos-r4", "r4", "generic_r4", True, 0.0),
-    ("chaos-epic", "epic", "epic", False, 3.0),
-    ("chaos-cerner", "cerner", "cerner", False, 0.0),
-    ("chaos-smart", "r4", "generic_r4", True, 0.0),  # SMART tokens: short-lived, revoked at random
-]
-SMART_TENANT, SMART_CLIENT, TOKEN_TTL = "chaos-smart", "chaos-client", 3
-FAULT_KINDS = [
-    {"kind": "status", "status": 503},
-    {"kind": "status", "status": 500},
-    {"kind": "status", "status": 429, "retry_after": 1},
-    {"kind": "connection_reset"},
-    {"kind": "commit_then_drop", "method": "POST"},
-    {"kind": "delayed_indexing", "seconds": 2, "method": "POST"},
-]
-SETTLE_POLL = 1.0
+#: Writes still moving at the deadline that are diagnosed one by one (status, activity, timers).
+DIAGNOSE_AT_MOST = 30
 
 
 @dataclass
 class ChaosConfig:
     writes: int = 60
     seed: int = 7
+    tenants: tuple[ChaosTenant, ...] = TENANTS
     fault_rate: float = 0.25
     invalid_share: float = 0.05
+    update_share: float = 0.2
+    """Of the writes on tenants that take updates."""
+    saga_share: float = 0.15
+    """Of the writes on tenants that take referral sagas."""
+    clinician_share: float = 0.3
+    """Of the update targets: a clinician edited them after the user's version (a merge)."""
+    late_commit_seconds: float = 8.0
+    """commit_late faults: the EHR commits this long after the request came (timeout: 2 s)."""
+    index_lag_seconds: float = 6.0
+    """Epic and Oracle Health tenants: every write is searchable only this long after it is
+    stored; also the lag of the combined faults."""
+    crowded_patients: int = 2
+    crowd_size: int = 230
     concurrency: int = 50
+    """Submissions in flight at once (not writes: every write is submitted within seconds)."""
     workers: int = 2
     kill_every: tuple[float, float] = (3.0, 8.0)
     restart_server: bool = True
@@ -78,237 +91,170 @@ class ChaosConfig:
 @dataclass
 class ChaosReport:
     writes: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    tenants: list[str] = field(default_factory=list)
     expected_rejections: int = 0
-    states: dict[str, int] = field(default_factory=dict)
+    seeded: dict[str, int] = field(default_factory=dict)
+    states: dict[str, dict[str, int]] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
     worker_kills: int = 0
+    worker_startups: list[float] = field(default_factory=list)
     tokens_revoked: int = 0
     server_restarts: int = 0
     duplicates: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    settle_polls: dict[str, float] = field(default_factory=dict)
+    settle_seconds: dict[str, float] = field(default_factory=dict)
+    max_attempts: int = 0
+    slowest: list[tuple[float, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost or self.unexplained)
-
-
-def tenants_toml(sandbox_url: str, keys_dir: Path) -> str:
-    blocks = []
-    for tenant, _personality, vendor, conditional, lag in TENANTS:
-        block = (
-            f'[[tenant]]\nid = "{tenant}"\nvendor = "{vendor}"\n'
-            f'fhir_base_url = "{sandbox_url}/fhir/{tenant}"\ntimeout_seconds = 2\n'
-            "breaker = { failures = 8, cooldown_seconds = 2 }\n"
-            f"capabilities = {{ conditional_create = {str(conditional).lower()}, "
-            f'search_lag_seconds = {lag}, writable = {{ Observation = ["create"] }} }}\n'
-        )
-        if tenant == SMART_TENANT:
-            block += (
-                f'auth = {{ kind = "smart_backend", client_id = "{SMART_CLIENT}", '
-                f'private_key_file = "{keys_dir / SMART_CLIENT}.pem", '
-                f'key_id = "{SMART_CLIENT}-1" }}\n'
-            )
-        blocks.append(block)
-    return "\n".join(blocks)
-
-
-def plan(config: ChaosConfig, rng: random.Random) -> list[tuple[WriteCommand, bool]]:
-    """(command, should it be written?): a few are invalid, to be rejected writing nothing."""
-    run = uuid.uuid4().hex[:6]
-    commands = []
-    for n in range(config.writes):
-        tenant = TENANTS[n % len(TENANTS)][0]
-        resource = samples.heart_rate(f"chaos-{run}-{n}", 50 + n % 100)
-        valid = rng.random() >= config.invalid_share
-        if not valid:
-            del resource["code"]
-        commands.append(
-            (
-                WriteCommand(tenant=tenant, idempotency_key=f"chaos-{run}-{n}", resource=resource),
-                valid,
-            )
-        )
-    return commands
-
-
-class TemporalServer:
-    """The dev server on a file database, so that a restart keeps every workflow."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self._command = temporal_dev_server_command(
-            self.port, free_port(), workdir / "temporal.db", log_level="error"
-        )
-        self._log = (workdir / "temporal.log").open("ab")
-        self.process = self._start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(self._command, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 60, process)
-        return process
-
-    def restart(self) -> None:
-        self.stop()
-        self.process = self._start()
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-async def chaos_monkey(
-    config: ChaosConfig,
-    rng: random.Random,
-    workers: list[WorkerProcess],
-    start_worker: object,
-    admin: httpx.AsyncClient,
-    report: ChaosReport,
-    stop: asyncio.Event,
-) -> None:
-    """At random intervals: SIGKILL a random worker and start a replacement, and revoke every
-    SMART token of the auth tenant (the next requests meet a 401)."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), rng.uniform(*config.kill_every))
-        if stop.is_set():
-            return
-        victim = workers.pop(rng.randrange(len(workers)))
-        victim.kill()
-        report.worker_kills += 1
-        revoked = await admin.post(f"/_admin/tenants/{SMART_TENANT}/revoke-tokens", json={})
-        report.tokens_revoked += int(revoked.json().get("revoked", 0))
-        workers.append(await asyncio.to_thread(start_worker))  # type: ignore[arg-type]
-
-
-async def final_state(client: WritebackClient, workflow_id: str) -> WriteStatus | str:
-    """The write's status, or why it has none (a Temporal-level ending is unexplained)."""
-    try:
-        return await client.status(workflow_id)
-    except (WriteEndedAbnormally, WriteNotFound) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-async def settled(client: WritebackClient, workflow_ids: list[str]) -> bool:
-    """True when no write is still on its way (every one is terminal or waiting for a person)."""
-    moving = 0
-    async for execution in client.temporal.list_workflows(
-        "ExecutionStatus = 'Running' AND WritebackState != 'pending_confirmation' "
-        "AND WritebackState != 'conflict'"
-    ):
-        moving += execution.id in workflow_ids
-    return moving == 0
+        return not (self.duplicates or self.lost or self.unexplained or self.unsettled)
 
 
 async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
     rng = random.Random(config.seed)
-    report = ChaosReport(writes=config.writes)
+    tenants = config.tenants
+    report = ChaosReport(writes=config.writes, tenants=[t.id for t in tenants])
     started = time.monotonic()
+    phase = started
+
+    def lap(name: str) -> None:
+        nonlocal phase
+        report.phases[name] = round(time.monotonic() - phase, 1)
+        phase = time.monotonic()
+
     server = TemporalServer(workdir)
-    personalities = [arg for t in TENANTS for arg in ("--personality", f"{t[0]}={t[1]}")]
+    personalities = [arg for t in tenants for arg in ("--personality", f"{t.id}={t.personality}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)
-    tenants_file = workdir / "tenants.toml"
-    tenants_file.write_text(tenants_toml(ehr.url, workdir))
+    (workdir / "tenants.toml").write_text(tenants_toml(tenants, ehr.url, workdir))
     jwk = make_key(workdir, SMART_CLIENT, "RS384")
     task_queue = f"chaos-{uuid.uuid4().hex[:6]}"
 
     def start_worker() -> WorkerProcess:
         log = workdir / f"worker-{uuid.uuid4().hex[:6]}.log"
-        return WorkerProcess(server.address, task_queue, tenants_file, log)
+        return WorkerProcess(server.address, task_queue, workdir / "tenants.toml", log)
 
     workers = [start_worker() for _ in range(config.workers)]
     stop = asyncio.Event()
+    lap("start")
     try:
-        async with httpx.AsyncClient(base_url=ehr.url, timeout=10) as admin:
-            for index, (tenant, *_rest) in enumerate(TENANTS):
-                random_faults = {
-                    "seed": config.seed + index,
-                    "rate": config.fault_rate,
-                    "kinds": FAULT_KINDS,
-                }
-                response = await admin.post(
-                    f"/_admin/faults/{tenant}", json={"random": random_faults}
-                )
-                response.raise_for_status()
-            client_registration = {
-                "client_id": SMART_CLIENT,
-                "jwks": {"keys": [jwk]},
-                "scopes": ["system/Observation.cruds"],
-            }
-            response = await admin.post(
-                f"/_admin/tenants/{SMART_TENANT}/auth",
-                json={"token_ttl_seconds": TOKEN_TTL, "clients": [client_registration]},
+        async with httpx.AsyncClient(base_url=ehr.url, timeout=30) as admin:
+            run_id = uuid.uuid4().hex[:6]
+            slots = layout(
+                config.writes,
+                tenants,
+                rng,
+                invalid_share=config.invalid_share,
+                update_share=config.update_share,
+                saga_share=config.saga_share,
+                crowded_patients=config.crowded_patients,
             )
-            response.raise_for_status()
+            seeded = await seed(
+                admin,
+                slots,
+                tenants,
+                rng,
+                run=run_id,
+                clinician_share=config.clinician_share,
+                crowded_patients=config.crowded_patients,
+                crowd_size=config.crowd_size,
+            )
+            report.seeded = {
+                "update_targets": len(seeded.targets),
+                "clinician_edits": sum(bool(t.clinician_note) for t in seeded.targets.values()),
+                "crowded_patients": sum(len(p) for p in seeded.crowds.values()),
+                "resources": seeded.resources,
+            }
+            await configure_ehr(admin, config, jwk)
+            planned = commands(slots, seeded, run_id)
+            for p in planned:
+                report.kinds[p.slot.kind] = report.kinds.get(p.slot.kind, 0) + 1
+            report.expected_rejections = sum(not p.slot.valid for p in planned)
+            lap("seed")
             client = WritebackClient(await connect(server.address), task_queue=task_queue)
-            commands = plan(config, rng)
-            report.expected_rejections = sum(not valid for _, valid in commands)
             monkey = asyncio.create_task(
                 chaos_monkey(config, rng, workers, start_worker, admin, report, stop)
             )
+            trails = Trails(admin, report.tenants)
+            collector = asyncio.create_task(trails.keep_collecting(stop))
             gate = asyncio.Semaphore(config.concurrency)
 
-            async def submit(command: WriteCommand) -> None:
+            async def submit(command: WriteCommand | SagaCommand) -> None:
                 async with gate:
                     for _ in range(30):  # the server may be restarting: the command must land
                         try:
-                            await client.submit(command)
+                            if isinstance(command, SagaCommand):
+                                await client.submit_saga(command)
+                            else:
+                                await client.submit(command)
                             return
                         except Exception:
                             await asyncio.sleep(1)
                     raise RuntimeError(f"could not submit {command.workflow_id}")
 
-            half = len(commands) // 2
-            await asyncio.gather(*(submit(command) for command, _ in commands[:half]))
+            half = len(planned) // 2
+            await asyncio.gather(*(submit(p.command) for p in planned[:half]))
             if config.restart_server:
                 await asyncio.to_thread(server.restart)
                 report.server_restarts += 1
                 client = WritebackClient(
                     await connect(server.address, wait_seconds=60), task_queue=task_queue
                 )
-            await asyncio.gather(*(submit(command) for command, _ in commands[half:]))
+            await asyncio.gather(*(submit(p.command) for p in planned[half:]))
+            lap("submit")
 
-            ids = [command.workflow_id for command, _ in commands]
-            for _ in range(int(config.deadline_seconds / SETTLE_POLL)):
-                if await settled(client, ids):
-                    break
-                await asyncio.sleep(SETTLE_POLL)
+            tracked = Tracked(
+                writes={p.workflow_id for p in planned if isinstance(p.command, WriteCommand)},
+                sagas={
+                    p.workflow_id: {
+                        f"wb:{p.command.tenant}:{p.command.step_key(s.name)}"
+                        for s in p.command.steps
+                    }
+                    for p in planned
+                    if isinstance(p.command, SagaCommand)
+                },
+            )
+            log = SettleLog()
+            unsettled = await settle(client, tracked, config.deadline_seconds, log)
+            for n, workflow_id in enumerate(sorted(unsettled)):  # now: they go on moving
+                why = await diagnose(client, workflow_id) if n < DIAGNOSE_AT_MOST else "-"
+                report.unsettled.append(f"{workflow_id}: {why}")
+            report.settle_polls = {
+                "polls": log.polls,
+                "mean_ms": round(1000 * log.poll_seconds / max(1, log.polls), 1),
+            }
+            lap("settle")
             stop.set()
             await monkey
-            for tenant, *_rest in TENANTS:
-                by_kind = (await admin.get(f"/_admin/faults/{tenant}")).json().get("injected", {})
-                for kind, count in by_kind.items():
+            report.phases["drain"] = await drain(
+                admin, {t.id for t in tenants}, config.late_commit_seconds + 60
+            )
+            await collector
+            await trails.collect()
+            phase = time.monotonic()
+            for tenant in tenants:
+                described = (await admin.get(f"/_admin/faults/{tenant.id}")).json()
+                for kind, count in described.get("injected", {}).items():
                     report.faults[kind] = report.faults.get(kind, 0) + int(count)
-
-            states: Counter[str] = Counter()
-            for command, valid in commands:
-                final = await final_state(client, command.workflow_id)
-                copies = resources_for_command(ehr.db, command.tenant, command.command_identifier)
-                if isinstance(final, str):
-                    states[final] += 1
-                    report.unexplained.append(f"{command.workflow_id}: {final}")
-                    continue
-                states[final.state.value] += 1
-                if copies > 1:
-                    report.duplicates.append(f"{command.workflow_id}: {copies} resources")
-                if final.state is WriteState.VERIFIED and copies != 1:
-                    report.lost.append(f"{command.workflow_id}: verified, {copies} resources")
-                elif final.state is WriteState.REJECTED and (valid or copies):
-                    report.unexplained.append(f"{command.workflow_id}: rejected: {final.reason}")
-                elif final.state.is_waiting_for_human and not final.reason:
-                    report.unexplained.append(f"{command.workflow_id}: waiting, no reason")
-                elif not final.state.is_settled:
-                    report.lost.append(f"{command.workflow_id}: still {final.state.value}")
-            report.states = dict(states)
+            charts = {t.id: load_chart(ehr.db, t.id) for t in tenants}
+            verdicts = await audit(client, planned, charts, ehr.db, unsettled, trails)
+            report.states = {kind: dict(states) for kind, states in verdicts.states.items()}
+            report.duplicates, report.lost = verdicts.duplicates, verdicts.lost
+            report.unexplained = verdicts.unexplained
+            report.settle_seconds = {
+                "p50": percentile(verdicts.settle_seconds, 0.5),
+                "p95": percentile(verdicts.settle_seconds, 0.95),
+                "max": percentile(verdicts.settle_seconds, 1.0),
+            }
+            report.max_attempts = max(verdicts.attempts, default=0)
+            report.slowest = verdicts.slowest
+            lap("audit")
     finally:
         stop.set()
         for worker in workers:
@@ -320,42 +266,82 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
 
 
 def print_report(report: ChaosReport) -> None:
-    print(f"writes           {report.writes} ({report.expected_rejections} invalid on purpose)")
-    print(f"final states     {json.dumps(report.states, sort_keys=True)}")
+    startups = report.worker_startups
+    mean_startup = round(sum(startups) / len(startups), 1) if startups else 0.0
+    print(f"tenants          {', '.join(report.tenants)}")
+    print(
+        f"writes           {report.writes} {json.dumps(report.kinds, sort_keys=True)} "
+        f"({report.expected_rejections} invalid on purpose)"
+    )
+    print(f"seeded           {json.dumps(report.seeded, sort_keys=True)}")
+    for kind, states in sorted(report.states.items()):
+        print(f"final {kind:<10} {json.dumps(states, sort_keys=True)}")
     print(f"faults injected  {json.dumps(report.faults, sort_keys=True)}")
-    print(f"worker SIGKILLs  {report.worker_kills}; server restarts {report.server_restarts}")
+    print(
+        f"worker SIGKILLs  {report.worker_kills} (replacement start-up mean {mean_startup} s, "
+        f"max {max(startups, default=0.0)} s); server restarts {report.server_restarts}"
+    )
     print(f"tokens revoked   {report.tokens_revoked} (tokens live {TOKEN_TTL} s)")
+    print(
+        f"settle time      {json.dumps(report.settle_seconds)} s per write; "
+        f"max attempts {report.max_attempts}; polls {json.dumps(report.settle_polls)}"
+    )
+    print(f"phases           {json.dumps(report.phases)} s")
+    for took, line in report.slowest[:3]:
+        print(f"slow             {took} s {line}"[:160])
     print(f"duplicates       {len(report.duplicates)}")
     print(f"lost             {len(report.lost)}")
     print(f"unexplained      {len(report.unexplained)}")
+    print(f"unsettled        {len(report.unsettled)}")
     print(f"time             {report.seconds} s")
-    for line in (report.duplicates + report.lost + report.unexplained)[:20]:
+    for line in (report.duplicates + report.lost + report.unexplained + report.unsettled)[:40]:
         print(f"  {line}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--writes", type=int, default=ChaosConfig.writes)
-    parser.add_argument("--seed", type=int, default=ChaosConfig.seed)
-    parser.add_argument("--fault-rate", type=float, default=ChaosConfig.fault_rate)
-    parser.add_argument("--concurrency", type=int, default=ChaosConfig.concurrency)
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    defaults = ChaosConfig()
+    parser.add_argument("--writes", type=int, default=defaults.writes)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--tenants", help="e.g. epic,cerner (default: all six)")
+    parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
+    parser.add_argument("--update-share", type=float, default=defaults.update_share)
+    parser.add_argument("--saga-share", type=float, default=defaults.saga_share)
+    parser.add_argument("--late-commit", type=float, default=defaults.late_commit_seconds)
+    parser.add_argument("--index-lag", type=float, default=defaults.index_lag_seconds)
+    parser.add_argument("--crowd-size", type=int, default=defaults.crowd_size)
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument(
         "--deadline", type=float, help="seconds to wait for every write to settle (default: scales)"
     )
     parser.add_argument("--json", help="also write the report to this file")
+    parser.add_argument(
+        "--workdir", help="keep the databases and logs here (default: a temporary directory)"
+    )
     args = parser.parse_args()
     config = ChaosConfig(
         writes=args.writes,
         seed=args.seed,
+        tenants=pick_tenants(args.tenants),
         fault_rate=args.fault_rate,
+        update_share=args.update_share,
+        saga_share=args.saga_share,
+        late_commit_seconds=args.late_commit,
+        index_lag_seconds=args.index_lag,
+        crowd_size=args.crowd_size,
         concurrency=args.concurrency,
         deadline_seconds=args.deadline or max(600.0, args.writes * 0.5),
     )
-    with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
-        report = asyncio.run(run(config, Path(workdir)))
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        report = asyncio.run(run(config, Path(args.workdir)))
+    else:
+        with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
+            report = asyncio.run(run(config, Path(workdir)))
     print_report(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(asdict(report), indent=2))
+        Path(args.json).write_text(json.dumps(asdict(report), indent=2, default=str))
     return 0 if report.ok else 1
 
 

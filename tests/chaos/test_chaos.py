@@ -1,6 +1,9 @@
-"""The chaos run at CI size: every write ends verified exactly once, rejected having written
-nothing, or waiting for a person with a reason — through EHR faults, worker SIGKILLs and a
-Temporal server restart. Full size: `python tests/chaos/run_chaos.py --writes 10000`."""
+"""The chaos run at CI size: every create, update and referral saga ends in the chart exactly once,
+rejected having written nothing, or waiting for a person with a reason — on all five vendor
+personalities, through EHR faults (late commits past the timeout, commit-then-drop with the
+resource hidden from search, an index lag longer than the retry delay), patients with more than
+200 Observations, worker SIGKILLs and a Temporal server restart.
+Full size: `python tests/chaos/run_chaos.py --writes 10000`."""
 
 from __future__ import annotations
 
@@ -19,7 +22,15 @@ async def test_chaos_at_ci_size_loses_and_duplicates_nothing(tmp_path: Path) -> 
     assert report.duplicates == []
     assert report.lost == []
     assert report.unexplained == []
-    assert sum(report.states.values()) == 60
-    assert report.states.get("rejected", 0) == report.expected_rejections
+    assert report.unsettled == []
+    assert sum(sum(states.values()) for states in report.states.values()) == 60
+    assert report.states["create"].get("rejected", 0) == report.expected_rejections
+    assert {"create", "update", "saga"} <= set(report.kinds)
+    assert {"athena", "veradigm", "epic", "cerner", "r4"} <= {
+        tenant.removeprefix("chaos-") for tenant in report.tenants
+    }
+    assert report.seeded["crowded_patients"] > 0 and report.seeded["clinician_edits"] > 0
     assert report.worker_kills >= 1 and report.server_restarts == 1
-    assert sum(report.faults.values()) > 0  # the EHR really misbehaved
+    # the EHR really misbehaved, with the faults that made duplicates before
+    assert any("commit_late" in kind for kind in report.faults)
+    assert any("+" in kind for kind in report.faults)  # several faults on one request

@@ -32,3 +32,18 @@ def test_a_tenant_reset_clears_its_log(client: httpx.Client, tenant: str) -> Non
     assert client.get(f"/_admin/requests/{tenant}").json()["requests"]
     client.post(f"/_admin/reset/{tenant}")
     assert client.get(f"/_admin/requests/{tenant}").json()["requests"] == []
+
+
+def test_the_log_names_the_fault_each_request_met(client: httpx.Client, tenant: str) -> None:
+    combo = {
+        "kind": "combo",
+        "method": "POST",
+        "faults": [{"kind": "commit_late", "seconds": 0.5}, {"kind": "drop_identifier"}],
+    }
+    client.post(f"/_admin/faults/{tenant}", json={"queue": [combo]})
+    assert client.post(f"/fhir/{tenant}/Observation", json=observation()).status_code == 201
+    client.get(f"/fhir/{tenant}/Observation")
+
+    logged = client.get(f"/_admin/requests/{tenant}").json()["requests"]
+    assert [r["fault"] for r in logged] == ["commit_late+drop_identifier", None]
+    assert logged[0]["seconds"] >= 0.5 > logged[1]["seconds"]

@@ -214,12 +214,16 @@ def text_attachment(ctype: str) -> dict[str, Any]:
 
 
 def test_cerner_put_without_if_match_and_correlation_headers(client: httpx.Client) -> None:
-    """Oracle Health Millennium Platform FHIR R4 API: update accepts a PUT without If-Match
-    (a stale one is 409, tested above); responses carry X-Request-Id and opc-request-id
+    """Oracle Health Millennium Platform FHIR R4 API: an update must carry If-Match (Cerner FHIR
+    developers group: "no If-Match or invalid If-Match header provided" answers 412); a stale
+    one is 409 (tested above), never 412. Responses carry X-Request-Id and opc-request-id
     (VENDORS.md quirk 12, correlation row)."""
     loc = client.post("/fhir/demo-cerner/Observation", json=observation()).headers["location"]
     current = client.get(loc).json()
-    r = client.put(loc, json={**current, "status": "amended"})
+    unversioned = client.put(loc, json={**current, "status": "amended"})
+    assert unversioned.status_code == 412
+    assert client.get(loc).json()["meta"]["versionId"] == "1"  # nothing written
+    r = client.put(loc, json={**current, "status": "amended"}, headers={"If-Match": 'W/"1"'})
     assert r.status_code == 200 and r.headers["etag"] == 'W/"2"'
     assert r.headers["x-request-id"] == r.headers["opc-request-id"]
     assert client.get("/fhir/demo-cerner/Observation/none").headers["opc-request-id"]

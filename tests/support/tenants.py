@@ -59,6 +59,8 @@ callers = ["cli"]
 interactions = ["create"]
 """
 
+QUICK_QUIET = "ambiguity = { late_commit_seconds = 2 }\n"
+
 TEST_TENANTS = [
     TenantSpec("demo-r4", "generic_r4", "r4", True, True),
     TenantSpec("demo-epic", "epic", "epic", False, False, writable='["create"]'),
@@ -72,6 +74,9 @@ TEST_TENANTS = [
     TenantSpec("drops-ids", "generic_r4", "r4", False, True, timeout=1.0, drops_identifiers=True),
     TenantSpec("limited-r4", "generic_r4", "r4", True, True, rate_limit=5.0),
     TenantSpec("patch-r4", "generic_r4", "r4", True, True, patch=True),
+    # PATCH without If-Match: JSON Patch `test` operations are the only guard against a change
+    # between our read and our write (tests/workflows/test_update_guards.py)
+    TenantSpec("patch-only-r4", "generic_r4", "r4", True, False, patch=True),
     TenantSpec("outage-r4", "generic_r4", "r4", True, True, rate_limit=20.0),
     TenantSpec("reconcile-r4", "generic_r4", "r4", True, True, reconcile_hours=24.0),
     # reconciliation sweeps: one tenant with planted differences, one left clean
@@ -114,6 +119,32 @@ TEST_TENANTS = [
     ),
     # a real access policy (tests/workflows/test_security.py)
     TenantSpec("policy-r4", "generic_r4", "r4", True, True, extra=POLICY),
+    # one EHR request at a time per worker: attempts queue for the slot (activities/deadline.py)
+    TenantSpec("one-slot-r4", "generic_r4", "r4", True, True, max_concurrent=1),
+    # exactly once on real time (tests/integration/test_exactly_once.py): short request timeouts
+    # and a short late-commit window, so quiet periods last seconds (2 + 5 s margin), not minutes
+    TenantSpec(
+        "lag-epic",
+        "epic",
+        "epic",
+        False,
+        False,
+        timeout=1.0,
+        writable='["create"]',
+        extra=QUICK_QUIET,
+    ),
+    TenantSpec("lag-cerner", "cerner", "cerner", False, True, timeout=1.0, extra=QUICK_QUIET),
+    TenantSpec("lag-r4", "generic_r4", "r4", True, True, timeout=1.0, extra=QUICK_QUIET),
+    TenantSpec(
+        "lag-ids",
+        "generic_r4",
+        "r4",
+        False,
+        True,
+        timeout=1.0,
+        drops_identifiers=True,
+        extra=QUICK_QUIET,
+    ),
 ]
 
 #: Where each proprietary personality serves its vendor API in the sandbox.

@@ -28,7 +28,13 @@ async def chart_observation(http: httpx.AsyncClient, tenant: str) -> dict[str, A
 
 
 async def clinician_edits(http: httpx.AsyncClient, tenant: str, resource: dict[str, Any]) -> None:
-    response = await http.put(f"/fhir/{tenant}/Observation/{resource['id']}", json=resource)
+    """Another user's edit of the version ``resource`` was read at (If-Match, as Oracle Health
+    requires of every update)."""
+    response = await http.put(
+        f"/fhir/{tenant}/Observation/{resource['id']}",
+        json=resource,
+        headers={"If-Match": f'W/"{resource["meta"]["versionId"]}"'},
+    )
     assert response.status_code == 200, response.text
 
 

@@ -108,3 +108,31 @@ def test_numbers_compare_by_value() -> None:
 
 def test_list_length_change_is_a_difference() -> None:
     assert differences({"identifier": [1, 2]}, {"identifier": [1]}) == ["identifier"]
+
+
+def fingerprint_tenant() -> Tenant:
+    return tenant().model_copy(update={"capabilities": Capabilities(drops_identifiers=True)})
+
+
+def test_fingerprint_search_narrows_an_observation_to_its_codes() -> None:
+    """Fewer pages to read: only the patient's readings with one of our codes can be ours."""
+    reading = samples.heart_rate("p1", 72)
+    reading["code"]["coding"].append({"system": "urn:local", "code": "HR"})
+    request = prepare_create(fingerprint_tenant(), reading, "t1:k")
+    path, _, query = request.search_query().partition("?")
+
+    assert path == "Observation"
+    assert sorted(unquote(part) for part in query.split("&")) == [
+        "_count=200",
+        "code=http://loinc.org|8867-4,urn:local|HR",
+        "patient=Patient/p1",
+    ]
+
+
+def test_fingerprint_search_is_not_narrowed_where_a_token_would_change_meaning() -> None:
+    reading = samples.heart_rate("p1", 72)
+    reading["code"]["coding"][0]["code"] = "8867-4,x"  # a comma would OR another code in
+    note = samples.clinical_note("p1", "Seen today.", "enc-1")
+    for resource in (reading, note):
+        query = prepare_create(fingerprint_tenant(), resource, "t1:k").search_query()
+        assert "code=" not in query and "type=" not in query and "_count=200" in query

@@ -27,7 +27,8 @@ def tenant(vendor: Vendor, *, updates: bool = True) -> Tenant:
         id="t1",
         vendor=vendor,
         fhir_base_url="http://ehr.test/fhir",
-        capabilities=Capabilities(writable={"Observation": writable}),
+        # a tenant that updates needs a guard against lost updates (Tenant refuses it otherwise)
+        capabilities=Capabilities(if_match=updates, writable={"Observation": writable}),
         vendor_api=API,
     )
 

@@ -118,3 +118,24 @@ async def test_an_unregistered_key_is_refused(
     assert status.state is WriteState.REJECTED
     assert status.error_class == "authorization"
     assert "invalid_client" in (status.reason or "")
+
+
+async def test_an_unavailable_smart_discovery_is_retried_not_a_rejection(
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    admin: httpx.AsyncClient,
+    faults: httpx.AsyncClient,
+    smart_jwks: tuple[Path, dict[str, Any]],
+    key: str,
+) -> None:
+    """The EHR's .well-known/smart-configuration answers 503 once: the server said "not now",
+    which is transient (retried), not an authorization failure that rejects the write."""
+    await register(admin, "smart-rs", "wb-rs", smart_jwks[1]["wb-rs"], ALL_OBSERVATION["v2"])
+    unavailable = {"kind": "status", "status": 503, "type": "smart-configuration"}
+    await faults.post("/_admin/faults/smart-rs", json={"queue": [unavailable]})
+    cmd = command("smart-rs", key)
+    status = await run_to_end(writeback, cmd)
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    assert status.ehr_log[0].outcome.startswith("transient: SMART configuration")
+    assert resources_for_command(ehr.db, "smart-rs", cmd.command_identifier) == 1

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from support.audit import resources_for_patient
+from support.interleave import Interleave, edit_now, our_write_answers
 from support.sandbox_process import SandboxProcess
 from support.workflow_runs import command, run_to_end
 from temporalio.exceptions import ApplicationError
@@ -173,30 +174,42 @@ async def test_cerner_note_gets_the_charset_oracle_health_requires(
 
 
 async def test_cerner_409_on_every_try_is_a_conflict(
-    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+    racing: WritebackClient, interleave: Interleave, faults: httpx.AsyncClient, key: str
 ) -> None:
     """Oracle Health answers a stale If-Match with 409, not 412 (VENDORS.md quirk 9): the update
-    reads again and retries; when every try loses the race it is a conflict, never rejected."""
+    reads again and retries; when every try loses the race it is a conflict, never rejected.
+    The races are real (a clinician writes before each of our PUTs), each PUT carries If-Match
+    with the version read just before it, and 409 is what the EHR made of that."""
     created = await faults.post(
         "/fhir/demo-cerner/Observation", json=samples.heart_rate(new_patient(), 70)
     )
     current = (await faults.get(created.headers["Location"])).json()
-    stale = {"kind": "status", "status": 409, "method": "PUT"}
-    await faults.post("/_admin/faults/demo-cerner", json={"queue": [stale] * 3})
+    reference = f"Observation/{current['id']}"
+    edits = iter(range(1, 4))
+
+    async def clinician_writes() -> None:
+        text = f"edit {next(edits)}"
+        await edit_now(faults, "demo-cerner", reference, lambda r: r.update(note=[{"text": text}]))
+
+    interleave.before_writes(clinician_writes, times=3)
     desired = {k: v for k, v in current.items() if k != "meta"} | {"status": "amended"}
     cmd = command(
         "demo-cerner",
         key,
         desired,
         interaction="update",
-        target=f"Observation/{current['id']}",
+        target=reference,
         base_version=current["meta"]["versionId"],
     )
-    await writeback.submit(cmd)
-    status = await writeback.wait(cmd.workflow_id)
+    await racing.submit(cmd)
+    status = await racing.wait(cmd.workflow_id)
 
     assert status.state is WriteState.CONFLICT
     assert status.error_class == "conflict" and "kept changing" in (status.reason or "")
+    assert [w.if_match for w in interleave.writes] == ['W/"1"', 'W/"2"', 'W/"3"']
+    assert await our_write_answers(faults, "demo-cerner", reference) == [409, 409, 409]
+    stored = (await faults.get(f"/fhir/demo-cerner/{reference}")).json()
+    assert stored["status"] == "final" and stored["note"] == [{"text": "edit 3"}]
 
 
 @pytest.fixture

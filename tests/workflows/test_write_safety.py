@@ -10,7 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from support.audit import resources_for_command, resources_for_patient
+from support.audit import (
+    current_resources_for_command,
+    resources_for_command,
+    resources_for_patient,
+)
+from support.interleave import Interleave, edit_now, our_write_answers
 from support.sandbox_process import SandboxProcess
 from support.updates import chart_observation, clinician_edits, conflicting_update, our_update
 from support.workflow_runs import command, run_to_end, wait_for_state, wait_until_settled
@@ -47,17 +52,23 @@ async def test_a_lost_answer_after_commit_never_duplicates(
     key: str,
 ) -> None:
     """The EHR commits, but its answer never arrives (too late, or the connection drops): an
-    ambiguous outcome. The retry is a conditional create or a search-before-create on the command
-    identifier: the write ends verified and there is no second resource."""
+    ambiguous outcome. Where the EHR deduplicates (conditional create) the create is sent again;
+    elsewhere nothing is re-sent: a search finds the copy. The write ends verified, counted as
+    the only copy, and there is no second resource."""
     fault = HANG_ON_CREATE if lost_answer == "hang" else DROP_ON_CREATE
     await faults.post(f"/_admin/faults/{tenant}", json={"queue": [fault]})
     cmd = command(tenant, key)
     status = await run_to_end(writeback, cmd)
 
     assert status.state is WriteState.VERIFIED
-    assert status.attempts == 2
     assert status.ehr_log[0].outcome.startswith("ambiguous")
-    assert "already present" in status.ehr_log[1].outcome
+    if tenant == "fast-r4":  # conditional create: sending again cannot duplicate
+        assert status.attempts == 2
+        assert "already present" in status.ehr_log[1].outcome
+    else:
+        assert status.attempts == 1
+        assert status.ehr_log[1].step == "locate" and "found" in status.ehr_log[1].outcome
+    assert status.copies == 1
     assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
 
 
@@ -74,9 +85,58 @@ async def test_ehr_that_drops_identifiers_is_deduplicated_by_fingerprint(
 
     assert status.state is WriteState.VERIFIED
     assert status.ehr_log[0].outcome.startswith("ambiguous")
-    assert "already present" in status.ehr_log[1].outcome
+    assert status.attempts == 1  # found by its content: nothing re-sent
+    assert status.ehr_log[1].step == "locate" and "found" in status.ehr_log[1].outcome
+    assert status.copies == 1
     assert resources_for_patient(ehr.db, "drops-ids", f"Patient/{patient}") == 1
     assert resources_for_command(ehr.db, "drops-ids", cmd.command_identifier) == 0  # dropped
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_server_error_to_a_create_is_not_followed_by_a_blind_resend(
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    status: int,
+    key: str,
+) -> None:
+    """A 500/502/504 says nothing about whether the EHR committed (a 503 or 429 does: refused,
+    unprocessed). On a search-before-create tenant the create is sent again only after searches
+    through the quiet period found nothing."""
+    fault = {"kind": "status", "status": status, "method": "POST"}
+    await faults.post("/_admin/faults/fast-epic", json={"queue": [fault]})
+    cmd = command("fast-epic", key)
+    status_ = await run_to_end(writeback, cmd)
+
+    assert status_.state is WriteState.VERIFIED
+    assert status_.ehr_log[0].outcome.startswith("ambiguous")
+    steps = [(e.step, e.outcome) for e in status_.ehr_log]
+    resent = steps.index(("write", "HTTP 201: created"))
+    assert ("locate", "nothing found after the quiet period: safe to re-send") in steps[:resent]
+    assert resources_for_command(ehr.db, "fast-epic", cmd.command_identifier) == 1
+
+
+@pytest.mark.parametrize("tenant", ["fast-epic", "fast-cerner"])
+async def test_an_answer_that_cannot_be_decoded_after_the_commit_is_ambiguous(
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    tenant: str,
+    key: str,
+) -> None:
+    """The EHR commits the create and answers with a body httpx cannot decode (DecodingError, an
+    exception outside the taxonomy). It says nothing about the outcome: the write looks for the
+    copy instead of rejecting a write that is in the chart."""
+    await faults.post(
+        f"/_admin/faults/{tenant}", json={"queue": [{"kind": "garbled_answer", "method": "POST"}]}
+    )
+    cmd = command(tenant, key)
+    status = await run_to_end(writeback, cmd)
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    assert status.ehr_log[0].outcome.startswith("ambiguous: POST Observation: DecodingError")
+    assert status.attempts == 1 and status.copies == 1
+    assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
 
 
 async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
@@ -135,27 +195,62 @@ async def test_retry_decision_resends_with_a_fresh_budget(
     assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 1
 
 
-async def test_several_resources_for_one_command_wait_for_a_person_to_choose(
-    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
-) -> None:
-    cmd = command("demo-epic", key)
+async def planted_copies(http: httpx.AsyncClient, tenant: str, cmd: WriteCommand) -> list[str]:
+    """Two copies carrying the command's identifier, e.g. from a hand-built integration that
+    wrote it twice before us: their ids, oldest first."""
     body = {
         **cmd.resource,
         "identifier": [{"system": COMMAND_IDENTIFIER_SYSTEM, "value": cmd.command_identifier}],
     }
     ids = []
-    for _ in range(2):  # e.g. a hand-built integration wrote it twice before us
-        created = await faults.post("/fhir/demo-epic/Observation", json=body)
+    for _ in range(2):
+        created = await http.post(f"/fhir/{tenant}/Observation", json=body)
         ids.append(created.headers["Location"].split("/")[-1])
+    return ids
+
+
+async def test_several_copies_on_a_create_only_tenant_wait_for_a_person_with_every_reference(
+    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
+) -> None:
+    """Two copies of one command, on Epic (create only: nothing can be withdrawn through its
+    API): never verified. A person's choice does not make the other copy go away, so the write
+    keeps waiting and says which copies to withdraw by hand."""
+    cmd = command("demo-epic", key)
+    ids = await planted_copies(faults, "demo-epic", cmd)
     await writeback.submit(cmd)
     waiting = await writeback.wait(cmd.workflow_id)
 
     assert waiting.state is WriteState.PENDING_CONFIRMATION
     assert waiting.error_class == "duplicate"
+    assert all(f"Observation/{id_}" in (waiting.reason or "") for id_ in ids)
+    chosen = decision(ResolutionAction.CONFIRM, reference=f"Observation/{ids[1]}")
+    after = await writeback.resolve(cmd.workflow_id, chosen, key)
+    assert after.state is WriteState.PENDING_CONFIRMATION
+    assert after.error_class == "duplicate" and after.copies == 2
+    assert f"Observation/{ids[1]} (this write's) and Observation/{ids[0]}" in (after.reason or "")
+    assert "cannot withdraw" in (after.reason or "")
+    assert resources_for_command(ehr.db, "demo-epic", cmd.command_identifier) == 2
+
+
+async def test_a_chosen_copy_is_verified_once_the_tenant_withdrew_the_other(
+    writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
+) -> None:
+    """On a tenant that can update Observations, the copy a person did not choose is withdrawn
+    (entered-in-error, not deleted) before the chosen one is called verified."""
+    cmd = command("demo-cerner", key)
+    ids = await planted_copies(faults, "demo-cerner", cmd)
+    await writeback.submit(cmd)
+    waiting = await writeback.wait(cmd.workflow_id)
+    assert waiting.state is WriteState.PENDING_CONFIRMATION and waiting.error_class == "duplicate"
+
     chosen = decision(ResolutionAction.CONFIRM, reference=f"Observation/{ids[1]}")
     final = await writeback.resolve(cmd.workflow_id, chosen, key)
     assert final.state is WriteState.VERIFIED
-    assert final.resource == f"Observation/{ids[1]}"
+    assert final.resource == f"Observation/{ids[1]}" and final.copies == 1
+    assert any(e.step == "withdraw" and f"Observation/{ids[0]}" in e.outcome for e in final.ehr_log)
+    stored = current_resources_for_command(ehr.db, "demo-cerner", cmd.command_identifier)
+    status_by_id = {resource["id"]: resource["status"] for resource in stored}
+    assert status_by_id == {ids[0]: "entered-in-error", ids[1]: cmd.resource["status"]}
 
 
 # --- updates --------------------------------------------------------------------------------
@@ -191,17 +286,36 @@ async def test_stale_version_with_disjoint_changes_is_merged(
 
 @pytest.mark.parametrize(("tenant", "stale_status"), [("demo-r4", 412), ("demo-cerner", 409)])
 async def test_a_race_lost_on_if_match_reads_again(
-    writeback: WritebackClient, faults: httpx.AsyncClient, tenant: str, stale_status: int, key: str
+    racing: WritebackClient,
+    interleave: Interleave,
+    faults: httpx.AsyncClient,
+    tenant: str,
+    stale_status: int,
+    key: str,
 ) -> None:
-    """Someone writes between our read and our PUT: the EHR answers 412 (spec) or 409 (Oracle
-    Health); the update reads the new version and tries again instead of overwriting."""
+    """A clinician writes between our read and our PUT (a real race, not an injected status): our
+    PUT carries If-Match with the version we read, so the EHR refuses it — 412 (spec) or 409
+    (Oracle Health) — and the update reads the new version, merges, and writes with If-Match on
+    that one. The clinician's edit survives; nothing was overwritten."""
     current = await chart_observation(faults, tenant)
-    await faults.post(
-        f"/_admin/faults/{tenant}",
-        json={"queue": [{"kind": "status", "status": stale_status, "method": "PUT"}]},
-    )
-    status = await run_to_end(writeback, our_update(tenant, key, current, 76))
-    assert status.state is WriteState.VERIFIED
+    reference = f"Observation/{current['id']}"
+
+    async def clinician_adds_a_note() -> None:
+        await edit_now(faults, tenant, reference, lambda r: r.update(note=[{"text": "recheck"}]))
+
+    interleave.before_writes(clinician_adds_a_note)
+    cmd = our_update(tenant, key, current, 76)
+    await racing.submit(cmd)
+    status = await racing.wait(cmd.workflow_id)
+
+    assert status.state is WriteState.VERIFIED, status.reason
+    assert [(w.method, w.if_match) for w in interleave.writes] == [
+        ("PUT", 'W/"1"'),  # the version we read ...
+        ("PUT", 'W/"2"'),  # ... and, after the refusal, the clinician's
+    ]
+    assert await our_write_answers(faults, tenant, reference) == [stale_status, 200]
+    stored = (await faults.get(f"/fhir/{tenant}/{reference}")).json()
+    assert stored["note"] == [{"text": "recheck"}] and stored["valueQuantity"]["value"] == 76
 
 
 async def test_overlapping_changes_are_a_conflict_and_override_writes_ours(

@@ -1,0 +1,235 @@
+"""How EhrSteps reads a search for dedup (and for the crosswalk), against a scripted EHR: every
+page, next links only on the tenant's own base URL, ``Prefer: handling=strict``, the self link's
+parameters checked, and a failure never taken for "nothing found"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from support.activities import activity_environment
+from temporalio.exceptions import ApplicationError
+
+from activities.ehr_steps import EhrSteps
+from activities.fhir_http import MAX_SEARCH_PAGES
+from adapters.fhir_r4 import CreateRequest, prepare_create
+from adapters.tenants import Capabilities, Tenant, TenantRegistry, Vendor
+from workers import samples
+
+BASE = "https://ehr.test/fhir/r4"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def tenant(drops_identifiers: bool = True) -> Tenant:
+    return Tenant(
+        id="t1",
+        vendor=Vendor.GENERIC_R4,
+        fhir_base_url=BASE,
+        capabilities=Capabilities(drops_identifiers=drops_identifiers),
+        breaker={"failures": 1000},
+    )
+
+
+def bundle(
+    resources: list[dict[str, Any]], self_url: str | None = None, next_url: str | None = None
+) -> dict[str, Any]:
+    links = [{"relation": "self", "url": self_url}] if self_url else []
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+    }
+
+
+class ScriptedEhr:
+    """Answers each request with ``handler``; records every request it was sent."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.handler(request)
+
+
+def ours_and_others() -> tuple[CreateRequest, dict[str, Any], list[dict[str, Any]]]:
+    reading = samples.heart_rate("p1", 72)
+    request = prepare_create(tenant(), reading, "t1:k")
+    copy = {**reading, "id": "ours", "valueQuantity": {**reading["valueQuantity"], "value": 72.0}}
+    others = [{**samples.heart_rate("p1", 60 + i), "id": f"o{i}"} for i in range(3)]
+    return request, copy, others
+
+
+async def find(ehr: ScriptedEhr, request: CreateRequest, t: Tenant | None = None) -> Any:
+    the_tenant = t or tenant()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
+        steps = EhrSteps(TenantRegistry([the_tenant], "test"), http)
+        return await activity_environment().run(steps._find_existing, the_tenant, request, "r-1")
+
+
+def first_self(request: CreateRequest) -> str:
+    return f"{BASE}/{request.search_query()}"
+
+
+async def test_every_page_is_read_whatever_shape_the_next_link_has() -> None:
+    """Absolute under the base, relative, HAPI's ``{base}?_getpages=``: our copy on page four."""
+    request, copy, others = ours_and_others()
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if "_getpages" in r.url.params:
+            return httpx.Response(200, json=bundle([copy]))
+        if r.url.params.get("_offset") == "2":
+            return httpx.Response(200, json=bundle(others[2:], next_url=f"{BASE}?_getpages=x1"))
+        if r.url.params.get("_offset") == "1":
+            return httpx.Response(200, json=bundle(others[1:2], next_url="Observation?_offset=2"))
+        page_two = f"{BASE}/Observation?_offset=1"
+        return httpx.Response(200, json=bundle(others[:1], first_self(request), page_two))
+
+    ehr = ScriptedEhr(answer)
+    found = await find(ehr, request)
+
+    assert [r["id"] for r in found] == ["ours"]
+    assert len(ehr.requests) == 4
+    assert {r.url.host for r in ehr.requests} == {"ehr.test"}
+    assert all(r.headers["Prefer"] == "handling=strict" for r in ehr.requests)
+    assert ehr.requests[3].url.path == "/fhir/r4/"  # HAPI's paging, on the base
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://proxy.internal:8443/fhir/r4/Observation?_offset=1",
+        "http://ehr.test/fhir/r4/Observation?_offset=1",  # no TLS for the token
+        "https://ehr.test:444/fhir/r4/Observation?_offset=1",
+        "https://ehr.test/fhir/other/Observation?_offset=1",
+        "https://ehr.test.example.com/fhir/r4/Observation?_offset=1",
+        "//elsewhere.test/fhir/r4/Observation?_offset=1",
+        "https://ehr.test/fhir/r4/../admin/Observation?_offset=1",
+    ],
+)
+async def test_a_next_link_outside_the_base_url_is_refused_not_followed(next_url: str) -> None:
+    request, _copy, others = ours_and_others()
+    ehr = ScriptedEhr(
+        lambda r: httpx.Response(200, json=bundle(others, first_self(request), next_url))
+    )
+    with pytest.raises(ApplicationError) as failure:
+        await find(ehr, request)
+
+    assert failure.value.type == "unsupported" and failure.value.non_retryable
+    assert "next-page link" in failure.value.message
+    assert [r.url.host for r in ehr.requests] == ["ehr.test"]  # nothing sent elsewhere
+
+
+@pytest.mark.parametrize(
+    ("drops_identifiers", "dropped"), [(False, "identifier"), (True, "patient")]
+)
+async def test_a_criterion_missing_from_the_self_link_fails_the_search(
+    drops_identifiers: bool, dropped: str
+) -> None:
+    """A lenient server ignored our criterion and answered with everything: not an answer."""
+    t = tenant(drops_identifiers)
+    request = prepare_create(t, samples.heart_rate("p1", 72), "t1:k")
+    path, _, query = request.search_query().partition("?")
+    kept = "&".join(p for p in query.split("&") if not p.startswith(f"{dropped}="))
+    ehr = ScriptedEhr(lambda r: httpx.Response(200, json=bundle([], f"{BASE}/{path}?{kept}")))
+
+    with pytest.raises(ApplicationError) as failure:
+        await find(ehr, request, t)
+
+    assert failure.value.type == "unsupported" and failure.value.non_retryable
+    assert f"ignored the search parameter '{dropped}'" in failure.value.message
+    assert "p1" not in failure.value.message and "t1:k" not in failure.value.message
+
+
+async def test_a_dropped_narrowing_parameter_or_no_self_link_is_accepted() -> None:
+    """Without ``code`` the answer is a superset the fingerprint filters; without a self link
+    (R4 SHALL, often omitted) the strict handling is the guard."""
+    request, copy, _others = ours_and_others()
+    without_code = f"{BASE}/Observation?patient=Patient/p1&_count=200"
+    for self_url in (without_code, None):
+        ehr = ScriptedEhr(lambda r, s=self_url: httpx.Response(200, json=bundle([copy], s)))
+        assert [r["id"] for r in await find(ehr, request)] == ["ours"]
+        assert "code" in unquote(str(ehr.requests[0].url))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_class"),
+    [
+        (500, None, "transient"),
+        (429, None, "transient"),
+        (400, None, "validation"),
+        (200, "<html>login</html>", "transient"),
+        (200, {"resourceType": "OperationOutcome"}, "transient"),
+    ],
+)
+async def test_a_failed_page_raises_and_never_reads_as_nothing_found(
+    status: int, body: Any, error_class: str
+) -> None:
+    request, _copy, others = ours_and_others()
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if "_offset" not in r.url.params:  # the first page is fine, the second fails
+            page_two = f"{BASE}/Observation?_offset=1"
+            return httpx.Response(200, json=bundle(others, first_self(request), page_two))
+        if isinstance(body, dict):
+            return httpx.Response(status, json=body)
+        return httpx.Response(status, text=body or "")
+
+    with pytest.raises(ApplicationError) as failure:
+        await find(ScriptedEhr(answer), request)
+    assert failure.value.type == error_class
+
+
+async def test_a_search_that_never_ends_is_bounded() -> None:
+    request, _copy, others = ours_and_others()
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        offset = int(r.url.params.get("_offset", "0"))
+        next_url = f"{BASE}/Observation?_offset={offset + 1}"
+        return httpx.Response(200, json=bundle(others, first_self(request), next_url))
+
+    ehr = ScriptedEhr(answer)
+    with pytest.raises(ApplicationError) as failure:
+        await find(ehr, request)
+
+    assert failure.value.type == "unsupported" and failure.value.non_retryable
+    assert f"past {MAX_SEARCH_PAGES} pages" in failure.value.message
+    assert len(ehr.requests) == MAX_SEARCH_PAGES
+
+
+async def test_the_crosswalk_search_is_strict_paged_and_checked() -> None:
+    """``search`` (identity crosswalk): every page, matches only, and a dropped identifier fails."""
+    patient = {"resourceType": "Patient", "id": "pt-1"}
+    outcome = {"resourceType": "OperationOutcome", "issue": []}
+    query = "Patient?identifier=urn%3Ainternal%7C42"
+
+    organization = {"resourceType": "Organization", "id": "org-1"}
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if "_offset" in r.url.params:  # an outcome without a search mode: not a match either
+            page = bundle([patient])
+            page["entry"].append({"resource": outcome})
+            return httpx.Response(200, json=page)
+        page = bundle([outcome, organization], f"{BASE}/{query}", f"{BASE}/Patient?_offset=1")
+        page["entry"][0]["search"] = {"mode": "outcome"}
+        page["entry"][1]["search"] = {"mode": "include"}
+        return httpx.Response(200, json=page)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ScriptedEhr(answer))) as http:
+        steps = EhrSteps(TenantRegistry([tenant(False)], "test"), http)
+        found = await activity_environment().run(steps.search, "t1", query, "r-1")
+    assert found == [patient]
+
+    lenient = ScriptedEhr(lambda r: httpx.Response(200, json=bundle([patient], f"{BASE}/Patient")))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lenient)) as http:
+        steps = EhrSteps(TenantRegistry([tenant(False)], "test"), http)
+        with pytest.raises(ApplicationError, match="'identifier'"):
+            await activity_environment().run(steps.search, "t1", query, "r-1")
+    assert lenient.requests[0].headers["Prefer"] == "handling=strict"
