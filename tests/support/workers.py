@@ -4,18 +4,68 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowHandle,
+)
+from temporalio.service import RPCError
 
 from adapters.tenants import TenantRegistry
 from workers.client import WritebackClient
 from workers.worker import ehr_http_client, running_workers
 
 
+class _StartedWorkflows(Interceptor):
+    """Remembers the ids of the workflows a test's client starts."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RecordStarts(next, self.ids)
+
+
+class _RecordStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, ids: list[str]) -> None:
+        super().__init__(next)
+        self._ids = ids
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        handle = await super().start_workflow(input)
+        self._ids.append(input.id)
+        return handle
+
+
+async def _terminate_running(client: Client, ids: list[str]) -> None:
+    """A write a test left waiting for a person keeps re-checking the EHR on its timers: on the
+    time-skipping server, those timers would fire in the middle of the next tests (on a task queue
+    nobody polls any more) and stall their time skipping. End them with their test."""
+    for workflow_id in dict.fromkeys(ids):
+        handle = client.get_workflow_handle(workflow_id)
+        with suppress(RPCError):
+            described = await handle.describe()
+            if described.raw_description.workflow_execution_info.status == (
+                WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+            ):
+                await handle.terminate(reason="the test that started it has ended")
+
+
 @asynccontextmanager
 async def running_worker(client: Client, tenants: TenantRegistry) -> AsyncIterator[WritebackClient]:
-    """Start a worker on a fresh task queue; yield a WritebackClient that submits to it."""
+    """Start a worker on a fresh task queue; yield a WritebackClient that submits to it. What
+    the test started and left running is terminated when it ends."""
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
-    async with ehr_http_client() as http, running_workers(client, tenants, http, task_queue):
-        yield WritebackClient(client, task_queue=task_queue)
+    started = _StartedWorkflows()
+    recording = Client(**{**client.config(), "interceptors": [started]})
+    try:
+        async with ehr_http_client() as http, running_workers(client, tenants, http, task_queue):
+            yield WritebackClient(recording, task_queue=task_queue)
+    finally:
+        await _terminate_running(client, started.ids)

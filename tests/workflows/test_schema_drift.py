@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support.workflow_runs import command, run_to_end
+from support.audit import resources_for_command
+from support.sandbox_process import SandboxProcess
+from support.workflow_runs import command, run_to_end, wait_until_settled
+from temporalio.testing import WorkflowEnvironment
 
 from workers import samples
 from workers.client import WritebackClient
@@ -43,19 +46,29 @@ async def test_drift_rejects_the_next_write_naming_the_field(
     assert [entry.step for entry in status.ehr_log] == ["write"]
 
 
-async def test_removed_extension_rejects_the_write_that_lost_it(
-    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+async def test_removed_extension_leaves_the_stored_write_waiting_for_a_person(
+    time_skipping: WorkflowEnvironment,
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    key: str,
 ) -> None:
+    """The EHR stored the write without an extension it no longer accepts. The resource is in
+    the chart, so the write is not ``rejected`` (which promises nothing was written): it waits
+    for a person to review the stored resource, naming it and the drifted element."""
     drift = {"removed_extensions": [LEGACY_EXTENSION]}
     assert (await faults.post("/_admin/faults/demo-r4", json={"drift": drift})).is_success
     resource = with_legacy_extension(samples.heart_rate("p", 72))
-    status = await run_to_end(writeback, command("demo-r4", key, resource))
+    cmd = command("demo-r4", key, resource)
+    await writeback.submit(cmd)
+    status = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
 
-    assert status.state is WriteState.REJECTED
+    assert status.state is WriteState.PENDING_CONFIRMATION
     assert status.error_class == "schema_drift"
     assert status.reason and status.reason.startswith("schema drift at extension: ")
     assert status.resource and status.resource in status.reason
     assert status.attempts == 1
+    assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 1
 
 
 async def test_writes_without_the_drifted_element_are_unaffected(

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from support.activities import activity_environment
 from support.interleave import Interleave, edit_now, our_write_answers
 from support.updates import our_update
 from support.workflow_runs import command
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.ehr_steps import EhrSteps
 from activities.models import EhrUpdate, EhrVerify, EhrWithdraw, WriteReceipt
@@ -73,7 +73,7 @@ async def run_step(tenants: TenantRegistry, interleave: Interleave, step: str, o
     """One EHR step (activity) on an interleaving client."""
     async with interleave.client() as http:
         steps = EhrSteps(tenants, http)
-        return await ActivityEnvironment().run(getattr(steps, step), order)
+        return await activity_environment().run(getattr(steps, step), order)
 
 
 def ehr_update(
@@ -257,7 +257,7 @@ async def test_an_update_with_no_version_to_match_is_not_sent(key: str) -> None:
     order = order.model_copy(update={"override": True})  # no version to compare with the base
     async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
         with pytest.raises(ApplicationError) as failure:
-            await ActivityEnvironment().run(EhrSteps(registry, http).update, order)
+            await activity_environment().run(EhrSteps(registry, http).update, order)
 
     assert failure.value.type == "unsupported"
     assert methods == ["GET"]

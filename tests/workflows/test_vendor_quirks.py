@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from support.activities import activity_environment
 from support.audit import resources_for_patient
 from support.interleave import Interleave, edit_now, our_write_answers
 from support.sandbox_process import SandboxProcess
 from support.workflow_runs import command, run_to_end
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 
 from activities.ehr_steps import EhrSteps
 from activities.models import EhrWrite
@@ -115,7 +116,7 @@ async def test_epic_59189_while_search_lags_is_ambiguous_not_a_conflict(
         steps = EhrSteps(tenants, http)
         order = EhrWrite(tenant="demo-epic", request_id=f"{key}/write/2", request=request)
         with pytest.raises(ApplicationError) as failure:
-            await ActivityEnvironment().run(steps.write, order)
+            await activity_environment().run(steps.write, order)
 
     assert failure.value.type == "ambiguous" and not failure.value.non_retryable
     assert "59189" in failure.value.message
