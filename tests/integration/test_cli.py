@@ -80,7 +80,7 @@ def test_submit_invalid_observation_exits_1_with_the_reason(
         "submit", str(path), "--tenant", "demo-r4", "--key", key, "--wait", env=cli_env
     )
     assert result.returncode == 1
-    assert "rejected: code: Field required" in result.stdout
+    assert "rejected: code: missing" in result.stdout
 
 
 @pytest.mark.parametrize(
