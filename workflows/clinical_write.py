@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
@@ -35,6 +35,7 @@ from workflows.contract import (
 )
 from workflows.decisions import DecisionInbox
 from workflows.task_queues import ehr_task_queue
+from workflows.write_start import NO_ARGUMENT, Refused, open_write, unread_command
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
@@ -133,8 +134,21 @@ class ContinuedWrite(BaseModel):
 @workflow.defn(name="ClinicalWrite")
 class ClinicalWrite:
     @workflow.init
-    def __init__(self, start: WriteCommand | ContinuedWrite) -> None:
-        command = start.command if isinstance(start, ContinuedWrite) else start
+    def __init__(self, start: RawValue = NO_ARGUMENT) -> None:
+        # the argument arrives raw and is opened here: no input can fail the workflow task
+        # (workflows/write_start.py); histories from before the limits replay without them
+        opened = open_write(
+            start,
+            ContinuedWrite,
+            workflow.payload_converter(),
+            limits=workflow.patched("input-limits"),
+            continued_run=workflow.info().continued_run_id is not None,
+        )
+        self._refused = opened if isinstance(opened, Refused) else None
+        self._continued = opened if isinstance(opened, ContinuedWrite) else None
+        command = self._continued.command if self._continued else opened
+        if not isinstance(command, WriteCommand):
+            command = unread_command(workflow.info().workflow_id)
         self._command = command
         self._status = WriteStatus(
             workflow_id=workflow.info().workflow_id,
@@ -155,8 +169,8 @@ class ClinicalWrite:
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
         self._audit = AuditTrail()
         self._rechecks = 0
-        if isinstance(start, ContinuedWrite):
-            self._resume(start)
+        if self._continued:
+            self._resume(self._continued)
 
     def _resume(self, carried: ContinuedWrite) -> None:
         self._status, self._plan, self._receipt = carried.status, carried.plan, carried.receipt
@@ -197,7 +211,10 @@ class ClinicalWrite:
         elif self._plan and self._plan.update:
             sent = self._plan.update.body
         return WriteDetails(
-            status=self._status, command=self._command, sent=sent, ehr_state=self._ehr_state
+            status=self._status,
+            command=None if self._refused else self._command,
+            sent=sent,
+            ehr_state=self._ehr_state,
         )
 
     @workflow.update
@@ -285,12 +302,16 @@ class ClinicalWrite:
     # --- the write ------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, start: WriteCommand | ContinuedWrite) -> WriteStatus:
+    async def run(self, start: RawValue = NO_ARGUMENT) -> WriteStatus:
+        if self._refused:  # not a command: nothing to write, nobody to wait for; on the record
+            self._fail(WriteState.REJECTED, StepFailed(ErrorClass.VALIDATION, self._refused.reason))
+            await self._audit.record(self._command, self._status)
+            return self._status
         command = self._command
         # writes recorded before the ledger existed replay without it
         audited = workflow.patched("audit-ledger")
         recorder = asyncio.create_task(self._audit.run(command, self._status)) if audited else None
-        if not isinstance(start, ContinuedWrite):
+        if not self._continued:
             await self._write(command)
         await self._await_decisions()
         if (

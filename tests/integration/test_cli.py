@@ -89,6 +89,10 @@ def test_submit_invalid_observation_exits_1_with_the_reason(
         ("{not json", "is not valid JSON (line 1, column 2)"),
         ("[1, 2]", "must hold one FHIR resource"),
         ("{}", "resource is empty"),
+        (
+            '{"resourceType": "Observation", "extension": ' + "[" * 40 + "]" * 40 + "}",
+            "invalid command: resource.extension" + "[0]" * 30 + ": max_depth exceeded (limit 32)",
+        ),
     ],
 )
 def test_submit_malformed_file_exits_2_before_anything_starts(
