@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from support.workflow_runs import command, result_of
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import RawValue
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.audit_ledger import AuditEvent
+from adapters.tenants import TenantRegistry
 from workers import samples
 from workers.audit_cli import ledger_location, shared_ledger
 from workers.client import WritebackClient
+from workers.worker import ehr_http_client, running_workers
 from workflows.clinical_write import ClinicalWrite, ContinuedWrite
-from workflows.contract import Transition, WriteState, WriteStatus, workflow_id_for
+from workflows.contract import Transition, WriteCommand, WriteState, WriteStatus, workflow_id_for
 from workflows.input_limits import MAX_COMMAND_BYTES, MAX_DEPTH, MAX_STRING_CHARS, LimitExceeded
 
 CANARY = "Zq-CANARY-7Jane-Doe"
@@ -314,3 +321,41 @@ async def test_a_refused_start_reaches_the_audit_ledger(
         ("rejected", "validation", "unknown"),
     ]
     assert not any(CANARY in record.body for record in ledger.records("demo-r4"))
+
+
+@workflow.defn(name="ClinicalWrite", sandboxed=False)
+class ReleasedClinicalWrite:
+    """The entry of the release before this fix: Temporal decoded the argument as a command."""
+
+    @workflow.run
+    async def run(self, start: WriteCommand) -> WriteStatus:
+        raise AssertionError("never reached with an argument it cannot decode")
+
+
+async def test_a_write_stuck_on_its_first_task_is_rejected_once_the_fix_is_deployed(
+    time_skipping: WorkflowEnvironment, tenants: TenantRegistry, key: str
+) -> None:
+    """The issue's 58 writes: Running, their first workflow task failing for ever. A worker with
+    the fix opens their argument on the next attempt and ends them `rejected`."""
+    task_queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    client = time_skipping.client
+    workflow_id = workflow_id_for("demo-r4", key)
+    argument = hand_written(idempotency_key=key, resource=deep_heart_rate(250))
+    async with Worker(client, task_queue=task_queue, workflows=[ReleasedClinicalWrite]):
+        handle = await client.start_workflow(
+            "ClinicalWrite", argument, id=workflow_id, task_queue=task_queue
+        )
+        for _ in range(100):
+            history = await handle.fetch_history()
+            if any(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events
+            ):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the released entry did not fail its workflow task")
+    async with ehr_http_client() as http, running_workers(client, tenants, http, task_queue):
+        typed = client.get_workflow_handle_for(ClinicalWrite.run, workflow_id)
+        status = await asyncio.wait_for(result_of(typed), timeout=60)
+    assert_refused(status)
+    assert status.reason == f"{too_deep_path()}: max_depth exceeded (limit {MAX_DEPTH})"
