@@ -1,9 +1,10 @@
 """Hostile commands end to end (property-based): mutated heart-rate commands (tests/support/
 hostile.py) go through WritebackClient or, bypassing it, straight to Temporal as another tool
 would send them (so does a body the client cannot even build as a WriteCommand), to a real
-`writeback worker` process on the Temporal dev server, writing into the sandbox EHR. Every command is refused by the client (naming a limit and a path), or its write
-ends ``rejected`` with a reason or ``verified``: none stays Running, no reason or transition
-quotes the input, the worker's log neither, and the worker process never restarts.
+`writeback worker` process on the Temporal dev server, writing into the sandbox EHR. Every
+command is refused by the client (naming a limit and a path), or its write ends ``rejected``
+with a reason or ``verified``: none stays Running, no reason or transition quotes the input, the
+worker's log neither, and the worker process never restarts.
 
 CI runs HOSTILE_COMMANDS=150 (the default). Locally, the big run:
 
