@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +12,12 @@ from pydantic import ValidationError
 
 from adapters.clinical_notes import check_clinical_note
 from adapters.clinical_semantics import ClinicalContext, semantic_problems
-from adapters.problems import Problem, ResourceInvalid
+from adapters.problems import Problem, ResourceInvalid, element_path, validation_problems
 from adapters.vital_signs import check_vital_sign
 
 __all__ = ["SUPPORTED_RESOURCE_TYPES", "Problem", "ResourceInvalid", "validate_resource"]
+
+log = logging.getLogger("writeback.validation")
 
 
 def _structure_only(resource: dict[str, Any]) -> list[Problem]:
@@ -35,14 +39,14 @@ SUPPORTED_RESOURCE_TYPES = frozenset(_CLINICAL_RULES)
 
 
 def _structure_problems(resource_type: str, resource: dict[str, Any]) -> list[Problem]:
+    """R4 structure problems, as element paths and error codes (never values)."""
     model = get_fhir_model_class(resource_type)
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        return [
-            Problem(".".join(str(part) for part in err["loc"]) or resource_type, err["msg"])
-            for err in exc.errors(include_input=False, include_url=False)
-        ]
+        return validation_problems(exc, resource_type)
+    except Exception as exc:  # fhir.resources raises KeyError('R4.<value>Type') and the like
+        return [Problem(resource_type, f"not_r4_structure ({type(exc).__name__})")]
     return []
 
 
@@ -57,11 +61,39 @@ def validate_resource(resource: dict[str, Any], context: ClinicalContext | None 
         raise ResourceInvalid(
             [Problem("resourceType", f"not a supported write type (supported: {supported})")]
         )
-    problems = _structure_problems(resource_type, resource)
-    if not problems:
-        problems = _CLINICAL_RULES[resource_type](resource)
-    if not problems and context is not None:
-        problems = semantic_problems(resource, context)
+    problems = _null_problems(resource) or _structure_problems(resource_type, resource)
+    try:
+        if not problems:
+            problems = _CLINICAL_RULES[resource_type](resource)
+        if not problems and context is not None:
+            problems = semantic_problems(resource, context)
+    except Exception as exc:  # a rule tripped over input it did not expect: say so, not what
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        log.warning(
+            "clinical rules failed on a %s: %s at %s:%s (a rule to harden)",
+            resource_type,
+            type(exc).__name__,
+            frame.filename,
+            frame.lineno,
+        )
+        problems = [Problem(resource_type, f"unprocessable ({type(exc).__name__})")]
     if problems:
         raise ResourceInvalid(problems)
     return resource_type
+
+
+def _null_problems(resource: dict[str, Any]) -> list[Problem]:
+    """FHIR JSON has no null elements; an array may hold null only to align a repeating
+    primitive with its extensions (``"_given": [null, {...}]``)."""
+    problems: list[Problem] = []
+    stack: list[tuple[object, list[str | int], bool]] = [(resource, [], False)]
+    while stack and len(problems) < 10:
+        node, parts, may_hold_null = stack.pop()
+        if node is None and not may_hold_null:
+            problems.append(Problem(element_path(parts, "(resource)"), "null_not_allowed"))
+        elif isinstance(node, dict):
+            stack.extend((value, [*parts, key], False) for key, value in node.items())
+        elif isinstance(node, list):
+            aligned = bool(parts) and str(parts[-1]).startswith("_")
+            stack.extend((item, [*parts, index], aligned) for index, item in enumerate(node))
+    return sorted(problems, key=str)

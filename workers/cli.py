@@ -49,6 +49,7 @@ from workflows.contract import (
     Urgency,
     WriteCommand,
 )
+from workflows.input_limits import CommandRefused, check_command
 
 
 def default_idempotency_key(tenant: str, resource: dict[str, Any]) -> str:
@@ -75,7 +76,7 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
     resource = read_resource(Path(args.file))
     key = args.key or default_idempotency_key(args.tenant, resource)
     try:
-        return WriteCommand(
+        command = WriteCommand(
             tenant=args.tenant,
             idempotency_key=key,
             resource=resource,
@@ -90,6 +91,11 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
         )
     except ValidationError as exc:
         raise UsageError(f"invalid command: {problems(exc)}") from None
+    try:
+        check_command(command)  # the client checks again; here it is said before connecting
+    except CommandRefused as exc:
+        raise UsageError(f"invalid command: {exc}") from None
+    return command
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:
@@ -281,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(result)
     except (UsageError, TenantConfigError, SettingsError, KeyFileError, TokenFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandRefused as exc:  # from the client, before anything is started
+        print(f"error: invalid command: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NoWorker as exc:
         print(f"error: {exc}", file=sys.stderr)

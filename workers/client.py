@@ -34,6 +34,7 @@ from workflows import search_attributes as sa
 from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import Resolution, WriteCommand, WriteDetails, WriteState, WriteStatus
+from workflows.input_limits import check_command
 from workflows.saga_contract import SagaCommand, SagaStatus
 
 S = TypeVar("S", bound=WriteStatus)
@@ -101,7 +102,9 @@ class WritebackClient:
         return cls(await connect(address, namespace), task_queue)
 
     async def submit(self, command: WriteCommand) -> Submission:
-        """Start the write, or join the one already started for the same tenant + key."""
+        """Start the write, or join the one already started for the same tenant + key. A command
+        over the input limits (workflows/input_limits.py) raises LimitExceeded, naming the limit
+        and the element's path (CommandRefused for one JSON cannot carry), and starts nothing."""
         return await self._start("ClinicalWrite", command, command.workflow_id)
 
     async def submit_saga(self, command: SagaCommand) -> Submission:
@@ -117,6 +120,7 @@ class WritebackClient:
     async def _start(
         self, workflow: str, command: WriteCommand | SagaCommand, workflow_id: str
     ) -> Submission:
+        check_command(command)  # what a worker would refuse is not started at all
         try:
             handle = await self.temporal.start_workflow(
                 workflow,

@@ -93,7 +93,9 @@ def details_text(details: WriteDetails) -> str:
     def block(title: str, value: object) -> str:
         return f"{title}\n{json.dumps(value, indent=2)}" if value is not None else ""
 
-    command = details.command.model_dump(mode="json", exclude={"resource"})
+    command = (
+        details.command.model_dump(mode="json", exclude={"resource"}) if details.command else None
+    )
     parts = [
         status_text(details.status),
         block("command", command),

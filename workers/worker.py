@@ -58,6 +58,8 @@ PASSTHROUGH_MODULES = (
     "workflows.audit_trail",
     "workflows.budgets",
     "workflows.contract",
+    "workflows.input_limits",
+    "workflows.write_start",
     "workflows.saga_contract",
     "workflows.reconcile_contract",
     "workflows.search_attributes",

@@ -28,13 +28,13 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
-from workflows.clinical_write import ClinicalWrite
 from workflows.contract import (
     Resolution,
     ResolutionAction,
     Transition,
     WriteCommand,
     WriteState,
+    WriteStatus,
     workflow_id_for,
 )
 from workflows.decisions import DecisionInbox
@@ -256,8 +256,9 @@ class ClinicalSaga:
             self._commands[name] = command
             try:
                 result = await workflow.execute_child_workflow(
-                    ClinicalWrite.run,
+                    "ClinicalWrite",  # by name: ClinicalWrite takes its argument raw
                     command,
+                    result_type=WriteStatus,
                     id=step.write_id,
                     parent_close_policy=ParentClosePolicy.ABANDON,
                 )

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
@@ -36,6 +36,7 @@ from workflows.contract import (
 from workflows.decisions import DecisionInbox
 from workflows.landing import LandingWindow
 from workflows.task_queues import ehr_task_queue
+from workflows.write_start import NO_ARGUMENT, Refused, open_write, unread_command
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
@@ -172,8 +173,21 @@ class ContinuedWrite(BaseModel):
 @workflow.defn(name="ClinicalWrite")
 class ClinicalWrite:
     @workflow.init
-    def __init__(self, start: WriteCommand | ContinuedWrite) -> None:
-        command = start.command if isinstance(start, ContinuedWrite) else start
+    def __init__(self, start: RawValue = NO_ARGUMENT) -> None:
+        # the argument arrives raw and is opened here: no input can fail the workflow task
+        # (workflows/write_start.py); histories from before the limits replay without them
+        opened = open_write(
+            start,
+            ContinuedWrite,
+            workflow.payload_converter(),
+            limits=workflow.patched("input-limits"),
+            continued_run=workflow.info().continued_run_id is not None,
+        )
+        self._refused = opened if isinstance(opened, Refused) else None
+        self._continued = opened if isinstance(opened, ContinuedWrite) else None
+        command = self._continued.command if self._continued else opened
+        if not isinstance(command, WriteCommand):
+            command = unread_command(workflow.info().workflow_id)
         self._command = command
         self._status = WriteStatus(
             workflow_id=workflow.info().workflow_id,
@@ -200,9 +214,8 @@ class ClinicalWrite:
         self._withdrawal: dict[str, Any] | None = None  # how an extra copy is withdrawn
         self._acknowledged_at: datetime | None = None
         self._attempt_send_by: datetime | None = None
-        self._rechecking = False
-        if isinstance(start, ContinuedWrite):
-            self._resume(start)
+        if self._continued:
+            self._resume(self._continued)
 
     def _resume(self, carried: ContinuedWrite) -> None:
         self._status, self._plan, self._receipt = carried.status, carried.plan, carried.receipt
@@ -248,7 +261,10 @@ class ClinicalWrite:
         elif self._plan and self._plan.update:
             sent = self._plan.update.body
         return WriteDetails(
-            status=self._status, command=self._command, sent=sent, ehr_state=self._ehr_state
+            status=self._status,
+            command=None if self._refused else self._command,
+            sent=sent,
+            ehr_state=self._ehr_state,
         )
 
     @workflow.update
@@ -262,13 +278,13 @@ class ClinicalWrite:
         state = self._status.state
         if not state.is_waiting_for_human:
             raise ValueError(f"write is '{state}', not waiting for a decision")
-        if self._rechecking:
+        if self._decisions.busy:
+            raise ValueError("a decision is already being applied")
+        if not self._decisions.waiting:
             raise ValueError(
                 "an automatic re-check of the EHR is running; send the decision again when it "
                 "has finished (see next_check_at and the last transition)"
             )
-        if self._decisions.busy:
-            raise ValueError("a decision is already being applied")
         if resolution.action is ResolutionAction.OVERRIDE and state is not WriteState.CONFLICT:
             raise ValueError("override is only for a write in conflict")
         if state is WriteState.MISMATCH and resolution.action not in _MISMATCH_ACTIONS:
@@ -366,13 +382,17 @@ class ClinicalWrite:
     # --- the write ------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, start: WriteCommand | ContinuedWrite) -> WriteStatus:
+    async def run(self, start: RawValue = NO_ARGUMENT) -> WriteStatus:
+        if self._refused:  # not a command: nothing to write, nobody to wait for; on the record
+            self._fail(WriteState.REJECTED, StepFailed(ErrorClass.VALIDATION, self._refused.reason))
+            await self._audit.record(self._command, self._status)
+            return self._status
         command = self._command
         # writes recorded before the ledger existed replay without it
         audited = workflow.patched("audit-ledger")
         self._v2 = workflow.patched("exactly-once-v2")
         recorder = asyncio.create_task(self._audit.run(command, self._status)) if audited else None
-        if not isinstance(start, ContinuedWrite):
+        if not self._continued:
             await self._write(command)
         await self._await_decisions()
         if (
@@ -386,6 +406,7 @@ class ClinicalWrite:
         if recorder:
             await self._audit.record(command, self._status)
             recorder.cancel()
+        await workflow.wait_condition(workflow.all_handlers_finished)  # refused ones answered
         return self._status
 
     async def _write(self, command: WriteCommand) -> None:
@@ -861,11 +882,7 @@ class ClinicalWrite:
                     await self._apply(resolution)
             except TimeoutError:
                 self._rechecks += 1
-                self._rechecking = True  # decisions are refused until it is done
-                try:
-                    await self._recheck()
-                finally:
-                    self._rechecking = False
+                await self._recheck()  # decisions are refused meanwhile (not waiting)
         # a decision accepted just before the write settled by itself is answered, not stranded
         self._decisions.refuse_pending(
             f"the write became '{self._status.state.value}' by itself before the decision could "

@@ -11,7 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from adapters.policy import AuthorizationRecord as AuthorizationRecord  # re-exported
 from adapters.tenants import Interaction as Interaction  # re-exported: part of the contract
@@ -108,6 +109,9 @@ class WriteCommand(BaseModel):
     EHR is merged when the changes do not overlap, and is a ``conflict`` when they do.
     """
 
+    #: a validation error names fields and codes; its text never quotes the input (callers log)
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     tenant: str = Field(pattern=TOKEN_PATTERN)
     idempotency_key: str = Field(pattern=TOKEN_PATTERN)
     interaction: Interaction = Interaction.CREATE
@@ -133,18 +137,25 @@ class WriteCommand(BaseModel):
     @classmethod
     def _resource_is_an_object(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
-            raise ValueError("resource is empty")
+            raise PydanticCustomError("resource_empty", "resource is empty")
         return value
 
     @model_validator(mode="after")
     def _update_names_its_target(self) -> WriteCommand:
         if self.interaction is Interaction.UPDATE:
             if not (self.target and self.base_version):
-                raise ValueError("an update needs target (e.g. Observation/123) and base_version")
+                raise PydanticCustomError(
+                    "update_needs_target",
+                    "an update needs target (e.g. Observation/123) and base_version",
+                )
             if self.target.split("/", 1)[0] != self.resource.get("resourceType"):
-                raise ValueError("target and resource.resourceType differ")
+                raise PydanticCustomError(
+                    "target_type_differs", "target and resource.resourceType differ"
+                )
         elif self.target or self.base_version:
-            raise ValueError("target and base_version are only for updates")
+            raise PydanticCustomError(
+                "target_only_for_updates", "target and base_version are only for updates"
+            )
         return self
 
     @property
@@ -212,7 +223,9 @@ class WriteDetails(BaseModel):
     search attributes."""
 
     status: WriteStatus
-    command: WriteCommand
+    command: WriteCommand | None = Field(
+        description="None when the write's start argument was not a command (status says why)"
+    )
     sent: dict[str, Any] | None = None
     ehr_state: dict[str, Any] | None = None
 

@@ -80,7 +80,7 @@ def test_submit_invalid_observation_exits_1_with_the_reason(
         "submit", str(path), "--tenant", "demo-r4", "--key", key, "--wait", env=cli_env
     )
     assert result.returncode == 1
-    assert "rejected: code: Field required" in result.stdout
+    assert "rejected: code: missing" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -89,6 +89,10 @@ def test_submit_invalid_observation_exits_1_with_the_reason(
         ("{not json", "is not valid JSON (line 1, column 2)"),
         ("[1, 2]", "must hold one FHIR resource"),
         ("{}", "resource is empty"),
+        (
+            '{"resourceType": "Observation", "extension": ' + "[" * 40 + "]" * 40 + "}",
+            "invalid command: resource.extension" + "[0]" * 30 + ": max_depth exceeded (limit 32)",
+        ),
     ],
 )
 def test_submit_malformed_file_exits_2_before_anything_starts(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio import activity, workflow
 from temporalio.client import WorkflowHistory
+from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
@@ -22,8 +23,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.workflow import NondeterminismError
 
 from workers.worker import PASSTHROUGH_MODULES
-from workflows.clinical_write import ClinicalWrite, ContinuedWrite
-from workflows.contract import WriteCommand, WriteStatus
+from workflows.clinical_write import ClinicalWrite
+from workflows.contract import WriteStatus
+from workflows.write_start import NO_ARGUMENT
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 RECORDED = {path.stem: path.read_text() for path in HISTORIES}
@@ -132,7 +134,7 @@ class ClinicalWriteUnguarded(ClinicalWrite):
     """A 'next release' that starts every write with a new step and no version marker."""
 
     @workflow.run
-    async def run(self, start: WriteCommand | ContinuedWrite) -> WriteStatus:
+    async def run(self, start: RawValue = NO_ARGUMENT) -> WriteStatus:
         await workflow.sleep(timedelta(seconds=1))
         return await super().run(start)
 
@@ -142,7 +144,7 @@ class ClinicalWritePatched(ClinicalWrite):
     """The same change behind ``workflow.patched``: recorded writes replay the old sequence."""
 
     @workflow.run
-    async def run(self, start: WriteCommand | ContinuedWrite) -> WriteStatus:
+    async def run(self, start: RawValue = NO_ARGUMENT) -> WriteStatus:
         if workflow.patched("pause-before-validate"):
             await workflow.sleep(timedelta(seconds=1))
         return await super().run(start)

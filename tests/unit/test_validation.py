@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from adapters import validation
 from adapters.validation import ResourceInvalid, validate_resource
 from workers import samples
 
@@ -92,3 +93,73 @@ def test_data_absent_reason_replaces_the_value() -> None:
     del resource["valueQuantity"]
     resource["dataAbsentReason"] = {"text": "patient refused"}
     assert validate_resource(resource) == "Observation"
+
+
+CANARY = "Zq-CANARY-7Jane-Doe"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # fhir.resources names what it got instead of a Coding, Quantity… ("but got ``…``")
+        lambda r: r["code"]["coding"].__setitem__(0, {"resourceType": CANARY}),
+        lambda r: r.update(valueQuantity={"resourceType": CANARY}),
+        lambda r: r.update(note=[{CANARY: 1}]),
+        # fhir.resources raised KeyError('R4.<value>Type') for an unknown contained type
+        lambda r: r.update(contained=[{"resourceType": CANARY}]),
+        # an element name that is not one: its path segment is not echoed either
+        lambda r: r["subject"].update({CANARY: "x"}),
+    ],
+)
+def test_hostile_structure_is_invalid_with_paths_and_codes_only(change: Any) -> None:
+    resource = samples.heart_rate("p1", 72)
+    change(resource)
+    found = problems_of(resource)
+    assert found
+    assert not any(CANARY in p or "Jane" in p for p in found), found
+
+
+def test_structure_problems_are_fhirpath_paths_with_pydantic_codes() -> None:
+    resource = samples.blood_pressure("p1", 120, 80)
+    resource["component"][1]["valueQuantity"]["value"] = "eighty"
+    del resource["code"]
+    assert problems_of(resource) == [
+        "code: missing",
+        "component[1].valueQuantity.value: value_error",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # FHIR JSON has no nulls: the clinical rules crashed on them (TypeError, AttributeError)
+        (lambda r: r.update(category=None), "category: null_not_allowed"),
+        (lambda r: r.update(subject=None), "subject: null_not_allowed"),
+        (lambda r: r["code"].update(coding=None), "code.coding: null_not_allowed"),
+        (lambda r: r.update(category=[None]), "category[0]: null_not_allowed"),
+    ],
+)
+def test_null_elements_are_invalid_not_a_crash(change: Any, expected: str) -> None:
+    resource = samples.heart_rate("p1", 72)
+    change(resource)
+    assert expected in problems_of(resource)
+
+
+def test_a_primitive_extension_array_may_hold_nulls() -> None:
+    """FHIR JSON's one use of null: keeping a repeating primitive and its extensions aligned."""
+    resource = samples.heart_rate("p1", 72)
+    resource["meta"] = {
+        "profile": ["http://example.org/a", "http://example.org/b"],
+        "_profile": [None, {"id": "p2"}],
+    }
+    assert validate_resource(resource) == "Observation"
+
+
+def test_a_rule_that_breaks_on_odd_input_makes_it_unprocessable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(resource: dict[str, Any]) -> list[Any]:
+        raise KeyError(CANARY)
+
+    monkeypatch.setitem(validation._CLINICAL_RULES, "Observation", broken)
+    assert problems_of(samples.heart_rate("p1", 72)) == ["Observation: unprocessable (KeyError)"]
