@@ -1,0 +1,300 @@
+"""Sending a write: the pure steps (validate, map, authorize), the identity crosswalk, and the
+EHR attempts — paced by the workflow, each with a deadline, and after an unanswered create never
+re-sent before a search made after the quiet period found nothing (workflows/landing.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import search_attributes as sa
+from workflows import write_metrics
+from workflows.budgets import BUDGETS
+from workflows.contract import (
+    WriteState,
+)
+from workflows.landing import LandingWindow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.command_steps import CommandSteps
+    from activities.crosswalk import Crosswalk, CrosswalkInput
+    from activities.deadline import CLOCK_SKEW
+    from activities.ehr_steps import EhrSteps
+    from activities.errors import (
+        ErrorClass,
+        full_jitter_delay,
+    )
+    from activities.models import (
+        CommandInput,
+        EhrUpdate,
+        EhrWrite,
+        WriteReceipt,
+    )
+    from adapters.fhir_r4 import DedupStrategy
+    from adapters.internal_refs import has_internal_refs
+
+from workflows.write_checks import WriteChecks
+from workflows.write_kernel import (
+    ONE_ATTEMPT,
+    PURE_STEP_RETRY,
+    PURE_STEP_TIMEOUT,
+    READ_RETRY,
+    StepFailed,
+    failure_of,
+)
+
+
+class WriteSending(WriteChecks):
+    async def _settle_send(self, failure: StepFailed) -> None:
+        """A write that stopped after an unanswered attempt may be in the chart anyway (the EHR
+        committed, then a later attempt was refused): look before calling it rejected, so a saga
+        never leaves an orphan behind a step it believes failed. ``rejected`` promises nothing
+        was written: after an unanswered create that takes searches until its quiet period has
+        passed; a search that fails, or a type search cannot show, leaves the write waiting."""
+        if failure.retryable or not self._maybe_landed:
+            self._settle(failure)
+        elif not self._v2:
+            if await self._locate():
+                await self._check()
+            else:
+                self._settle(failure)
+        elif self._plan is None or self._plan.create is None:
+            self._settle(failure)
+        else:
+            try:
+                found = await self._search_until_quiet(give_up_at=None)
+            except StepFailed as unknown:
+                self._fail(
+                    WriteState.PENDING_CONFIRMATION,
+                    StepFailed(
+                        unknown.error_class,
+                        f"{failure.reason}; an earlier unanswered attempt may have landed: "
+                        f"{unknown.reason}",
+                    ),
+                )
+                return
+            if found is None:
+                self._settle(failure)
+            else:
+                self._acknowledge(found, "found in the EHR: an earlier unanswered attempt landed")
+                await self._check()
+
+    async def _prepare(self) -> None:
+        command = self._command
+        step = CommandInput(
+            tenant=command.tenant,
+            resource=command.resource,
+            command_identifier=command.command_identifier,
+            interaction=command.interaction,
+            target=command.target,
+            requested_by=command.requested_by,
+            on_behalf_of=command.on_behalf_of,
+            requested_at=workflow.now(),
+            role=command.role,
+            purpose=command.purpose,
+        )
+        timeout, retry = PURE_STEP_TIMEOUT, PURE_STEP_RETRY
+        try:
+            validated = await workflow.execute_local_activity_method(
+                CommandSteps.validate, step, start_to_close_timeout=timeout, retry_policy=retry
+            )
+            self._status.vendor = validated.vendor
+            self._status.resource_type = validated.resource_type
+            self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
+            self._search_lag = timedelta(seconds=validated.search_lag_seconds)
+            self._reconcile_after = timedelta(seconds=validated.reconcile_after_seconds)
+            self._landing = LandingWindow(
+                quiet_seconds=validated.quiet_period_seconds,
+                resend_after_quiet=validated.resend_after_quiet,
+                searchable=validated.searchable,
+            )
+            self._withdrawal = validated.withdrawal
+            self._search_updates.extend(
+                [
+                    sa.VENDOR.value_set(validated.vendor),
+                    sa.RESOURCE_TYPE.value_set(validated.resource_type),
+                ]
+            )
+            self._move(WriteState.VALIDATED)
+            if has_internal_refs(step.resource) and workflow.patched("identity-crosswalk"):
+                step = await self._crosswalk(step)
+            self._plan = await workflow.execute_local_activity_method(
+                CommandSteps.map, step, start_to_close_timeout=timeout, retry_policy=retry
+            )
+            authorization = await workflow.execute_local_activity_method(
+                CommandSteps.authorize, step, start_to_close_timeout=timeout, retry_policy=retry
+            )
+        except (ActivityError, ApplicationError) as err:
+            raise failure_of(err, ErrorClass.TRANSIENT) from None
+        self._status.authorization = authorization
+        if authorization.decision != "allow":
+            raise StepFailed(ErrorClass.AUTHORIZATION.value, authorization.summary)
+        self._move(
+            WriteState.AUTHORIZED,
+            f"{authorization.summary} for {authorization.requested_by}; "
+            f"scopes {' '.join(authorization.scopes)}",
+        )
+
+    async def _crosswalk(self, step: CommandInput) -> CommandInput:
+        """Internal ids -> the tenant's ids (activities/crosswalk.py); a miss rejects the write."""
+        result = await workflow.execute_activity_method(
+            Crosswalk.resolve,
+            CrosswalkInput(
+                tenant=step.tenant,
+                request_id=self._request_id("crosswalk"),
+                resource=step.resource,
+                requested_at=workflow.now(),
+            ),
+            task_queue=self._ehr_queue,
+            start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
+            retry_policy=READ_RETRY,
+        )
+        return step.model_copy(update={"resource": result.resource})
+
+    async def _send(self, override: bool = False) -> None:
+        """Attempt the write until acknowledged, a failure retrying cannot fix, or the urgency's
+        budget is spent (then StepFailed with a retryable class: a person takes over)."""
+        assert self._plan is not None
+        budget = BUDGETS[self._command.urgency]
+        started = workflow.now()
+        attempt = 0
+        dedup = self._plan.create.dedup.value if self._plan.create else "if-match"
+        self._move(WriteState.IN_FLIGHT, f"dedup: {dedup}")
+        while True:
+            if self._needs_search_before_resend():
+                found = await self._search_until_quiet(give_up_at=started + budget.max_duration)
+                if found is not None:
+                    self._acknowledge(found, "found in the EHR: an unanswered attempt landed")
+                    return
+            attempt += 1
+            self._status.attempts += 1
+            try:
+                receipt = await self._attempt(override)
+            except StepFailed as failure:
+                self._log("write", attempt, f"{failure.error_class}: {failure.reason}")
+                if not failure.retryable:
+                    raise
+                delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())
+                if failure.error_class == ErrorClass.AMBIGUOUS:
+                    self._maybe_landed = True
+                    if self._v2 and self._plan.create:
+                        self._landing.after_unanswered(self._sent_by(failure))
+                    elif not self._v2:
+                        delay = max(delay, self._search_lag)
+                spent = workflow.now() - started + delay
+                if attempt >= budget.max_attempts or spent > budget.max_duration:
+                    raise StepFailed(
+                        failure.error_class,
+                        f"retry budget ({self._command.urgency.value}) spent after {attempt} "
+                        f"attempts; last: {failure.reason}",
+                    ) from None
+                write_metrics.retried(self._status, failure.error_class)
+                if self._v2:  # a write backing off says when it tries next
+                    self._status.next_check_at = workflow.now() + delay
+                await workflow.sleep(delay)
+                if self._v2:
+                    self._status.next_check_at = None
+                continue
+            if not receipt.created:
+                write_metrics.joined_existing(self._status)
+            how = "created" if receipt.created else "already present"
+            self._log("write", attempt, f"HTTP {receipt.status_code}: {how}")
+            self._acknowledge(receipt, f"{how} (HTTP {receipt.status_code})")
+            return
+
+    def _needs_search_before_resend(self) -> bool:
+        """After an unanswered create, a tenant without conditional create (search-before-create,
+        fingerprint) may hold a copy its search does not show yet: no blind re-send."""
+        create = self._plan.create if self._plan else None
+        return (
+            self._v2
+            and create is not None
+            and create.dedup is not DedupStrategy.CONDITIONAL_CREATE
+            and self._landing.needs_search()
+        )
+
+    def _sent_by(self, failure: StepFailed) -> datetime:
+        """The latest instant a request of the unanswered attempt could have been sent: the
+        attempt's deadline, or earlier when the activity said when it sent (clocks may differ)."""
+        latest = self._attempt_send_by or workflow.now()
+        if failure.sent_at is not None:
+            latest = min(latest, failure.sent_at + CLOCK_SKEW)
+        return latest
+
+    async def _search_until_quiet(self, give_up_at: datetime | None) -> WriteReceipt | None:
+        """Search for what unanswered attempts may have left until their quiet period has
+        passed (workflows/landing.py): the receipt as soon as the EHR shows a copy, None when a
+        search made after the quiet period still finds nothing (re-sending is then safe).
+        Raises StepFailed when no search can prove it (the tenant never re-sends this type, or
+        search cannot show it), when a search fails, or when ``give_up_at`` comes first."""
+        landing = self._landing
+        while True:
+            searched_at = workflow.now()
+            found = await self._look()
+            if found is not None:
+                return found
+            if not landing.resend_after_quiet:
+                raise StepFailed(
+                    ErrorClass.AMBIGUOUS.value,
+                    "an unanswered create may still be in the EHR, which may keep this type out "
+                    "of search (or the tenant never re-sends): nothing re-sent; the write "
+                    "searches by itself until it shows up, or a person decides",
+                )
+            if landing.until is None or searched_at >= landing.until:
+                landing.cleared = True
+                self._log("locate", 0, "nothing found after the quiet period: safe to re-send")
+                return None
+            wait = landing.next_search_in(workflow.now())
+            if give_up_at is not None and workflow.now() + wait > give_up_at:
+                raise StepFailed(
+                    ErrorClass.AMBIGUOUS.value,
+                    f"retry budget ({self._command.urgency.value}) spent while an unanswered "
+                    f"attempt may still land (quiet period until {landing.until:%H:%M:%S} "
+                    "UTC); searches found nothing yet and nothing was re-sent",
+                )
+            await workflow.sleep(wait)
+
+    async def _attempt(self, override: bool) -> WriteReceipt:
+        assert self._plan is not None
+        # a read or search, maybe a vread, and a write, each bounded by the tenant's HTTP timeout
+        timeout = self._ehr_timeout * 3 + timedelta(seconds=5)
+        # no request of this attempt leaves the worker after send_by (activities/deadline.py):
+        # time to be picked up from the task queue, then the activity's own timeout
+        self._attempt_send_by = workflow.now() + 2 * timeout
+        try:
+            if self._plan.update:
+                assert self._command.base_version is not None
+                return await workflow.execute_activity_method(
+                    EhrSteps.update,
+                    EhrUpdate(
+                        tenant=self._command.tenant,
+                        request_id=self._request_id("update"),
+                        request=self._plan.update,
+                        base_version=self._command.base_version,
+                        override=override,
+                        send_by=self._attempt_send_by,
+                    ),
+                    task_queue=self._ehr_queue,
+                    start_to_close_timeout=timeout,
+                    retry_policy=ONE_ATTEMPT,
+                )
+            assert self._plan.create is not None
+            return await workflow.execute_activity_method(
+                EhrSteps.write,
+                EhrWrite(
+                    tenant=self._command.tenant,
+                    request_id=self._request_id("write"),
+                    request=self._plan.create,
+                    send_by=self._attempt_send_by,
+                ),
+                task_queue=self._ehr_queue,
+                start_to_close_timeout=timeout,
+                retry_policy=ONE_ATTEMPT,
+            )
+        except ActivityError as err:
+            # no answer at all (the worker died, the call hung), or an exception nobody
+            # classified: the EHR may have committed
+            unclassified = ErrorClass.AMBIGUOUS if self._v2 else None
+            raise failure_of(err, ErrorClass.AMBIGUOUS, unclassified) from None
