@@ -4,6 +4,7 @@ and the decisions people make on waiting writes."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -164,6 +165,47 @@ async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
     await time_skipping.sleep(timedelta(minutes=2))
     final = await wait_for_state(writeback, cmd.workflow_id, WriteState.VERIFIED)
     assert final.state is WriteState.VERIFIED
+    assert "automatic re-check" in (final.transitions[-1].detail or "")
+    assert resources_for_command(ehr.db, "fast-r4", cmd.command_identifier) == 1
+
+
+async def test_a_decision_sent_during_an_automatic_recheck_is_answered_not_stranded(
+    time_skipping: WorkflowEnvironment,
+    writeback: WritebackClient,
+    ehr: SandboxProcess,
+    faults: httpx.AsyncClient,
+    key: str,
+) -> None:
+    """A write waits after its stat budget ran out (its first attempt did commit). A person's
+    decision arrives while the automatic re-check is talking to the EHR — the re-check that then
+    finds the write and verifies it. The decision is refused at once with the reason, instead of
+    being accepted and never applied (the caller then waited on a write that had ended)."""
+    unavailable_on_create = {**UNAVAILABLE, "method": "POST"}
+    await faults.post(
+        "/_admin/faults/fast-r4", json={"queue": [HANG_ON_CREATE] + [unavailable_on_create] * 4}
+    )
+    cmd = command("fast-r4", key, urgency=Urgency.STAT)
+    await writeback.submit(cmd)
+    waiting = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
+    assert waiting.state is WriteState.PENDING_CONFIRMATION
+
+    for _ in range(400):  # the first attempt's POST, whose answer hangs, is over
+        if not (await faults.get("/_admin/in-flight")).json().get("fast-r4"):
+            break
+        await asyncio.sleep(0.05)
+    await faults.post("/_admin/faults/fast-r4", json={"latency_ms": 700})  # a slow re-check
+    skipping = asyncio.create_task(time_skipping.sleep(timedelta(minutes=2)))
+    for _ in range(400):  # until the re-check's search is being served
+        if (await faults.get("/_admin/in-flight")).json().get("fast-r4"):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the automatic re-check never reached the EHR")
+    with pytest.raises(DecisionRefused, match="automatic re-check of the EHR is running"):
+        await writeback.resolve(cmd.workflow_id, decision(ResolutionAction.REVERIFY), key)
+    await skipping
+
+    final = await wait_for_state(writeback, cmd.workflow_id, WriteState.VERIFIED)
     assert "automatic re-check" in (final.transitions[-1].detail or "")
     assert resources_for_command(ehr.db, "fast-r4", cmd.command_identifier) == 1
 
