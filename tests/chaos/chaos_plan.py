@@ -93,7 +93,12 @@ def pick_tenants(names: str | None) -> tuple[ChaosTenant, ...]:
     return chosen
 
 
-def tenants_toml(tenants: tuple[ChaosTenant, ...], sandbox_url: str, keys_dir: Path) -> str:
+def tenants_toml(
+    tenants: tuple[ChaosTenant, ...],
+    sandbox_url: str,
+    keys_dir: Path,
+    late_commit_seconds: float | None = None,
+) -> str:
     blocks = []
     for t in tenants:
         writable = ", ".join(
@@ -106,6 +111,8 @@ def tenants_toml(tenants: tuple[ChaosTenant, ...], sandbox_url: str, keys_dir: P
             f"capabilities = {{ conditional_create = {str(t.conditional_create).lower()}, "
             f"if_match = {str(t.if_match).lower()}, writable = {{ {writable} }} }}\n"
         )
+        if late_commit_seconds is not None:
+            block += f"ambiguity = {{ late_commit_seconds = {late_commit_seconds} }}\n"
         if t.vendor_api:
             root = f"{sandbox_url}/{_API_ROOT[t.personality]}/{t.id}"
             block += f'vendor_api = {{ base_url = "{root}", {t.vendor_api} }}\n'

@@ -75,6 +75,9 @@ class ChaosConfig:
     """Of the update targets: a clinician edited them after the user's version (a merge)."""
     late_commit_seconds: float = 8.0
     """commit_late faults: the EHR commits this long after the request came (timeout: 2 s)."""
+    declared_late_commit_seconds: float | None = None
+    """What the tenants declare as ``ambiguity.late_commit_seconds`` (None: the product's
+    default, 60 s). Never their search lag: the product must cope with an index it cannot see."""
     index_lag_seconds: float = 6.0
     """Epic and Oracle Health tenants: every write is searchable only this long after it is
     stored; also the lag of the combined faults."""
@@ -132,7 +135,7 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
     server = TemporalServer(workdir)
     personalities = [arg for t in tenants for arg in ("--personality", f"{t.id}={t.personality}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)
-    (workdir / "tenants.toml").write_text(tenants_toml(tenants, ehr.url, workdir))
+    (workdir / "tenants.toml").write_text(tenants_toml(tenants, ehr.url, workdir, config.declared_late_commit_seconds))
     jwk = make_key(workdir, SMART_CLIENT, "RS384")
     task_queue = f"chaos-{uuid.uuid4().hex[:6]}"
 
@@ -309,6 +312,11 @@ def main() -> int:
     parser.add_argument("--update-share", type=float, default=defaults.update_share)
     parser.add_argument("--saga-share", type=float, default=defaults.saga_share)
     parser.add_argument("--late-commit", type=float, default=defaults.late_commit_seconds)
+    parser.add_argument(
+        "--declared-late-commit",
+        type=float,
+        help="the tenants' ambiguity.late_commit_seconds (default: the product's own default)",
+    )
     parser.add_argument("--index-lag", type=float, default=defaults.index_lag_seconds)
     parser.add_argument("--crowd-size", type=int, default=defaults.crowd_size)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
@@ -328,6 +336,7 @@ def main() -> int:
         update_share=args.update_share,
         saga_share=args.saga_share,
         late_commit_seconds=args.late_commit,
+        declared_late_commit_seconds=args.declared_late_commit,
         index_lag_seconds=args.index_lag,
         crowd_size=args.crowd_size,
         concurrency=args.concurrency,
