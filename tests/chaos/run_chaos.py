@@ -135,7 +135,8 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
     server = TemporalServer(workdir)
     personalities = [arg for t in tenants for arg in ("--personality", f"{t.id}={t.personality}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)
-    (workdir / "tenants.toml").write_text(tenants_toml(tenants, ehr.url, workdir, config.declared_late_commit_seconds))
+    toml = tenants_toml(tenants, ehr.url, workdir, config.declared_late_commit_seconds)
+    (workdir / "tenants.toml").write_text(toml)
     jwk = make_key(workdir, SMART_CLIENT, "RS384")
     task_queue = f"chaos-{uuid.uuid4().hex[:6]}"
 
