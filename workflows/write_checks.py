@@ -224,9 +224,33 @@ class WriteChecks(WriteKernel):
                 retry_policy=READ_RETRY,
             )
         except ActivityError as err:
-            raise self._read_failed("locate", err) from None
+            failure = self._read_failed("locate", err)
+            if failure.error_class != ErrorClass.DUPLICATE or not self._v2:
+                raise failure from None
+            found = await self._oldest_copy()
+            if found is None:
+                raise failure from None
         self._log("locate", 1, "nothing found" if found is None else f"found {found.reference}")
         return found
+
+    async def _oldest_copy(self) -> WriteReceipt | None:
+        """Several live copies carry this command (a 412 to If-None-Exist, or a search that
+        found more than one): the oldest stands; the one-copy check that follows withdraws the
+        others where the tenant can, or names them all for a person."""
+        assert self._plan is not None and self._plan.create is not None
+        copies = await self._copies(self._plan.create)
+        if not copies.references:
+            return None
+        oldest = copies.references[0]
+        resource_type, resource_id = oldest.split("/", 1)
+        return WriteReceipt(
+            resource_type=resource_type,
+            id=resource_id,
+            version=copies.versions.get(oldest),
+            created=False,
+            dedup=self._plan.create.dedup,
+            status_code=200,
+        )
 
     async def _locate(self) -> bool:
         """Look for what an unacknowledged create may have left; acknowledge it if found (a

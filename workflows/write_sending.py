@@ -174,6 +174,10 @@ class WriteSending(WriteChecks):
                 receipt = await self._attempt(override)
             except StepFailed as failure:
                 self._log("write", attempt, f"{failure.error_class}: {failure.reason}")
+                several = failure.error_class == ErrorClass.DUPLICATE and self._v2
+                if several and self._plan.create and (oldest := await self._oldest_copy()):
+                    self._acknowledge(oldest, "several copies in the EHR: the oldest stands")
+                    return
                 if not failure.retryable:
                     raise
                 delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())

@@ -60,11 +60,15 @@ interactions = ["create"]
 """
 
 QUICK_QUIET = "ambiguity = { late_commit_seconds = 2 }\n"
+SANDBOX_QUIET = "ambiguity = { late_commit_seconds = 10 }\n"
 
 TEST_TENANTS = [
-    TenantSpec("demo-r4", "generic_r4", "r4", True, True),
-    TenantSpec("demo-epic", "epic", "epic", False, False, writable='["create"]'),
-    TenantSpec("demo-cerner", "cerner", "cerner", False, True),
+    # the sandbox commits what it received within its own latency: a short late-commit window
+    TenantSpec("demo-r4", "generic_r4", "r4", True, True, extra=SANDBOX_QUIET),
+    TenantSpec(
+        "demo-epic", "epic", "epic", False, False, writable='["create"]', extra=SANDBOX_QUIET
+    ),
+    TenantSpec("demo-cerner", "cerner", "cerner", False, True, extra=SANDBOX_QUIET),
     # short HTTP timeouts, so that commit-then-hang faults become ambiguous outcomes quickly
     # (its breaker stays closed: workflow tests skip time, the breaker's cooldown is real time)
     TenantSpec("fast-r4", "generic_r4", "r4", True, True, timeout=1.0, breaker_failures=100),

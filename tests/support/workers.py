@@ -63,7 +63,8 @@ async def running_worker(client: Client, tenants: TenantRegistry) -> AsyncIterat
     the test started and left running is terminated when it ends."""
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     started = _StartedWorkflows()
-    recording = Client(**{**client.config(), "interceptors": [started]})
+    config = client.config()
+    recording = Client(**{**config, "interceptors": [*config["interceptors"], started]})
     try:
         async with ehr_http_client() as http, running_workers(client, tenants, http, task_queue):
             yield WritebackClient(recording, task_queue=task_queue)

@@ -274,25 +274,21 @@ async def test_several_copies_on_a_create_only_tenant_wait_for_a_person_with_eve
     assert resources_for_command(ehr.db, "demo-epic", cmd.command_identifier) == 2
 
 
-async def test_a_chosen_copy_is_verified_once_the_tenant_withdrew_the_other(
+async def test_several_copies_on_a_tenant_that_can_withdraw_keep_the_oldest(
     writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """On a tenant that can update Observations, the copy a person did not choose is withdrawn
-    (entered-in-error, not deleted) before the chosen one is called verified."""
+    """On a tenant that can update Observations, the oldest copy stands and the others are
+    withdrawn (entered-in-error, not deleted) before it is called verified: one live copy."""
     cmd = command("demo-cerner", key)
     ids = await planted_copies(faults, "demo-cerner", cmd)
-    await writeback.submit(cmd)
-    waiting = await writeback.wait(cmd.workflow_id)
-    assert waiting.state is WriteState.PENDING_CONFIRMATION and waiting.error_class == "duplicate"
+    final = await run_to_end(writeback, cmd)
 
-    chosen = decision(ResolutionAction.CONFIRM, reference=f"Observation/{ids[1]}")
-    final = await writeback.resolve(cmd.workflow_id, chosen, key)
-    assert final.state is WriteState.VERIFIED
-    assert final.resource == f"Observation/{ids[1]}" and final.copies == 1
-    assert any(e.step == "withdraw" and f"Observation/{ids[0]}" in e.outcome for e in final.ehr_log)
+    assert final.state is WriteState.VERIFIED, final.reason
+    assert final.resource == f"Observation/{ids[0]}" and final.copies == 1
+    assert any(e.step == "withdraw" and f"Observation/{ids[1]}" in e.outcome for e in final.ehr_log)
     stored = current_resources_for_command(ehr.db, "demo-cerner", cmd.command_identifier)
     status_by_id = {resource["id"]: resource["status"] for resource in stored}
-    assert status_by_id == {ids[0]: "entered-in-error", ids[1]: cmd.resource["status"]}
+    assert status_by_id == {ids[0]: cmd.resource["status"], ids[1]: "entered-in-error"}
 
 
 # --- updates --------------------------------------------------------------------------------
