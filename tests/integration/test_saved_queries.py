@@ -48,12 +48,16 @@ async def own_server(tenants: TenantRegistry) -> AsyncIterator[WritebackClient]:
 async def submit_duplicated(
     client: WritebackClient, ehr: httpx.AsyncClient, cmd: WriteCommand
 ) -> None:
+    """Two copies of the command in the EHR before it is submitted. Where the tenant can withdraw
+    the extra copy (Oracle Health), a clinician amended it first: it is not withdrawn over their
+    change, so the write waits for a person there too."""
     body = {
         **cmd.resource,
         "identifier": [{"system": COMMAND_IDENTIFIER_SYSTEM, "value": cmd.command_identifier}],
     }
-    for _ in range(2):
-        assert (await ehr.post(f"/fhir/{cmd.tenant}/Observation", json=body)).status_code == 201
+    amended = {**body, "status": "amended"} if cmd.tenant == "demo-cerner" else body
+    for copy in (body, amended):
+        assert (await ehr.post(f"/fhir/{cmd.tenant}/Observation", json=copy)).status_code == 201
     await client.submit(cmd)
 
 

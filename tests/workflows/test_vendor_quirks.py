@@ -240,7 +240,7 @@ async def test_athena_concurrency_stays_under_the_practice_limit(
     statuses = await asyncio.gather(*(run_to_end(writeback, cmd) for cmd in commands))
 
     assert [s.state for s in statuses] == [WriteState.VERIFIED] * 12
-    assert not [e for s in statuses for e in s.ehr_log if "429" in e.outcome]
+    assert not [e for s in statuses for e in s.ehr_log if "HTTP 429" in e.outcome]
     assert [resources_for_patient(ehr.db, "busy-athena", f"Patient/{p}") for p in patients] == [
         1
     ] * 12
