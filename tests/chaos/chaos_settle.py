@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import httpx
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 
-from workers.client import WritebackClient
+from workers.client import NoWorker, WritebackClient
 from workflows.contract import WriteState
 
 WAITING_STATES = ("pending_confirmation", "conflict", "mismatch", "compensation_failed")
@@ -102,7 +102,10 @@ async def diagnose(client: WritebackClient, workflow_id: str) -> str:
     """Why a running write is not settled: its pending activity or the timer it sleeps on (for a
     saga: the step it is writing)."""
     if workflow_id.startswith("wb-saga:"):
-        saga = await client.saga(workflow_id)
+        try:
+            saga = await client.saga(workflow_id)
+        except NoWorker:  # an overloaded worker did not answer the query in time
+            return "no worker answered its status query"
         for step in saga.steps:
             if step.state is WriteState.IN_FLIGHT:
                 return f"step {step.name}: {await diagnose(client, step.write_id)}"
