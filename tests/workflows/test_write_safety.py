@@ -31,6 +31,7 @@ from workflows.contract import (
     Urgency,
     WriteCommand,
     WriteState,
+    WriteStatus,
 )
 
 HANG_ON_CREATE = {"kind": "commit_then_hang", "seconds": 3, "method": "POST"}
@@ -140,6 +141,20 @@ async def test_an_answer_that_cannot_be_decoded_after_the_commit_is_ambiguous(
     assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
 
 
+async def committed_then_budget_spent(
+    env: WorkflowEnvironment, writeback: WritebackClient, http: httpx.AsyncClient, key: str
+) -> tuple[WriteCommand, WriteStatus]:
+    """A stat write on fast-r4 whose first attempt commits but times out and whose next four
+    get 503: the budget (5) is spent and it waits, though the EHR holds it."""
+    unavailable_on_create = {**UNAVAILABLE, "method": "POST"}
+    await http.post(
+        "/_admin/faults/fast-r4", json={"queue": [HANG_ON_CREATE] + [unavailable_on_create] * 4}
+    )
+    cmd = command("fast-r4", key, urgency=Urgency.STAT)
+    await writeback.submit(cmd)
+    return cmd, await wait_until_settled(env, writeback, cmd.workflow_id)
+
+
 async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
     time_skipping: WorkflowEnvironment,
     writeback: WritebackClient,
@@ -149,13 +164,7 @@ async def test_exhausted_budget_waits_then_finds_the_write_by_itself(
 ) -> None:
     """First attempt commits but times out, the next four get 503: the stat budget (5) is spent
     and the write waits — then its automatic re-check finds the resource and verifies it."""
-    unavailable_on_create = {**UNAVAILABLE, "method": "POST"}
-    await faults.post(
-        "/_admin/faults/fast-r4", json={"queue": [HANG_ON_CREATE] + [unavailable_on_create] * 4}
-    )
-    cmd = command("fast-r4", key, urgency=Urgency.STAT)
-    await writeback.submit(cmd)
-    waiting = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
+    cmd, waiting = await committed_then_budget_spent(time_skipping, writeback, faults, key)
 
     assert waiting.state is WriteState.PENDING_CONFIRMATION
     assert waiting.error_class == "transient"
@@ -180,13 +189,7 @@ async def test_a_decision_sent_during_an_automatic_recheck_is_answered_not_stran
     decision arrives while the automatic re-check is talking to the EHR — the re-check that then
     finds the write and verifies it. The decision is refused at once with the reason, instead of
     being accepted and never applied (the caller then waited on a write that had ended)."""
-    unavailable_on_create = {**UNAVAILABLE, "method": "POST"}
-    await faults.post(
-        "/_admin/faults/fast-r4", json={"queue": [HANG_ON_CREATE] + [unavailable_on_create] * 4}
-    )
-    cmd = command("fast-r4", key, urgency=Urgency.STAT)
-    await writeback.submit(cmd)
-    waiting = await wait_until_settled(time_skipping, writeback, cmd.workflow_id)
+    cmd, waiting = await committed_then_budget_spent(time_skipping, writeback, faults, key)
     assert waiting.state is WriteState.PENDING_CONFIRMATION
 
     for _ in range(400):  # the first attempt's POST, whose answer hangs, is over
