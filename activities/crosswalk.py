@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.crosswalk_store import CrosswalkStore, Mapping
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
 from activities.errors import ErrorClass, step_failure
 from adapters.clinical_semantics import (
     ClinicalContext,
@@ -28,7 +28,6 @@ from adapters.clinical_semantics import (
     time_problems,
 )
 from adapters.internal_refs import InternalRef, internal_refs, with_tenant_refs
-from adapters.tenants import TenantRegistry
 
 IDENTIFIER_SEARCH = "identifier-search"
 
@@ -47,16 +46,13 @@ class CrosswalkResult(BaseModel):
 
 
 class Crosswalk:
-    def __init__(self, tenants: TenantRegistry, ehr: EhrSteps, store: CrosswalkStore) -> None:
-        self._tenants = tenants
-        self._ehr = ehr
+    def __init__(self, client: EhrClient, store: CrosswalkStore) -> None:
+        self._ehr = client
         self._store = store
 
     @activity.defn(name="crosswalk")
     async def resolve(self, order: CrosswalkInput) -> CrosswalkResult:
-        tenant = self._tenants.get(order.tenant)
-        if tenant is None:
-            raise step_failure(ErrorClass.VALIDATION, f"unknown tenant '{order.tenant}'")
+        tenant = self._ehr.tenant(order.tenant)
         tenant_ids: dict[tuple[str, str], str] = {}
         found: dict[tuple[str, str], dict[str, Any]] = {}
         from_store = learned = 0
@@ -92,7 +88,8 @@ class Crosswalk:
     ) -> tuple[Mapping, dict[str, Any]]:
         token = quote(f"{system}|{ref.internal_id}", safe="")
         query = f"{ref.resource_type}?identifier={token}"
-        matches = await self._ehr.search(order.tenant, query, order.request_id)
+        tenant = self._ehr.tenant(order.tenant)
+        matches = await self._ehr.search(tenant, query, order.request_id)
         if len(matches) != 1:
             what = "no" if not matches else f"{len(matches)}"
             raise step_failure(
@@ -128,8 +125,9 @@ class Crosswalk:
                 continue
             encounter = found.get((rtype, internal_id))
             if encounter is None:
+                query = f"Encounter?_id={quote(tenant_id, safe='')}"
                 hits = await self._ehr.search(
-                    order.tenant, f"Encounter?_id={quote(tenant_id, safe='')}", order.request_id
+                    self._ehr.tenant(order.tenant), query, order.request_id
                 )
                 encounter = hits[0] if hits else {}
             period = encounter.get("period") or {}

@@ -1,7 +1,8 @@
 """Reading FHIR HTTP answers: references from Location, versions from ETag, PHI-safe summaries
 of OperationOutcomes, and searchset Bundles (matches, the criteria a server ignored, the next page).
-Vendors differ here (VENDORS.md: Epic's relative Location and empty body, Cerner's absolute Location
-with ``Content-Length: 0``; HAPI's ``?_getpages=`` next links), so parsing accepts every shape."""
+Vendors differ here (docs/vendors.md: Epic's relative Location and empty body, Cerner's absolute
+Location with ``Content-Length: 0``; HAPI's ``?_getpages=`` next links), so parsing accepts every
+shape."""
 
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ def etag_version(etag: str | None) -> str | None:
         return None
     match = _ETAG.match(etag.strip())
     return match["vid"] if match else None
+
+
+def version_of(resource: dict[str, Any], response: httpx.Response | None = None) -> str | None:
+    """A resource's ``meta.versionId``, else the version in the answer's ETag."""
+    version = (resource.get("meta") or {}).get("versionId")
+    if version is None and response is not None:
+        version = etag_version(response.headers.get("ETag"))
+    return str(version) if version is not None else None
 
 
 def json_body(response: httpx.Response) -> dict[str, Any] | None:

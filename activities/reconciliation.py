@@ -2,7 +2,7 @@
 carrying our command identifiers) with what the writes say happened, and name each difference.
 
 It reads Temporal (the writes' outcomes and the visibility store), never the EHR; the EHR side is
-``EhrSteps.scan`` and ``EhrSteps.examine``.
+``SweepReads.scan`` and ``SweepReads.examine`` (activities/sweep_reads.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class CompareOrder(BaseModel):
 
 class Comparison(BaseModel):
     findings: list[Finding]
-    candidates: list[Candidate]  # for EhrSteps.examine: drift and missing need a direct read
+    candidates: list[Candidate]  # for SweepReads.examine: drift and missing need a direct read
     writes_checked: int
 
 

@@ -3,8 +3,8 @@
 Each request asks for the narrowest scope it needs (a create needs ``system/Observation.c``, a
 search ``.s``, a read ``.r``, an update ``.u``; SMART v1 tenants get ``.write``/``.read``), signed
 with the tenant's own key: a command can never borrow another tenant's credentials. Tokens are
-cached until shortly before they expire, and dropped when the EHR answers 401 so the next request
-fetches a fresh one (the caller retries once).
+cached until shortly before they expire, and dropped when the EHR answers 401: the request is sent
+once more with a fresh one (``SmartAuth``, an ``httpx.Auth`` flow).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,31 @@ class _Token:
     refresh_at: float
 
 
+class SmartAuth(httpx.Auth):
+    """The bearer token of one request; after a 401 (a token expired or revoked early) the
+    tenant's cached tokens are dropped and the request goes once more with a fresh one. A second
+    401 is the answer (an authorization failure)."""
+
+    def __init__(
+        self, smart: SmartBackendAuth, tenant: Tenant, method: str, path: str, header: str
+    ) -> None:
+        self._smart = smart
+        self._tenant = tenant
+        self._interaction = (method, path)
+        self._header = header
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = self._header
+        response = yield request
+        if response.status_code == 401:
+            self._smart.forget(self._tenant)
+            fresh = await self._smart.authorization(self._tenant, *self._interaction)
+            request.headers["Authorization"] = fresh["Authorization"]
+            yield request
+
+
 class SmartBackendAuth:
     def __init__(self, http: httpx.AsyncClient, clock: Any = time.time) -> None:
         self._http = http
@@ -70,6 +96,14 @@ class SmartBackendAuth:
         resource_type = path.strip("/").split("/")[0].split("?")[0]
         scope = scope_for(resource_type, interaction_letter(method, path), tenant.auth.scope_style)
         return {"Authorization": f"Bearer {await self._token(tenant, scope)}"}
+
+    async def for_request(self, tenant: Tenant, method: str, path: str) -> SmartAuth | None:
+        """The auth of one request, its token already at hand (None when the tenant needs none):
+        the token is fetched before the request waits for its turn to be sent, never after."""
+        header = await self.authorization(tenant, method, path)
+        if not header:
+            return None
+        return SmartAuth(self, tenant, method, path, header["Authorization"])
 
     def forget(self, tenant: Tenant) -> None:
         """Drop the tenant's cached tokens (after a 401: expired or revoked early)."""

@@ -6,27 +6,18 @@ slots as FHIR calls, and keeps the Unity token per tenant until Unity refuses it
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
-
+from activities.ehr_client import EhrClient
 from activities.errors import ErrorClass, step_failure
 from adapters import athena, veradigm
 from adapters.proprietary import AnswerKind, VendorCall, VendorRefused
 from adapters.tenants import Tenant, VendorApiSettings
 
-#: ``send(tenant, method, path, request_id, url=..., headers=..., json=... | data=...)``
-Send = Callable[..., Awaitable[httpx.Response]]
-#: The step failure for a non-2xx answer (status, Retry-After, error class); the flag says the
-#: request was a create (a 500/502/504 is then ambiguous).
-FailFor = Callable[[httpx.Response, str, bool], Exception]
-
 
 class VendorApi:
-    def __init__(self, send: Send, fail_for: FailFor) -> None:
-        self._send = send
-        self._fail_for = fail_for
+    def __init__(self, client: EhrClient) -> None:
+        self._ehr = client
         self._unity_tokens: dict[str, str] = {}
 
     @staticmethod
@@ -46,7 +37,7 @@ class VendorApi:
                 payload: dict[str, Any] = {"json": {**call.message, "Token": token}}
             else:
                 payload = {"data": call.form}
-            response = await self._send(
+            response = await self._ehr.send(
                 tenant,
                 "POST",
                 call.path,
@@ -56,7 +47,8 @@ class VendorApi:
                 **payload,
             )
             if response.status_code != 200:
-                raise self._fail_for(response, f"{tenant.vendor.value} {call.action}", True)
+                what = f"{tenant.vendor.value} {call.action}"
+                raise self._ehr.failure(response, what, creating=True)
             try:
                 return call.id_prefix + parse(call, response.json())
             except ValueError:
@@ -77,7 +69,7 @@ class VendorApi:
             "Username": api.username or "",
             "Password": os.environ.get(api.password_env or "", ""),
         }
-        response = await self._send(
+        response = await self._ehr.send(
             tenant,
             "POST",
             veradigm.GET_TOKEN,
@@ -87,7 +79,7 @@ class VendorApi:
             json=credentials,
         )
         if response.status_code != 200:
-            raise self._fail_for(response, "Unity GetToken", False)
+            raise self._ehr.failure(response, "Unity GetToken")
         if not response.text or response.text.lower().startswith("error"):
             raise step_failure(
                 ErrorClass.AUTHORIZATION,

@@ -23,7 +23,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
 from adapters.tenants import TenantRegistry
 from workflows.task_queues import ehr_task_queue
 
@@ -69,7 +69,7 @@ async def worker_share(client: Client, task_queue: str) -> tuple[int, int]:
 
 
 async def keep_sharing_limits(
-    client: Client, ehr_steps: EhrSteps, tenants: TenantRegistry, task_queue: str
+    client: Client, ehr: EhrClient, tenants: TenantRegistry, task_queue: str
 ) -> None:
     """Refresh every rate-limited tenant's share until cancelled."""
     shares: dict[str, tuple[int, int]] = {}
@@ -84,6 +84,6 @@ async def keep_sharing_limits(
                 continue
             if shares.get(tenant.id) != share:
                 shares[tenant.id] = share
-                ehr_steps.share_tenant_limit(tenant.id, *share)
+                ehr.share_tenant_limit(tenant.id, *share)
                 log.info("tenant %s: pacing as worker %d of %d", tenant.id, share[1] + 1, share[0])
         await asyncio.sleep(REFRESH_SECONDS)

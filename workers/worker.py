@@ -21,8 +21,10 @@ from activities.capability_discovery import CapabilityDiscovery, ProfileStore
 from activities.command_steps import CommandSteps
 from activities.crosswalk import Crosswalk
 from activities.crosswalk_store import CROSSWALK_URL_ENV, CrosswalkStore, open_crosswalk
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
+from activities.ehr_writes import EhrWrites
 from activities.reconciliation import Reconciler
+from activities.sweep_reads import SweepReads
 from adapters.tenants import TenantRegistry
 from workers.audit_cli import ledger_location, shared_ledger
 from workers.health import Health, serving_health
@@ -74,7 +76,7 @@ def build_workers(
     tenants: TenantRegistry,
     http: httpx.AsyncClient,
     task_queue: str,
-    ehr_steps: EhrSteps | None = None,
+    ehr: EhrClient | None = None,
     ledger: AuditLedger | None = None,
     deployment: WorkerDeploymentConfig | None = None,
 ) -> list[Worker]:
@@ -83,8 +85,9 @@ def build_workers(
     all workers)."""
     command_steps = CommandSteps(tenants)
     audit = AuditSteps(ledger or shared_ledger(ledger_location()))
-    ehr_steps = ehr_steps or EhrSteps(tenants, http)
-    crosswalk = Crosswalk(tenants, ehr_steps, crosswalk_store())
+    ehr = ehr or EhrClient(tenants, http)
+    writes, sweep = EhrWrites(ehr), SweepReads(ehr)
+    crosswalk = Crosswalk(ehr, crosswalk_store())
     discovery = CapabilityDiscovery(tenants, http, ProfileStore(Settings.from_env().state_dir))
     workers = [
         Worker(
@@ -122,14 +125,14 @@ def build_workers(
                 client,
                 task_queue=ehr_task_queue(task_queue, tenant.id),
                 activities=[
-                    ehr_steps.write,
-                    ehr_steps.update,
-                    ehr_steps.locate,
-                    ehr_steps.copies,
-                    ehr_steps.verify,
-                    ehr_steps.withdraw,
-                    ehr_steps.scan,
-                    ehr_steps.examine,
+                    writes.write,
+                    writes.update,
+                    writes.locate,
+                    writes.copies,
+                    writes.verify,
+                    writes.withdraw,
+                    sweep.scan,
+                    sweep.examine,
                     crosswalk.resolve,
                     discovery.run,
                 ],
@@ -161,13 +164,13 @@ async def running_workers(
 ) -> AsyncIterator[None]:
     """``share_limits``: pace each tenant at this process's share of its limit among all the
     processes polling the tenant's queue (workers/rate_share.py)."""
-    ehr_steps = EhrSteps(tenants, http)
+    ehr = EhrClient(tenants, http)
     async with AsyncExitStack() as stack:
-        workers = build_workers(client, tenants, http, task_queue, ehr_steps, deployment=deployment)
+        workers = build_workers(client, tenants, http, task_queue, ehr, deployment=deployment)
         for worker in workers:
             await stack.enter_async_context(worker)
         sharing = (
-            asyncio.create_task(keep_sharing_limits(client, ehr_steps, tenants, task_queue))
+            asyncio.create_task(keep_sharing_limits(client, ehr, tenants, task_queue))
             if share_limits
             else None
         )

@@ -29,7 +29,7 @@ from workflows.reconcile_contract import Finding, FindingKind
 from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ehr_steps import EhrSteps
+    from activities.ehr_writes import EhrWrites
     from activities.models import EhrWithdraw
     from adapters.compensation import withdrawal
 
@@ -126,7 +126,7 @@ class ReconcileFinding:
                 continue
             try:
                 await workflow.execute_activity_method(
-                    EhrSteps.withdraw,
+                    EhrWrites.withdraw,
                     EhrWithdraw(
                         tenant=finding.tenant,
                         request_id=f"{workflow.info().workflow_id}/{reference}",

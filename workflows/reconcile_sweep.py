@@ -21,9 +21,9 @@ from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
-    from activities.ehr_steps import EhrSteps
     from activities.models import ExamineOrder, ScanOrder, SweepSettings
     from activities.reconciliation import CompareOrder, Reconciler
+    from activities.sweep_reads import SweepReads
 
 _RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
 
@@ -44,7 +44,7 @@ class ReconcileSweep:
         request_id = f"{workflow.info().workflow_id}/sweep"
         ehr_queue = ehr_task_queue(workflow.info().task_queue, tenant)
         scan = await workflow.execute_activity_method(
-            EhrSteps.scan,
+            SweepReads.scan,
             ScanOrder(tenant=tenant, request_id=request_id, since=since),
             task_queue=ehr_queue,
             start_to_close_timeout=timedelta(minutes=30),
@@ -61,7 +61,7 @@ class ReconcileSweep:
         findings = list(comparison.findings)
         if comparison.candidates:
             findings += await workflow.execute_activity_method(
-                EhrSteps.examine,
+                SweepReads.examine,
                 ExamineOrder(
                     tenant=tenant, request_id=request_id, candidates=comparison.candidates
                 ),

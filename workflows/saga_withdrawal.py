@@ -40,7 +40,7 @@ from workflows.saga_contract import SagaStepStatus
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
-    from activities.ehr_steps import EhrSteps
+    from activities.ehr_writes import EhrWrites
     from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
     from activities.models import (
         CommandInput,
@@ -147,7 +147,7 @@ class StepWithdrawal:
             return
         try:
             receipt = await workflow.execute_activity_method(
-                EhrSteps.withdraw,
+                EhrWrites.withdraw,
                 EhrWithdraw(
                     tenant=self._tenant,
                     request_id=self._request_id(step.name, "withdraw"),
@@ -193,7 +193,7 @@ class StepWithdrawal:
             )
             assert plan.create is not None  # saga steps are creates
             found = await workflow.execute_activity_method(
-                EhrSteps.locate,
+                EhrWrites.locate,
                 EhrLocate(
                     tenant=self._tenant,
                     request_id=self._request_id(step.name, "locate"),
@@ -251,7 +251,7 @@ class StepWithdrawal:
         self, step: SagaStepStatus, receipt: WriteReceipt, expected: dict[str, Any]
     ) -> Verification:
         return await workflow.execute_activity_method(
-            EhrSteps.verify,
+            EhrWrites.verify,
             EhrVerify(
                 tenant=self._tenant,
                 request_id=self._request_id(step.name, "verify"),

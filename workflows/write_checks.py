@@ -15,7 +15,7 @@ from workflows.contract import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ehr_steps import EhrSteps
+    from activities.ehr_writes import EhrWrites
     from activities.errors import (
         ErrorClass,
     )
@@ -45,7 +45,7 @@ class WriteChecks(WriteKernel):
         assert self._receipt is not None
         try:
             verification = await workflow.execute_activity_method(
-                EhrSteps.verify,
+                EhrWrites.verify,
                 EhrVerify(
                     tenant=self._command.tenant,
                     request_id=self._request_id("verify"),
@@ -153,7 +153,7 @@ class WriteChecks(WriteKernel):
     async def _copies(self, request: CreateRequest) -> Copies:
         try:
             copies = await workflow.execute_activity_method(
-                EhrSteps.copies,
+                EhrWrites.copies,
                 EhrCopies(
                     tenant=self._command.tenant,
                     request_id=self._request_id("copies"),
@@ -188,7 +188,7 @@ class WriteChecks(WriteKernel):
         for reference in others:
             try:
                 await workflow.execute_activity_method(
-                    EhrSteps.withdraw,
+                    EhrWrites.withdraw,
                     EhrWithdraw(
                         tenant=self._command.tenant,
                         request_id=self._request_id("withdraw"),
@@ -213,7 +213,7 @@ class WriteChecks(WriteKernel):
         assert self._plan is not None and self._plan.create is not None
         try:
             found = await workflow.execute_activity_method(
-                EhrSteps.locate,
+                EhrWrites.locate,
                 EhrLocate(
                     tenant=self._command.tenant,
                     request_id=self._request_id("locate"),

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
     from activities.crosswalk import Crosswalk, CrosswalkInput
     from activities.deadline import CLOCK_SKEW
-    from activities.ehr_steps import EhrSteps
+    from activities.ehr_writes import EhrWrites
     from activities.errors import (
         ErrorClass,
         full_jitter_delay,
@@ -271,7 +271,7 @@ class WriteSending(WriteChecks):
             if self._plan.update:
                 assert self._command.base_version is not None
                 return await workflow.execute_activity_method(
-                    EhrSteps.update,
+                    EhrWrites.update,
                     EhrUpdate(
                         tenant=self._command.tenant,
                         request_id=self._request_id("update"),
@@ -286,7 +286,7 @@ class WriteSending(WriteChecks):
                 )
             assert self._plan.create is not None
             return await workflow.execute_activity_method(
-                EhrSteps.write,
+                EhrWrites.write,
                 EhrWrite(
                     tenant=self._command.tenant,
                     request_id=self._request_id("write"),

@@ -46,7 +46,7 @@ class Interleave:
             await self._edits.pop(0)()
 
     def client(self) -> httpx.AsyncClient:
-        """An EHR client for a worker (or EhrSteps) that interleaves."""
+        """An EHR client for a worker (or an EhrClient) that interleaves."""
         return httpx.AsyncClient(event_hooks={"request": [self.hook]}, follow_redirects=False)
 
 

@@ -1,6 +1,6 @@
-"""How EhrSteps reads a search for dedup (and for the crosswalk), against a scripted EHR: every
-page, next links only on the tenant's own base URL, ``Prefer: handling=strict``, the self link's
-parameters checked, and a failure never taken for "nothing found"."""
+"""How the EHR client reads a search for dedup (and for the crosswalk), against a scripted EHR:
+every page, next links only on the tenant's own base URL, ``Prefer: handling=strict``, the self
+link's parameters checked, and a failure never taken for "nothing found"."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from support.activities import activity_environment
 from temporalio.exceptions import ApplicationError
 
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
+from activities.ehr_writes import EhrWrites
 from activities.fhir_http import MAX_SEARCH_PAGES
 from adapters.fhir_r4 import CreateRequest, prepare_create
 from adapters.tenants import Capabilities, Tenant, TenantRegistry, Vendor
@@ -70,7 +71,7 @@ def ours_and_others() -> tuple[CreateRequest, dict[str, Any], list[dict[str, Any
 async def find(ehr: ScriptedEhr, request: CreateRequest, t: Tenant | None = None) -> Any:
     the_tenant = t or tenant()
     async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
-        steps = EhrSteps(TenantRegistry([the_tenant], "test"), http)
+        steps = EhrWrites(EhrClient(TenantRegistry([the_tenant], "test"), http))
         return await activity_environment().run(steps._find_existing, the_tenant, request, "r-1")
 
 
@@ -223,13 +224,13 @@ async def test_the_crosswalk_search_is_strict_paged_and_checked() -> None:
         return httpx.Response(200, json=page)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(ScriptedEhr(answer))) as http:
-        steps = EhrSteps(TenantRegistry([tenant(False)], "test"), http)
-        found = await activity_environment().run(steps.search, "t1", query, "r-1")
+        client = EhrClient(TenantRegistry([tenant(False)], "test"), http)
+        found = await activity_environment().run(client.search, client.tenant("t1"), query, "r-1")
     assert found == [patient]
 
     lenient = ScriptedEhr(lambda r: httpx.Response(200, json=bundle([patient], f"{BASE}/Patient")))
     async with httpx.AsyncClient(transport=httpx.MockTransport(lenient)) as http:
-        steps = EhrSteps(TenantRegistry([tenant(False)], "test"), http)
+        client = EhrClient(TenantRegistry([tenant(False)], "test"), http)
         with pytest.raises(ApplicationError, match="'identifier'"):
-            await activity_environment().run(steps.search, "t1", query, "r-1")
+            await activity_environment().run(client.search, client.tenant("t1"), query, "r-1")
     assert lenient.requests[0].headers["Prefer"] == "handling=strict"

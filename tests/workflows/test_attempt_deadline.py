@@ -17,7 +17,8 @@ from support.workflow_runs import command
 from temporalio.exceptions import ApplicationError
 
 from activities.deadline import attempt_deadline, wait_for_turn
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
+from activities.ehr_writes import EhrWrites
 from activities.models import EhrWrite
 from adapters.fhir_r4 import prepare_create
 from adapters.tenants import TenantRegistry
@@ -51,7 +52,7 @@ async def test_an_attempt_whose_deadline_has_passed_sends_nothing(
     late = order(tenants, "demo-cerner", key, datetime.now(UTC) - timedelta(seconds=1))
     async with httpx.AsyncClient() as http:
         with pytest.raises(ApplicationError) as refused:
-            await activity_environment().run(EhrSteps(tenants, http).write, late)
+            await activity_environment().run(EhrWrites(EhrClient(tenants, http)).write, late)
 
     assert refused.value.type == "transport"
     assert "not sent" in refused.value.message
@@ -71,7 +72,7 @@ async def test_an_attempt_waiting_for_a_slot_past_its_deadline_never_sends_later
     first = order(tenants, tenant, f"{key}-a", now + timedelta(seconds=30))
     second = order(tenants, tenant, f"{key}-b", now + timedelta(seconds=2.5))
     async with httpx.AsyncClient() as http:
-        steps = EhrSteps(tenants, http)
+        steps = EhrWrites(EhrClient(tenants, http))
         holding = asyncio.create_task(activity_environment().run(steps.write, first))
         for _ in range(200):  # until the first POST is in the EHR (logged at its arrival)
             if await requests_seen(faults, tenant) or holding.done():
@@ -102,7 +103,7 @@ async def test_a_request_gets_only_the_time_its_attempt_has_left(
     async with httpx.AsyncClient() as http:
         with pytest.raises(ApplicationError) as unanswered:
             await activity_environment().run(
-                EhrSteps(tenants, http).write, order(tenants, tenant, key, send_by)
+                EhrWrites(EhrClient(tenants, http)).write, order(tenants, tenant, key, send_by)
             )
 
     assert unanswered.value.type == "ambiguous"

@@ -16,7 +16,8 @@ from support.updates import our_update
 from support.workflow_runs import command
 from temporalio.exceptions import ApplicationError
 
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
+from activities.ehr_writes import EhrWrites
 from activities.models import EhrUpdate, EhrVerify, EhrWithdraw, WriteReceipt
 from adapters.fhir_r4 import prepare_update
 from adapters.tenants import Capabilities, Tenant, TenantRegistry, Vendor
@@ -72,7 +73,7 @@ def present(resource: dict[str, Any], path: str) -> bool:
 async def run_step(tenants: TenantRegistry, interleave: Interleave, step: str, order: Any) -> Any:
     """One EHR step (activity) on an interleaving client."""
     async with interleave.client() as http:
-        steps = EhrSteps(tenants, http)
+        steps = EhrWrites(EhrClient(tenants, http))
         return await activity_environment().run(getattr(steps, step), order)
 
 
@@ -257,7 +258,7 @@ async def test_an_update_with_no_version_to_match_is_not_sent(key: str) -> None:
     order = order.model_copy(update={"override": True})  # no version to compare with the base
     async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
         with pytest.raises(ApplicationError) as failure:
-            await activity_environment().run(EhrSteps(registry, http).update, order)
+            await activity_environment().run(EhrWrites(EhrClient(registry, http)).update, order)
 
     assert failure.value.type == "unsupported"
     assert methods == ["GET"]

@@ -23,7 +23,8 @@ from support.workflow_runs import command, run_to_end
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
+from activities.ehr_writes import EhrWrites
 from activities.models import EhrWrite
 from adapters.fhir_r4 import prepare_create
 from adapters.tenants import TenantRegistry
@@ -113,7 +114,7 @@ async def test_epic_59189_while_search_lags_is_ambiguous_not_a_conflict(
     assert lost.status_code == 201  # what our lost attempt left, not searchable for a minute
 
     async with httpx.AsyncClient() as http:
-        steps = EhrSteps(tenants, http)
+        steps = EhrWrites(EhrClient(tenants, http))
         order = EhrWrite(tenant="demo-epic", request_id=f"{key}/write/2", request=request)
         with pytest.raises(ApplicationError) as failure:
             await activity_environment().run(steps.write, order)

@@ -16,7 +16,8 @@ from support.sandbox_process import SandboxProcess
 from support.workflow_runs import command, run_to_end
 from temporalio.exceptions import ApplicationError
 
-from activities.ehr_steps import EhrSteps
+from activities.ehr_client import EhrClient
+from activities.ehr_writes import EhrWrites
 from activities.models import EhrWrite
 from adapters.fhir_r4 import prepare_create
 from adapters.tenants import TenantRegistry
@@ -167,7 +168,7 @@ async def test_unity_refusing_the_credentials_is_an_authorization_failure_naming
     request = prepare_create(misconfigured, samples.heart_rate(patient, 60), f"t:{key}")
 
     async with httpx.AsyncClient() as http:
-        steps = EhrSteps(TenantRegistry([misconfigured], source="test"), http)
+        steps = EhrWrites(EhrClient(TenantRegistry([misconfigured], source="test"), http))
         order = EhrWrite(tenant=misconfigured.id, request_id=f"{key}/write/1", request=request)
         with pytest.raises(ApplicationError) as failure:
             await activity_environment().run(steps.write, order)
