@@ -178,7 +178,7 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
     """The athenaOne id in a success answer."""
     if not isinstance(answer, dict) or answer.get("success") not in (True, "true"):
         raise VendorRefused("athenaOne did not report success")
-    if call.answer is AnswerKind.ATHENA_VITALS:
+    if call.answer == AnswerKind.ATHENA_VITALS:
         ids = answer.get("vitalids")
         if not isinstance(ids, list) or not ids or not isinstance(ids[0], dict):
             raise VendorRefused("athenaOne answered without vitalids")
