@@ -240,9 +240,7 @@ class Tenant(BaseModel):
         try:
             return model.model_validate(value)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
+            problems = validation_problems(exc)
             raise PydanticCustomError("vendor_api", "{problems}", {"problems": problems}) from None
 
     def adapter(self) -> VendorAdapter:
@@ -303,6 +301,13 @@ class Tenant(BaseModel):
 
     def access_policy(self) -> AccessPolicy:
         return self.policy or AccessPolicy.from_allowed_callers(self.allowed_callers)
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """``field.path: message; ...`` for each error (the file's own words, not pydantic's)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
 
 
 class TenantConfigError(Exception):
@@ -372,8 +377,6 @@ def load_tenants(path: Path) -> TenantRegistry:
         try:
             tenants.append(Tenant.model_validate(entry))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
+            problems = validation_problems(exc)
             raise TenantConfigError(f"{path}: tenant #{index + 1}: {problems}") from exc
     return TenantRegistry(tenants, source=str(path))
