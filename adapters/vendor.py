@@ -5,8 +5,8 @@ FHIR call carries, whether the vendor can change a stored resource (update, with
 answers a create that is already on file (Epic's 59189).
 
 Each vendor implements :class:`VendorAdapter` once, in its own module (adapters/epic.py, ...), and
-is registered with one line in adapters/registry.py. Nothing else branches on the vendor: a
-tenant's adapter is ``tenant.adapter()``. README: "Adding a vendor".
+is registered with one line in adapters/registry.py. No code outside the adapters compares vendor
+names: it asks the tenant's adapter, ``tenant.adapter()``. README: "Adding a vendor".
 
 This module imports no adapter and no tenant model (both import it); the registry is looked up
 when a name is first resolved, by which time every adapter module has been imported.
