@@ -30,7 +30,6 @@ from activities.models import (
     WriteReceipt,
 )
 from activities.vendor_api import VendorApi
-from adapters import epic
 from adapters.clinical_notes import comparable
 from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import (
@@ -120,7 +119,7 @@ class EhrWrites:
                 ErrorClass.DUPLICATE,
                 "conditional create matched several resources for this command (HTTP 412)",
             )
-        if response.status_code == 400 and epic.reading_already_exists(json_body(response)):
+        if response.status_code == 400 and tenant.adapter().refused_as_on_file(json_body(response)):
             return await self._already_filed(tenant, request, order.request_id)
         if response.status_code not in (200, 201):
             raise self._ehr.failure(response, f"create {request.resource_type}", creating=True)
@@ -160,7 +159,7 @@ class EhrWrites:
             receipt = self._receipt_from_existing(same, found, 200)
             # filed by someone else: it carries their identifier, not ours
             return receipt.model_copy(update={"sent": same.comparable_body()})
-        if any(epic.same_reading_slot(request.body, resource) for resource in candidates):
+        if any(tenant.adapter().same_reading_slot(request.body, r) for r in candidates):
             raise step_failure(
                 ErrorClass.CONFLICT,
                 "Epic holds a different reading for this patient, code and time (59189): "

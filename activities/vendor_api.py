@@ -10,8 +10,8 @@ from typing import Any
 
 from activities.ehr_client import EhrClient
 from activities.errors import ErrorClass, step_failure
-from adapters import athena, veradigm
-from adapters.proprietary import AnswerKind, VendorCall, VendorRefused
+from adapters import veradigm
+from adapters.proprietary import VendorCall, VendorRefused
 from adapters.tenants import Tenant, VendorApiSettings
 
 
@@ -30,7 +30,7 @@ class VendorApi:
         """Send a proprietary write and return the FHIR id of what it stored. Unity gets a new
         token once when it refuses the cached one."""
         url = f"{self._settings(tenant).base_url.rstrip('/')}/{call.path}"
-        parse = veradigm.vendor_id if call.answer is AnswerKind.UNITY else athena.vendor_id
+        parse = tenant.adapter().vendor_id
         for fresh in (False, True):
             if call.message is not None:
                 token = await self._unity_token(tenant, request_id, fresh=fresh)
@@ -64,7 +64,11 @@ class VendorApi:
     async def _unity_token(self, tenant: Tenant, request_id: str, *, fresh: bool) -> str:
         if not fresh and tenant.id in self._unity_tokens:
             return self._unity_tokens[tenant.id]
-        api = self._settings(tenant)
+        api = veradigm.unity_settings(tenant)
+        if api is None:
+            raise step_failure(
+                ErrorClass.VALIDATION, f"tenant '{tenant.id}' has no Unity vendor_api"
+            )
         credentials = {
             "Username": api.username or "",
             "Password": os.environ.get(api.password_env or "", ""),

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
+
+from pydantic import Field
 
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import (
@@ -34,7 +36,8 @@ from adapters.proprietary import (
     utc_time,
     vital_projection,
 )
-from adapters.tenants import Tenant, VendorApiSettings
+from adapters.tenants import Tenant
+from adapters.vendor import ApiVendor, Vendor, VendorApiSettings
 
 #: LOINC -> (athenaOne clinical element, the UCUM unit athena records it in).
 VITAL_ELEMENTS: dict[str, tuple[str, str]] = {
@@ -59,8 +62,25 @@ NOTE_SUBCLASSES: dict[str, str] = {
 VITALS_SOURCE = "DEVICEGENERATED"
 
 
-def _settings(tenant: Tenant) -> VendorApiSettings:
+class AthenaApiSettings(VendorApiSettings):
+    """athenaOne's ``vendor_api``: the API's base URL and the practice and department written to."""
+
+    kind: Literal["athena"] = "athena"
+    practice_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,20}$",
+        description="athenaOne practice id: the /v1/{practiceid} path and FHIR's ah-practice",
+    )
+    department_id: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
+
+
+def _api(tenant: Tenant) -> AthenaApiSettings | None:
     api = tenant.vendor_api
+    return api if isinstance(api, AthenaApiSettings) else None
+
+
+def _settings(tenant: Tenant) -> AthenaApiSettings:
+    api = _api(tenant)
     if api is None or not api.practice_id or not api.department_id:
         raise ResourceInvalid(
             [Problem("tenant", "athena tenants need vendor_api.practice_id and department_id")]
@@ -70,7 +90,7 @@ def _settings(tenant: Tenant) -> VendorApiSettings:
 
 def fhir_params(tenant: Tenant) -> dict[str, str]:
     """Query parameters every athenaOne FHIR call must carry."""
-    api = tenant.vendor_api
+    api = _api(tenant)
     if api is None or not api.practice_id:
         return {}
     return {"ah-practice": f"Organization/a-1.Practice-{api.practice_id}"}
@@ -158,7 +178,7 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
     """The athenaOne id in a success answer."""
     if not isinstance(answer, dict) or answer.get("success") not in (True, "true"):
         raise VendorRefused("athenaOne did not report success")
-    if call.answer is AnswerKind.ATHENA_VITALS:
+    if call.answer == AnswerKind.ATHENA_VITALS:
         ids = answer.get("vitalids")
         if not isinstance(ids, list) or not ids or not isinstance(ids[0], dict):
             raise VendorRefused("athenaOne answered without vitalids")
@@ -166,3 +186,22 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
     if answer.get("clinicaldocumentid") is None:
         raise VendorRefused("athenaOne answered without a clinicaldocumentid")
     return str(answer["clinicaldocumentid"])
+
+
+class Athena(ApiVendor):
+    """athenaOne: writes through the chart API, every FHIR call names the practice."""
+
+    api_settings = AthenaApiSettings
+    dev_personality = "athena"
+
+    def plan(self, tenant: Tenant, body: dict[str, Any]) -> tuple[VendorCall, dict[str, Any]]:
+        return plan(tenant, body)
+
+    def vendor_id(self, call: VendorCall, answer: Any) -> str:
+        return vendor_id(call, answer)
+
+    def fhir_params(self, tenant: Tenant) -> dict[str, str]:
+        return fhir_params(tenant)
+
+
+ADAPTER = Athena(Vendor.ATHENA)

@@ -12,6 +12,7 @@ from typing import Any
 
 from adapters.clinical_notes import first_attachment
 from adapters.problems import Problem
+from adapters.vendor import FhirVendor, Vendor
 
 
 def create_problems(resource: dict[str, Any]) -> list[Problem]:
@@ -34,3 +35,16 @@ def adapted(resource: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(resource)
     result["content"][0]["attachment"]["contentType"] = f"{ctype}; charset=utf-8"
     return result
+
+
+class OracleHealth(FhirVendor):
+    """Oracle Health Millennium: FHIR creates and updates, one note content with its charset."""
+
+    def create_problems(self, resource: dict[str, Any]) -> list[Problem]:
+        return create_problems(resource)
+
+    def adapted(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return adapted(resource)
+
+
+ADAPTER = OracleHealth(Vendor.CERNER)

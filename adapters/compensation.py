@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.tenants import Interaction, Tenant, Vendor
+from adapters.tenants import Interaction, Tenant
 
 _STATUS_WITHDRAWN: dict[str, str] = {
     "ServiceRequest": "revoked",
@@ -56,17 +56,15 @@ def is_withdrawn(resource: dict[str, Any]) -> bool:
     )
 
 
-#: Vendors whose write API can change a stored resource's status. Epic is create-only
-#: (fhir.epic.com); athenaOne's chart API and Veradigm Unity as adapted here offer creates and
-#: deletes only (a delete is not a clinical undo).
-_UPDATING_VENDORS = frozenset({Vendor.CERNER, Vendor.GENERIC_R4})
-
-
 def can_compensate(tenant: Tenant, resource_type: str) -> bool:
     """A tenant can withdraw what its vendor's API updates and the tenant accepts updates for,
-    when the type has a withdrawn form. Others cannot: a saga writes such resources last."""
+    when the type has a withdrawn form. Others cannot: a saga writes such resources last.
+
+    Whether the vendor's API updates at all is its adapter's ``updates``: Epic is create-only
+    (fhir.epic.com); athenaOne's chart API and Veradigm Unity as adapted here offer creates and
+    deletes only (a delete is not a clinical undo)."""
     return (
         withdrawal(resource_type) is not None
-        and tenant.vendor in _UPDATING_VENDORS
+        and tenant.adapter().updates
         and tenant.capabilities.allows(resource_type, Interaction.UPDATE)
     )

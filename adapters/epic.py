@@ -5,7 +5,9 @@ Sources (VENDORS.md quirks 1-8): fhir.epic.com, "DocumentReference.Create (Clini
 is used and it must be base64 ``text/plain`` or ``text/html``), "Observation.Create (Vitals)
 (R4)" (vital signs only as ``final``; a reading already filed answers 400 with Epic code 59189,
 handled by the write step), "Condition.Create (Problems) (R4)" (``verificationStatus`` must be
-``provisional``, else 422 / 59012). Epic has no update: a write cannot be compensated.
+``provisional``, else 422 / 59012). Epic has no update: a write cannot be compensated. Problems
+and allergies go to a holding tank for clinician review (readable by id, absent from search until
+reviewed: docs/write-safety.md).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 
 from adapters.clinical_notes import first_attachment, media_type
 from adapters.problems import Problem
+from adapters.vendor import FhirVendor, Vendor
 
 #: Epic OperationOutcome code for "Reading already exists" (a replayed vital sign).
 READING_ALREADY_EXISTS = "59189"
 NOTE_CONTENT_TYPES = frozenset({"text/plain", "text/html"})
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+#: Types Epic files into its holding tank for review: a new one can stay out of search for days.
+HOLDING_TANK_TYPES = frozenset({"Condition", "AllergyIntolerance"})
 
 
 def _note_problems(resource: dict[str, Any]) -> list[Problem]:
@@ -81,3 +86,22 @@ def same_reading_slot(ours: dict[str, Any], stored: dict[str, Any]) -> bool:
         return (resource.get("subject") or {}).get("reference"), codes, when
 
     return slot(ours) == slot(stored)
+
+
+class Epic(FhirVendor):
+    """Epic on FHIR: create-only, its create rules, its holding tank and its 59189."""
+
+    updates = False
+    holding_tank_types = HOLDING_TANK_TYPES
+
+    def create_problems(self, resource: dict[str, Any]) -> list[Problem]:
+        return create_problems(resource)
+
+    def refused_as_on_file(self, outcome: Any) -> bool:
+        return reading_already_exists(outcome)
+
+    def same_reading_slot(self, ours: dict[str, Any], stored: dict[str, Any]) -> bool:
+        return same_reading_slot(ours, stored)
+
+
+ADAPTER = Epic(Vendor.EPIC)

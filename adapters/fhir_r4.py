@@ -4,27 +4,27 @@ sent.
 
 Epic, Oracle Health and generic R4 servers all take FHIR writes; what differs between them is
 captured by the tenant's capabilities (conditional create, If-Match, identifiers kept or
-dropped) and by Epic's own create rules (adapters/epic.py). athenahealth and Veradigm write through
-their proprietary APIs (adapters/athena.py, adapters/veradigm.py): the create then carries the
-vendor call and the FHIR projection that verification reads back.
+dropped) and by the tenant's vendor adapter (adapters/vendor.py: create rules, adaptations).
+athenahealth and Veradigm write through their proprietary APIs (adapters/athena.py,
+adapters/veradigm.py): the create then carries the vendor call and the FHIR projection that
+verification reads back.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from adapters import athena, cerner, epic, veradigm
 from adapters.fingerprint import fingerprint as fingerprint  # re-exported: one import path
-from adapters.problems import Problem, ResourceInvalid
+from adapters.problems import ResourceInvalid
 from adapters.proprietary import VendorCall
-from adapters.tenants import Tenant, Vendor
+from adapters.tenants import Tenant
+from adapters.vendor import UnsupportedVendor as UnsupportedVendor  # re-exported
 
 FHIR_JSON = "application/fhir+json"
 
@@ -42,10 +42,6 @@ class DedupStrategy(StrEnum):
     CONDITIONAL_CREATE = "conditional_create"  # If-None-Exist on the command identifier
     SEARCH_BEFORE_CREATE = "search_before_create"  # look for the identifier, create if absent
     FINGERPRINT = "fingerprint"  # the EHR drops identifiers: look for the same clinical content
-
-
-class UnsupportedVendor(Exception):
-    """The tenant's vendor has no FHIR write path in this version."""
 
 
 #: R4 resource types without an ``identifier`` element: they carry the command identifier as a
@@ -165,30 +161,9 @@ class UpdateRequest(BaseModel):
     body: dict[str, Any]
 
 
-FHIR_WRITE_VENDORS = frozenset({Vendor.EPIC, Vendor.CERNER, Vendor.GENERIC_R4})
-
-
-def _no_problems(resource: dict[str, Any]) -> list[Problem]:
-    return []
-
-
-#: What a FHIR vendor refuses that plain R4 allows, checked before anything is sent.
-VENDOR_CREATE_RULES: dict[Vendor, Callable[[dict[str, Any]], list[Problem]]] = {
-    Vendor.EPIC: epic.create_problems,
-    Vendor.CERNER: cerner.create_problems,
-}
-#: Vendors whose clinical writes go through their own API: vendor -> the adapter's planner.
-PROPRIETARY_PLANNERS = {Vendor.ATHENA: athena.plan, Vendor.VERADIGM: veradigm.plan}
-
-
-def _check_vendor(tenant: Tenant) -> None:
-    if tenant.vendor not in FHIR_WRITE_VENDORS:
-        raise UnsupportedVendor(f"vendor {tenant.vendor} has no FHIR write path yet")
-
-
 def fhir_query_params(tenant: Tenant) -> dict[str, str]:
     """Query parameters every FHIR call to this tenant must carry (athenaOne's ah-practice)."""
-    return athena.fhir_params(tenant) if tenant.vendor is Vendor.ATHENA else {}
+    return tenant.adapter().fhir_params(tenant)
 
 
 def dedup_strategy(tenant: Tenant) -> DedupStrategy:
@@ -205,14 +180,13 @@ def prepare_create(
     identifier_value: str,
     identifier_system: str = COMMAND_IDENTIFIER_SYSTEM,
 ) -> CreateRequest:
-    """The create for ``tenant``; raises ResourceInvalid when the vendor would refuse it."""
-    planner = PROPRIETARY_PLANNERS.get(tenant.vendor)
-    if planner is None:
-        _check_vendor(tenant)
-    if problems := VENDOR_CREATE_RULES.get(tenant.vendor, _no_problems)(resource):
+    """The create for ``tenant``; raises ResourceInvalid when the vendor would refuse it, and
+    UnsupportedVendor when it has no way to write it. A vendor that does not write FHIR plans the
+    call to its own API from the body."""
+    adapter = tenant.adapter()
+    if problems := adapter.create_problems(resource):
         raise ResourceInvalid(problems)
-    if tenant.vendor is Vendor.CERNER:
-        resource = cerner.adapted(resource)
+    resource = adapter.adapted(resource)
     body = copy.deepcopy({k: v for k, v in resource.items() if k not in {"id", "meta"}})
     if body["resourceType"] in TAGGED_TYPES:
         body["meta"] = {"tag": [{"system": identifier_system, "code": identifier_value}]}
@@ -225,8 +199,8 @@ def prepare_create(
         identifiers.append({"system": identifier_system, "value": identifier_value})
         body["identifier"] = identifiers
     subject = (body.get("subject") or {}).get("reference")
-    if planner is not None:
-        call, expected = planner(tenant, body)
+    if not adapter.writes_fhir:
+        call, expected = adapter.plan(tenant, body)
         return CreateRequest(
             resource_type=body["resourceType"],
             body=body,
@@ -250,7 +224,8 @@ def prepare_create(
 
 
 def prepare_update(tenant: Tenant, resource: dict[str, Any], target: str) -> UpdateRequest:
-    _check_vendor(tenant)
+    if not tenant.adapter().writes_fhir:
+        raise UnsupportedVendor(f"vendor {tenant.vendor} has no FHIR write path yet")
     body = copy.deepcopy({k: v for k, v in resource.items() if k != "meta"})
     body["id"] = target.split("/", 1)[1]
     return UpdateRequest(resource_type=body["resourceType"], target=target, body=body)

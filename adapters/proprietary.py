@@ -40,7 +40,8 @@ BLOOD_PRESSURE_PANEL = "85354-9"
 
 
 class AnswerKind(StrEnum):
-    """Which vendor answer a call gets, so the activity knows how to read it."""
+    """Which answer athenaOne's and Unity's calls get, so their adapters know how to read it
+    (a call's ``answer`` is open: another vendor's adapter names its own)."""
 
     ATHENA_VITALS = "athena_vitals"
     ATHENA_DOCUMENT = "athena_document"
@@ -50,7 +51,7 @@ class AnswerKind(StrEnum):
 class VendorCall(BaseModel):
     """One proprietary request, ready to send (the Unity token is added when sending)."""
 
-    answer: AnswerKind
+    answer: str = Field(description="which answer the call gets: how its adapter reads it")
     path: str = Field(description="relative to the tenant's vendor_api.base_url")
     form: dict[str, str] | None = Field(default=None, description="athenaOne: form fields")
     message: dict[str, Any] | None = Field(default=None, description="Unity MagicJson envelope")
@@ -58,7 +59,7 @@ class VendorCall(BaseModel):
 
     @property
     def action(self) -> str:
-        return str((self.message or {}).get("Action", self.answer.value))
+        return str((self.message or {}).get("Action", self.answer))
 
 
 class VendorRefused(Exception):

@@ -10,33 +10,31 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
+from adapters.vendor import Vendor as Vendor  # re-exported: tenant files name one
+from adapters.vendor import VendorAdapter, adapter_for
+from adapters.vendor import VendorApiSettings as VendorApiSettings  # re-exported
 from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
 
 TENANTS_ENV = "WRITEBACK_TENANTS"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
-
-
-class Vendor(StrEnum):
-    EPIC = "epic"
-    CERNER = "cerner"
-    ATHENA = "athena"
-    VERADIGM = "veradigm"
-    GENERIC_R4 = "generic_r4"
-
-
-#: Epic files created problems and allergies into a holding tank for clinician review: readable by
-#: id, absent from search until reviewed, which can take days (docs/write-safety.md). No quiet
-#: period can prove such a create did not land.
-EPIC_HOLDING_TANK_TYPES = frozenset({"Condition", "AllergyIntolerance"})
 
 
 class Capabilities(BaseModel):
@@ -180,27 +178,6 @@ class CrosswalkSettings(BaseModel):
     )
 
 
-class VendorApiSettings(BaseModel):
-    """Where a vendor's proprietary write API lives (athenaOne, Veradigm Unity): writes go there,
-    reads and verification still use the FHIR base URL. See adapters/athena.py, veradigm.py."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str = Field(pattern=r"^https?://")
-    practice_id: str | None = Field(
-        default=None,
-        pattern=r"^[0-9]{1,20}$",
-        description="athenaOne practice id: the /v1/{practiceid} path and FHIR's ah-practice",
-    )
-    department_id: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
-    app_name: str | None = Field(default=None, description="Veradigm Unity Appname")
-    app_user: str | None = Field(default=None, description="Veradigm Unity AppUserID")
-    username: str | None = Field(default=None, description="Veradigm Unity GetToken Username")
-    password_env: str | None = Field(
-        default=None, description="environment variable holding the Unity GetToken password"
-    )
-
-
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -231,12 +208,44 @@ class Tenant(BaseModel):
         default=LATEST_ADAPTER_VERSION,
         description="pinned adapter behaviour (adapters/versions.py)",
     )
-    vendor_api: VendorApiSettings | None = None
+    vendor_api: SerializeAsAny[VendorApiSettings] | None = Field(
+        default=None,
+        description="the vendor's proprietary write API: the model its vendor adapter names "
+        "(adapters/athena.py, veradigm.py); reads and verification still use fhir_base_url",
+    )
     max_concurrent_requests: int | None = Field(
         default=None,
         ge=1,
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
+
+    @field_validator("vendor_api", mode="before")
+    @classmethod
+    def _vendor_api_model(cls, value: Any, info: ValidationInfo) -> Any:
+        """A ``vendor_api`` table is the model of the vendor its ``kind`` names, else of the
+        tenant's own vendor (tenant files predating ``kind`` name none)."""
+        if not isinstance(value, dict):
+            return value
+        kind = value.get("kind", info.data.get("vendor"))
+        if kind is None:  # the vendor itself is invalid, and reported
+            raise PydanticCustomError("vendor_api_kind", "needs a known vendor, or a kind")
+        try:
+            model = adapter_for(str(kind)).api_settings
+        except ValueError:
+            model = None
+        if model is None:
+            raise PydanticCustomError(
+                "vendor_api_kind", "no vendor API settings for vendor '{kind}'", {"kind": kind}
+            )
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            problems = validation_problems(exc)
+            raise PydanticCustomError("vendor_api", "{problems}", {"problems": problems}) from None
+
+    def adapter(self) -> VendorAdapter:
+        """What this tenant's vendor does differently (adapters/vendor.py)."""
+        return adapter_for(self.vendor)
 
     @model_validator(mode="after")
     def _quiet_period_covers_late_commits(self) -> Tenant:
@@ -264,7 +273,7 @@ class Tenant(BaseModel):
         (not: a holding tank keeps it out until a clinician reviews it)."""
         if resource_type in self.ambiguity.never_resend_types:
             return False
-        return not (self.vendor is Vendor.EPIC and resource_type in EPIC_HOLDING_TANK_TYPES)
+        return resource_type not in self.adapter().holding_tank_types
 
     def resends_after_quiet(self, resource_type: str) -> bool:
         """Whether an unanswered create of this type may ever be re-sent automatically."""
@@ -292,6 +301,13 @@ class Tenant(BaseModel):
 
     def access_policy(self) -> AccessPolicy:
         return self.policy or AccessPolicy.from_allowed_callers(self.allowed_callers)
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """``field.path: message; ...`` for each error (the file's own words, not pydantic's)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
 
 
 class TenantConfigError(Exception):
@@ -361,8 +377,6 @@ def load_tenants(path: Path) -> TenantRegistry:
         try:
             tenants.append(Tenant.model_validate(entry))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
+            problems = validation_problems(exc)
             raise TenantConfigError(f"{path}: tenant #{index + 1}: {problems}") from exc
     return TenantRegistry(tenants, source=str(path))

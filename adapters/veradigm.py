@@ -15,7 +15,9 @@ use ``vitals-{VitalsID}`` and ``note-{NoteID}``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from adapters.clinical_notes import note_text
 from adapters.problems import Problem, ResourceInvalid
@@ -32,14 +34,33 @@ from adapters.proprietary import (
     vital_projection,
 )
 from adapters.tenants import Tenant
+from adapters.vendor import ApiVendor, Vendor, VendorApiSettings
 
 MAGIC_JSON = "json/MagicJson"
 GET_TOKEN = "json/GetToken"
 UNITY_PARAMETERS = 6
 
 
-def _envelope(tenant: Tenant, action: str, patient: str, *parameters: str) -> dict[str, Any]:
+class UnityApiSettings(VendorApiSettings):
+    """Veradigm's ``vendor_api``: the Unity base URL, the app and user it acts as, and GetToken's
+    credentials (the password from an environment variable, never from the tenant file)."""
+
+    kind: Literal["veradigm"] = "veradigm"
+    app_name: str | None = Field(default=None, description="Veradigm Unity Appname")
+    app_user: str | None = Field(default=None, description="Veradigm Unity AppUserID")
+    username: str | None = Field(default=None, description="Veradigm Unity GetToken Username")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the Unity GetToken password"
+    )
+
+
+def unity_settings(tenant: Tenant) -> UnityApiSettings | None:
     api = tenant.vendor_api
+    return api if isinstance(api, UnityApiSettings) else None
+
+
+def _envelope(tenant: Tenant, action: str, patient: str, *parameters: str) -> dict[str, Any]:
+    api = unity_settings(tenant)
     message: dict[str, Any] = {
         "Action": action,
         "AppUserID": (api.app_user if api else None) or "",
@@ -91,3 +112,19 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
     if not found:
         raise VendorRefused(f"Unity {call.action} answered without an id")
     return str(found)
+
+
+class Veradigm(ApiVendor):
+    """Veradigm: writes through Unity's MagicJson, a read-only FHIR API to read them back."""
+
+    api_settings = UnityApiSettings
+    dev_personality = "veradigm"
+
+    def plan(self, tenant: Tenant, body: dict[str, Any]) -> tuple[VendorCall, dict[str, Any]]:
+        return plan(tenant, body)
+
+    def vendor_id(self, call: VendorCall, answer: Any) -> str:
+        return vendor_id(call, answer)
+
+
+ADAPTER = Veradigm(Vendor.VERADIGM)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, PROPRIETARY_PLANNERS
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
 from adapters.tenants import load_tenants
 from workers import samples
 from workers.client import WritebackClient
@@ -61,7 +61,7 @@ async def run_demo(config: StackConfig) -> int:
     run = time.strftime("%Y%m%d%H%M%S")
     # the duplicate check below counts by command identifier: start with a FHIR-writing tenant
     # (athenaOne and Veradigm keep no identifier of ours; they deduplicate by content)
-    fhir_writers_first = sorted(tenants, key=lambda t: t.vendor in PROPRIETARY_PLANNERS)
+    fhir_writers_first = sorted(tenants, key=lambda t: not t.adapter().writes_fhir)
     planned = demo_commands([tenant.id for tenant in fhir_writers_first], run)
     started = time.monotonic()
     duplicate, _ = planned[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from adapters.tenants import TenantConfigError, Vendor, load_tenants
+from adapters.tenants import TenantConfigError, load_tenants
 from workers.codec_server import dev_token
 from workers.keys import KEYS_FILE_ENV, keys_file_path, load_key_provider
 from workers.settings import venv_binary
@@ -111,20 +111,20 @@ def sandbox_command(port: int, db_file: Path, tenants_path: Path | None = None) 
 
 
 def proprietary_personalities(tenants_path: Path | None) -> list[str]:
-    """``--personality T=athena|veradigm`` for the tenants that write through a vendor API: the
-    sandbox serves those APIs only under the vendor's personality (other tenants work as r4)."""
+    """``--personality T=NAME`` for the tenants whose vendor adapter names a ``dev_personality``
+    (athenaOne, Veradigm: the sandbox serves a vendor API only under the vendor's personality);
+    other tenants work as the sandbox maps them (r4 unless it knows the tenant id)."""
     if tenants_path is None:
         return []
     try:
         tenants = load_tenants(tenants_path)
     except TenantConfigError:
         return []  # the worker reports the file's problem
-    proprietary = {Vendor.ATHENA: "athena", Vendor.VERADIGM: "veradigm"}
     return [
         arg
         for tenant in tenants
-        if tenant.vendor in proprietary
-        for arg in ("--personality", f"{tenant.id}={proprietary[tenant.vendor]}")
+        if (personality := tenant.adapter().dev_personality)
+        for arg in ("--personality", f"{tenant.id}={personality}")
     ]
 
 

@@ -6,6 +6,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from adapters.athena import AthenaApiSettings as VendorApiSettings  # athena fields
 from adapters.fhir_r4 import (
     COMMAND_IDENTIFIER_SYSTEM,
     DedupStrategy,
@@ -15,7 +16,7 @@ from adapters.fhir_r4 import (
     prepare_update,
 )
 from adapters.problems import ResourceInvalid
-from adapters.tenants import Capabilities, Tenant, Vendor, VendorApiSettings
+from adapters.tenants import Capabilities, Tenant, Vendor
 from workers import samples
 
 

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from adapters import athena, epic, veradigm
+from adapters.athena import AthenaApiSettings as VendorApiSettings  # athena fields
 from adapters.clinical_notes import comparable, note_text
 from adapters.compensation import can_compensate
 from adapters.fhir_r4 import differences, fingerprint, prepare_create
 from adapters.problems import ResourceInvalid
 from adapters.proprietary import AnswerKind, VendorCall, VendorRefused
-from adapters.tenants import Capabilities, Interaction, Tenant, Vendor, VendorApiSettings
+from adapters.tenants import Capabilities, Interaction, Tenant, Vendor
 from workers import samples
 
 API = VendorApiSettings(base_url="http://ehr.test/api", practice_id="195900", department_id="7")
