@@ -72,6 +72,7 @@ from adapters.fhir_r4 import (
     identifier_values,
     with_removals,
 )
+from adapters.ids import write_id_of
 from adapters.merge import changed_elements, guarded_patch, three_way_merge
 from adapters.schema_drift import drift_fields
 from adapters.tenants import Tenant, TenantRegistry
@@ -676,7 +677,7 @@ class EhrSteps:
         for candidate in order.candidates:
             activity.heartbeat(len(findings))
             current = await self._read(tenant, candidate.reference, order.request_id)
-            write_id = f"wb:{candidate.command}"
+            write_id = write_id_of(candidate.command)
             if current is None or is_withdrawn(current):
                 what = "gone" if current is None else "entered-in-error"
                 findings.append(

@@ -22,15 +22,12 @@ from pydantic import BaseModel, Field
 
 from adapters import athena, cerner, epic, veradigm
 from adapters.fingerprint import fingerprint as fingerprint  # re-exported: one import path
+from adapters.ids import COMMAND_IDENTIFIER_SYSTEM as COMMAND_IDENTIFIER_SYSTEM  # re-exported
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import VendorCall
 from adapters.tenants import Tenant, Vendor
 
 FHIR_JSON = "application/fhir+json"
-
-#: FHIR identifier system stamped on every resource we create (value ``{tenant}:{key}``): the
-#: EHR-side idempotency key, and how reconciliation finds our writes later.
-COMMAND_IDENTIFIER_SYSTEM = "urn:writeback:command"
 
 #: Elements the server owns: never part of a content comparison or a merge.
 SERVER_MANAGED = frozenset({"id", "meta", "text"})

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from adapters.ids import sweep_workflow_id
 from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
 from workers.cli_support import EXIT_OK, UsageError, connect_client
 from workers.render import as_json
@@ -48,7 +49,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     report = await client.temporal.execute_workflow(
         ReconcileSweep.run,
         SweepRequest(tenant=args.tenant, since=since),
-        id=f"wb-sweep:{args.tenant}:{uuid.uuid4().hex[:12]}",
+        id=sweep_workflow_id(args.tenant, uuid.uuid4().hex[:12]),
         task_queue=client.task_queue,
     )
     print(as_json(report) if args.json else report_text(report))
