@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
 from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
@@ -294,7 +295,7 @@ class Tenant(BaseModel):
         return self.policy or AccessPolicy.from_allowed_callers(self.allowed_callers)
 
 
-class TenantConfigError(Exception):
+class TenantConfigError(WritebackError):
     """The tenant file is missing or malformed; the message says where."""
 
 

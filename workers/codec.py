@@ -34,6 +34,7 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+from adapters.errors import WritebackError
 from adapters.ids import tenant_of_workflow
 from workers.keys import SYSTEM_TENANT, KeyProvider, UnknownKey, tenant_of_key
 
@@ -45,7 +46,7 @@ NONCE_BYTES = 12
 COMPRESS_FROM_BYTES = 256
 
 
-class PayloadRefused(Exception):
+class PayloadRefused(WritebackError):
     """A payload this codec must not or cannot decode (wrong tenant, unknown key, tampered).
     The message names key ids and tenants only, never content."""
 

@@ -8,9 +8,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from adapters.errors import EXIT_OK
 from adapters.ids import sweep_workflow_id
-from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
-from workers.cli_support import EXIT_OK, UsageError, connect_client
+from adapters.tenants import load_tenants, resolve_tenants_path
+from workers.cli_support import UsageError, connect_client
 from workers.render import as_json
 from workers.schedules import register_sweep_schedule
 from workflows.reconcile_contract import SweepReport, SweepRequest
@@ -57,10 +58,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_schedule(args: argparse.Namespace) -> int:
-    try:
-        tenants = load_tenants(resolve_tenants_path(args.tenants))
-    except TenantConfigError as exc:
-        raise UsageError(str(exc)) from None
+    tenants = load_tenants(resolve_tenants_path(args.tenants))
     chosen = [t for t in tenants if not args.tenant or t.id in args.tenant]
     if args.tenant and len(chosen) != len(set(args.tenant)):
         raise UsageError(f"unknown tenant in {args.tenant} (configured: {', '.join(tenants.ids)})")
