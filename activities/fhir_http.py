@@ -1,7 +1,8 @@
 """Reading FHIR HTTP answers: references from Location, versions from ETag, PHI-safe summaries
 of OperationOutcomes, and searchset Bundles (matches, the criteria a server ignored, the next page).
-Vendors differ here (VENDORS.md: Epic's relative Location and empty body, Cerner's absolute Location
-with ``Content-Length: 0``; HAPI's ``?_getpages=`` next links), so parsing accepts every shape."""
+Vendors differ here (docs/vendors.md: Epic's relative Location and empty body, Cerner's absolute
+Location with ``Content-Length: 0``; HAPI's ``?_getpages=`` next links), so parsing accepts every
+shape."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def outcome_summary(response: httpx.Response) -> str:
             parts.append(" ".join(words))
     detail = f" [{'; '.join(parts)}]" if parts else ""
     if response.status_code == 403 and not response.content:
-        # Epic's answer when the client is not registered for this API (VENDORS.md quirk 5)
+        # Epic's answer when the client is not registered for this API (docs/vendors.md quirk 5)
         detail = " [empty body: the client is probably not registered for this API at the EHR]"
     return f"HTTP {response.status_code}{detail}"
 

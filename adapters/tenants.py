@@ -41,7 +41,7 @@ EPIC_HOLDING_TANK_TYPES = frozenset({"Condition", "AllergyIntolerance"})
 
 
 class Capabilities(BaseModel):
-    """What the tenant's FHIR server really supports (VENDORS.md), not what the vendor claims."""
+    """What the tenant's FHIR server really supports (docs/vendors.md), not what its vendor says."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

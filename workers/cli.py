@@ -259,8 +259,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run() -> None:
     """Console-script entry point. Exits with ``os._exit`` after flushing: the Temporal core
-    bridge has been seen to abort the interpreter during finalization (TOOLCHAIN.md), which would
-    turn a successful command into exit code 134 for the scripts that call it."""
+    bridge has been seen to abort the interpreter during finalization (docs/toolchain.md), which
+    would turn a successful command into exit code 134 for the scripts that call it."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
