@@ -41,11 +41,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
     except ValueError:
-        raise UsageError(
-            "--since must be an ISO 8601 time, e.g. 2026-11-24T00:00:00+00:00"
-        ) from None
+        raise UsageError(f"--since must be an ISO 8601 time, e.g. {_EXAMPLE_TIME}") from None
     if since and since.tzinfo is None:
-        raise UsageError("--since needs a time zone, e.g. 2026-11-24T00:00:00+00:00")
+        raise UsageError(f"--since needs a time zone, e.g. {_EXAMPLE_TIME}")
     client = await connect_client()
     report = await client.temporal.execute_workflow(
         ReconcileSweep.run,
