@@ -21,12 +21,13 @@ from adapters.capability_profile import (
     config_mismatches,
     profile_diff,
 )
+from adapters.errors import WritebackError
 from adapters.tenants import Tenant, TenantRegistry
 
 FHIR_JSON = "application/fhir+json"
 
 
-class DiscoveryFailed(Exception):
+class DiscoveryFailed(WritebackError):
     """The tenant's discovery documents could not be read; the message says which and why."""
 
 

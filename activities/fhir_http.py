@@ -86,7 +86,7 @@ def outcome_summary(response: httpx.Response) -> str:
             parts.append(" ".join(words))
     detail = f" [{'; '.join(parts)}]" if parts else ""
     if response.status_code == 403 and not response.content:
-        # Epic's answer when the client is not registered for this API (VENDORS.md quirk 5)
+        # Epic's answer when the client is not registered for this API (docs/vendors.md quirk 5)
         detail = " [empty body: the client is probably not registered for this API at the EHR]"
     return f"HTTP {response.status_code}{detail}"
 

@@ -86,11 +86,3 @@ def labels(
         "resource_type": resource_type or "unknown",
         **extra,
     }
-
-
-def record_reconciliation_mismatch(
-    tenant: str, vendor: str | None, resource_type: str | None, kind: str
-) -> None:
-    """For reconciliation: one resource whose EHR copy differs from what we wrote (``kind`` is an
-    enum token such as ``drift``, ``missing``, ``duplicate``)."""
-    RECONCILIATION_MISMATCHES.add(1, labels(tenant, vendor, resource_type, error_class=kind))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from adapters.fhir_r4 import CreateRequest, DedupStrategy, UpdateRequest
+from adapters.findings import Finding as Finding  # re-exported: activities' results
+from adapters.findings import FindingKind as FindingKind  # re-exported: activities' results
 from adapters.tenants import Interaction
 
 
@@ -214,26 +215,6 @@ class ExamineOrder(BaseModel):
     tenant: str
     request_id: str
     candidates: list[Candidate]
-
-
-class FindingKind(StrEnum):
-    DUPLICATE = "duplicate"  # more than one resource in the chart for one command
-    ORPHAN = "orphan"  # our identifier, but no write that ended in the chart
-    DRIFT = "drift"  # the content differs from what we verified
-    MISSING = "missing"  # verified, now gone or entered-in-error
-
-
-class Finding(BaseModel):
-    kind: FindingKind
-    tenant: str
-    command: str
-    write_id: str
-    resources: list[str]
-    keep: str | None = Field(default=None, description="duplicates: the copy the write verified")
-    detail: str
-    auto_remediate: bool = Field(
-        default=False, description="tenant policy: withdraw extra copies without asking"
-    )
 
 
 class SweepSettings(BaseModel):

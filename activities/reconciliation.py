@@ -18,7 +18,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.models import Candidate, Finding, FindingKind, ScannedResource
+from activities.models import Candidate, ScannedResource
+from adapters.findings import Finding, FindingKind
+from adapters.ids import command_of, saga_step_of, saga_workflow_id, split_command, write_id_of
 
 #: Write states (workflows/contract.py) meaning "in the chart", and "nothing decided yet".
 _IN_CHART = frozenset({"verified", "reconciled"})
@@ -78,12 +80,12 @@ class Reconciler:
         return {"state": "ended_abnormally"}
 
     async def _withdrawn_by_its_saga(self, command: str) -> bool:
-        """Saga steps' keys are ``saga.{saga key}.{step}`` (workflows/saga_contract.py)."""
-        tenant, key = command.split(":", 1)
-        if not key.startswith("saga."):
+        """Saga steps' keys are ``saga.{saga key}.{step}`` (adapters/ids.py)."""
+        tenant, key = split_command(command)
+        if (saga_step := saga_step_of(key)) is None:
             return False
-        saga_key, step = key.removeprefix("saga.").rsplit(".", 1)
-        saga = await self._outcome(f"wb-saga:{tenant}:{saga_key}")
+        saga_key, step = saga_step
+        saga = await self._outcome(saga_workflow_id(tenant, saga_key))
         steps = (saga or {}).get("steps") or []
         compensation = next((s.get("compensation") for s in steps if s.get("name") == step), None)
         return compensation in ("withdrawn", "withdrawn_by_hand")
@@ -114,7 +116,7 @@ class Reconciler:
             f"AND WorkflowType = 'ClinicalWrite' AND StartTime >= '{since.isoformat()}'"
         )
         writes = await self._summaries(in_window)
-        unknown = [f"wb:{command}" for command in commands if f"wb:{command}" not in writes]
+        unknown = [write_id_of(c) for c in commands if write_id_of(c) not in writes]
         for start in range(0, len(unknown), _IDS_PER_QUERY):
             ids = ", ".join(f"'{i}'" for i in unknown[start : start + _IDS_PER_QUERY])
             writes |= await self._summaries(f"WorkflowId IN ({ids})")
@@ -130,11 +132,11 @@ class Reconciler:
         for resource in order.scanned:
             by_command[resource.command].append(resource)
         writes = await self._writes(order.tenant, order.since, sorted(by_command))
-        commands = sorted(set(by_command) | {w.removeprefix("wb:") for w in writes})
+        commands = sorted(set(by_command) | {command_of(w) for w in writes})
         findings: list[Finding] = []
         candidates: list[Candidate] = []
         for command in commands:
-            write_id = f"wb:{command}"
+            write_id = write_id_of(command)
             summary = writes.get(write_id)
             live = [r for r in by_command.get(command, []) if not r.withdrawn]
             refs = [r.reference for r in live]

@@ -21,6 +21,7 @@ from activities.models import (
 )
 from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, TAGGED_TYPES, differences, identifier_values
+from adapters.ids import write_id_of
 
 
 class SweepReads:
@@ -63,7 +64,7 @@ class SweepReads:
         for candidate in order.candidates:
             activity.heartbeat(len(findings))
             current = await self._ehr.read(tenant, candidate.reference, order.request_id)
-            write_id = f"wb:{candidate.command}"
+            write_id = write_id_of(candidate.command)
             if current is None or is_withdrawn(current):
                 what = "gone" if current is None else "entered-in-error"
                 findings.append(

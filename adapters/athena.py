@@ -1,6 +1,6 @@
 """athenaOne: clinical writes through the proprietary chart API, reads over FHIR with ah-practice.
 
-Sources (VENDORS.md quirks 13-14): athenaOne API reference, docs.athenahealth.com/api —
+Sources (docs/vendors.md quirks 13-14): athenaOne API reference, docs.athenahealth.com/api —
 "Chart: Vitals" (``POST /v1/{practiceid}/chart/{patientid}/vitals`` with form fields
 ``departmentid``, ``source``, ``returnvitalids`` and ``vitals``, a JSON array of reading groups of
 ``clinicalelementid`` / ``value`` / ``readingtaken``; the answer lists ``vitalids``) and

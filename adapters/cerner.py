@@ -1,8 +1,8 @@
 """Oracle Health (Cerner) Millennium: what its FHIR create needs beyond plain R4.
 
-Source (VENDORS.md quirk 11): fhir.cerner.com/millennium/r4, "DocumentReference create" — exactly
-one ``content`` entry, and the attachment's ``contentType`` states a ``charset``. XHTML is stored
-converted to RTF; read-back compares notes as text (adapters/clinical_notes.py).
+Source (docs/vendors.md quirk 11): fhir.cerner.com/millennium/r4, "DocumentReference create" —
+exactly one ``content`` entry, and the attachment's ``contentType`` states a ``charset``. XHTML is
+stored converted to RTF; read-back compares notes as text (adapters/clinical_notes.py).
 """
 
 from __future__ import annotations

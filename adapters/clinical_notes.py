@@ -1,8 +1,8 @@
 """US Core clinical notes (DocumentReference, category ``clinical-note``, LOINC note type) and how a
 note's content is compared once an EHR has stored it.
 
-EHRs re-encode notes: Oracle Health stores XHTML as RTF (VENDORS.md quirk 11), Epic keeps the first
-attachment only, the proprietary APIs keep text and drop our content type. Read-back therefore
+EHRs re-encode notes: Oracle Health stores XHTML as RTF (docs/vendors.md quirk 11), Epic keeps the
+first attachment only, the proprietary APIs keep text and drop our content type. Read-back therefore
 compares the note's *text* — decoded, markup removed, whitespace collapsed — not its bytes.
 """
 

@@ -1,11 +1,11 @@
 """Epic on FHIR: what Epic refuses that plain R4 allows, checked before anything is sent.
 
-Sources (VENDORS.md quirks 1-8): fhir.epic.com, "DocumentReference.Create (Clinical Notes) (R4)"
-(the note is filed to an encounter: ``context.encounter`` is required; only the first attachment
-is used and it must be base64 ``text/plain`` or ``text/html``), "Observation.Create (Vitals)
-(R4)" (vital signs only as ``final``; a reading already filed answers 400 with Epic code 59189,
-handled by the write step), "Condition.Create (Problems) (R4)" (``verificationStatus`` must be
-``provisional``, else 422 / 59012). Epic has no update: a write cannot be compensated. Problems
+Sources (docs/vendors.md quirks 1-8): fhir.epic.com, "DocumentReference.Create (Clinical Notes)
+(R4)" (the note is filed to an encounter: ``context.encounter`` is required; only the first
+attachment is used and it must be base64 ``text/plain`` or ``text/html``), "Observation.Create
+(Vitals) (R4)" (vital signs only as ``final``; a reading already filed answers 400 with Epic code
+59189, handled by the write step), "Condition.Create (Problems) (R4)" (``verificationStatus`` must
+be ``provisional``, else 422 / 59012). Epic has no update: a write cannot be compensated. Problems
 and allergies go to a holding tank for clinician review (readable by id, absent from search until
 reviewed: docs/write-safety.md).
 """

@@ -21,16 +21,13 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from adapters.fingerprint import fingerprint as fingerprint  # re-exported: one import path
+from adapters.ids import COMMAND_IDENTIFIER_SYSTEM as COMMAND_IDENTIFIER_SYSTEM  # re-exported
 from adapters.problems import ResourceInvalid
 from adapters.proprietary import VendorCall
 from adapters.tenants import Tenant
 from adapters.vendor import UnsupportedVendor as UnsupportedVendor  # re-exported
 
 FHIR_JSON = "application/fhir+json"
-
-#: FHIR identifier system stamped on every resource we create (value ``{tenant}:{key}``): the
-#: EHR-side idempotency key, and how reconciliation finds our writes later.
-COMMAND_IDENTIFIER_SYSTEM = "urn:writeback:command"
 
 #: Elements the server owns: never part of a content comparison or a merge.
 SERVER_MANAGED = frozenset({"id", "meta", "text"})

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-INTERNAL_PREFIX = "internal:"
 CROSSWALK_TYPES = frozenset({"Patient", "Encounter", "Practitioner", "Organization"})
 #: FHIR's id syntax, for our internal ids and the tenant's alike.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

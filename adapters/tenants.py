@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
 from adapters.vendor import Vendor as Vendor  # re-exported: tenant files name one
@@ -38,7 +39,7 @@ DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
 
 
 class Capabilities(BaseModel):
-    """What the tenant's FHIR server really supports (VENDORS.md), not what the vendor claims."""
+    """What the tenant's FHIR server really supports (docs/vendors.md), not what its vendor says."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -310,7 +311,7 @@ def validation_problems(exc: ValidationError) -> str:
     )
 
 
-class TenantConfigError(Exception):
+class TenantConfigError(WritebackError):
     """The tenant file is missing or malformed; the message says where."""
 
 

@@ -1,4 +1,4 @@
-"""Veradigm: clinical writes through the Unity API; the FHIR R4 API is read-only (VENDORS.md 15).
+"""Veradigm: clinical writes through the Unity API; its FHIR API is read-only (docs/vendors.md 15).
 
 Sources: developer.veradigm.com, "Veradigm FHIR API" ("limited to read-only access ... Unity API
 enabling both reads and writes") and the Unity API: ``POST .../json/GetToken`` with

@@ -70,7 +70,7 @@ R4 = Personality(name="r4")
 # ("Observation/eXYZ"), no ETag; If-None-Exist is not supported (ignored); only a
 # few types are writable and only by create (no update, PATCH or transaction);
 # a client not registered for an API gets 403 with an empty body; errors are
-# OperationOutcomes coded in Epic's OID system (VENDORS.md quirks 3-8).
+# OperationOutcomes coded in Epic's OID system (docs/vendors.md quirks 3-8).
 EPIC = Personality(
     name="epic",
     honor_if_none_exist=False,
@@ -101,7 +101,7 @@ EPIC = Personality(
 # causes: Status: 412 Precondition Failed": "no If-Match or invalid If-Match header
 # provided ... To update, you must send the If-Match header"); responses carry
 # X-Request-Id and opc-request-id for support correlation; conditional create and
-# PATCH are not offered (VENDORS.md quirks 9-12).
+# PATCH are not offered (docs/vendors.md quirks 9-12).
 CERNER = Personality(
     name="cerner",
     honor_if_none_exist=False,
@@ -120,7 +120,7 @@ CERNER = Personality(
 # FHIR call names the practice with ah-practice=Organization/a-1.Practice-{id};
 # FHIR create exists only for QuestionnaireResponse (clinical writes use the
 # proprietary /v1/{practiceid} API); athenaPractice answers 429 beyond ~30
-# concurrent requests (VENDORS.md quirks 13-14).
+# concurrent requests (docs/vendors.md quirks 13-14).
 ATHENA = Personality(
     name="athena",
     honor_if_none_exist=False,
@@ -137,7 +137,7 @@ ATHENA = Personality(
 
 # Veradigm FHIR API (developer.veradigm.com, "Veradigm FHIR API"): the FHIR R4
 # endpoint is read-only; writes go through the proprietary Unity API (SaveNote,
-# SaveVitals...), so every FHIR write is refused (VENDORS.md quirk 15).
+# SaveVitals...), so every FHIR write is refused (docs/vendors.md quirk 15).
 VERADIGM = Personality(
     name="veradigm",
     honor_if_none_exist=False,

@@ -1,4 +1,4 @@
-"""Proprietary write APIs of the athena and Veradigm personalities (VENDORS.md quirks 13, 15).
+"""Proprietary write APIs of the athena and Veradigm personalities (docs/vendors.md quirks 13, 15).
 
 Neither vendor takes clinical writes over FHIR, so the sandbox offers the vendor's own calls and
 stores what they carry as FHIR resources in the same store: the tenant's (read-only) FHIR API then
@@ -30,7 +30,7 @@ envelope ``Action, AppUserID, Appname, PatientID, Token, Parameter1..6, Data``; 
 
   FHIR ids: ``Observation/vitals-{VitalsID}``, ``DocumentReference/note-{NoteID}``.
 
-Neither API has an idempotency key: a replay makes a second record (VENDORS.md).
+Neither API has an idempotency key: a replay makes a second record (docs/vendors.md).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def epic_create(rtype: str, body: Json) -> None:
     """Epic on FHIR create rules.
 
     * "Epic on FHIR: Observation.Create (Vitals) (R4)": a vital-sign reading is
-      filed only with ``status = final`` (VENDORS.md quirk 1).
+      filed only with ``status = final`` (docs/vendors.md quirk 1).
     * "Epic on FHIR: Condition.Create (Problems) (R4)": ``verificationStatus``
       must be ``provisional``, otherwise 422 with Epic error 59012 (quirk 3).
     """
@@ -64,7 +64,7 @@ EPIC_NOTE_TYPES = ("text/plain", "text/html")
 def _epic_note(body: Json) -> None:
     """ "Epic on FHIR: DocumentReference.Create (Clinical Notes) (R4)": the note needs an encounter
     (``context.encounter``); only the first attachment is filed and it must be base64 ``text/plain``
-    (or ``text/html``) in ``data`` (VENDORS.md quirk 2). Extra attachments are dropped."""
+    (or ``text/html``) in ``data`` (docs/vendors.md quirk 2). Extra attachments are dropped."""
     context = body.get("context")
     encounters = context.get("encounter") if isinstance(context, dict) else None
     if not encounters:
@@ -97,8 +97,8 @@ def _epic_note(body: Json) -> None:
 
 def epic_duplicate_vital(body: Json, existing: list[Json]) -> None:
     """ "Epic on FHIR: Observation.Create (Vitals) (R4)": a reading for the same patient, code and
-    time is already filed: 400 with Epic code 59189 "Reading already exists" (VENDORS.md, replay
-    row). ``existing`` are the patient's stored Observations with the same code."""
+    time is already filed: 400 with Epic code 59189 "Reading already exists" (docs/vendors.md,
+    replay row). ``existing`` are the patient's stored Observations with the same code."""
     when = {k: v for k, v in body.items() if k.startswith("effective")}
     if any({k: v for k, v in e.items() if k.startswith("effective")} == when for e in existing):
         raise FhirError(
@@ -117,7 +117,7 @@ def is_vital_sign(rtype: str, body: Json) -> bool:
 def cerner_write(rtype: str, body: Json) -> None:
     """Oracle Health Millennium Platform FHIR R4 API, "DocumentReference create":
     exactly one ``content`` entry whose attachment states ``contentType`` with a
-    ``charset`` (VENDORS.md quirk 11)."""
+    ``charset`` (docs/vendors.md quirk 11)."""
     if rtype != "DocumentReference":
         return
     content = body.get("content")
@@ -145,7 +145,7 @@ XHTML_TYPES = ("text/html", "application/xhtml+xml")
 
 def cerner_store_xhtml_as_rtf(rtype: str, body: Json) -> None:
     """Oracle Health Millennium Platform FHIR R4 API, "DocumentReference create": XHTML content is
-    converted to RTF when stored, so a read-back is not byte-equal to what was sent (VENDORS.md
+    converted to RTF when stored, so a read-back is not byte-equal to what was sent (docs/vendors.md
     quirk 11). The sandbox keeps the text and wraps it the way an RTF writer would."""
     if rtype != "DocumentReference":
         return

@@ -101,7 +101,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """End the test process without interpreter finalization, after every report is written:
     the Temporal core bridge has been seen to abort finalization (exit 134) after heavy load
-    (TOOLCHAIN.md), which would turn a green run red."""
+    (docs/toolchain.md), which would turn a green run red."""
     if _exit_status:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -9,7 +9,8 @@ import functools
 import os
 
 from activities.audit_ledger import AuditLedger, open_ledger
-from workers.cli_support import EXIT_FAILED, EXIT_OK, UsageError
+from adapters.errors import EXIT_FAILED, EXIT_OK
+from workers.cli_support import UsageError
 from workers.settings import Settings
 
 AUDIT_DB_ENV = "WRITEBACK_AUDIT_DB"

@@ -1,7 +1,8 @@
 """``writeback``: run the stack, submit writes, follow them, resolve the ones waiting for a person.
 
-Exit codes: 0 done (verified, or accepted without --wait); 1 rejected or abandoned; 2 bad input or
-unreachable service; 3 waiting for a person (pending_confirmation, conflict).
+Exit codes (adapters/errors.py): 0 done (verified, or accepted without --wait); 1 rejected or
+abandoned; 2 bad input or unreachable service; 3 waiting for a person (pending_confirmation,
+conflict).
 """
 
 from __future__ import annotations
@@ -20,28 +21,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
+from adapters.errors import EXIT_FAILED, EXIT_OK, WritebackError
+from adapters.tenants import load_tenants, resolve_tenants_path
 from workers.audit_cli import add_audit_commands
-from workers.cli_support import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-    connect_client,
-    exit_code_for,
-    problems,
-)
-from workers.client import NoWorker, WriteEndedAbnormally, WriteNotFound
-from workers.codec_server import TokenFileError, add_codec_server_command
+from workers.cli_support import UsageError, connect_client, exit_code_for, problems
+from workers.client import WriteNotFound
+from workers.codec_server import add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
-from workers.keys import KeyFileError
 from workers.keys_cli import add_keys_commands
 from workers.reconcile_cli import add_reconcile_commands
 from workers.render import as_json, status_text, transition_printer
 from workers.review_cli import add_review_commands
 from workers.saga_cli import add_saga_commands
 from workers.schedules import register_sweep_schedules
-from workers.settings import Settings, SettingsError
+from workers.settings import Settings
 from workers.temporal_client import connect
 from workers.tenants_cli import add_tenants_commands
 from workflows.contract import (
@@ -49,7 +42,7 @@ from workflows.contract import (
     Urgency,
     WriteCommand,
 )
-from workflows.input_limits import CommandRefused, check_command
+from workflows.input_limits import check_command
 
 
 def default_idempotency_key(tenant: str, resource: dict[str, Any]) -> str:
@@ -91,10 +84,7 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
         )
     except ValidationError as exc:
         raise UsageError(f"invalid command: {problems(exc)}") from None
-    try:
-        check_command(command)  # the client checks again; here it is said before connecting
-    except CommandRefused as exc:
-        raise UsageError(f"invalid command: {exc}") from None
+    check_command(command)  # the client checks again; here it is said before connecting
     return command
 
 
@@ -269,8 +259,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run() -> None:
     """Console-script entry point. Exits with ``os._exit`` after flushing: the Temporal core
-    bridge has been seen to abort the interpreter during finalization (TOOLCHAIN.md), which would
-    turn a successful command into exit code 134 for the scripts that call it."""
+    bridge has been seen to abort the interpreter during finalization (docs/toolchain.md), which
+    would turn a successful command into exit code 134 for the scripts that call it."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -285,15 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result)
-    except (UsageError, TenantConfigError, SettingsError, KeyFileError, TokenFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CommandRefused as exc:  # from the client, before anything is started
-        print(f"error: invalid command: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NoWorker as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except WriteEndedAbnormally as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except WritebackError as exc:  # each says what to print and what to exit with
+        print(f"error: {exc.for_terminal()}", file=sys.stderr)
+        return exc.exit_code

@@ -1,17 +1,19 @@
-"""What every CLI command shares: exit codes, the usage error, and the Temporal connection."""
+"""What every CLI command shares: the usage error, a state's exit code, the Temporal connection.
+
+The exit codes themselves, and the root of the errors the CLI reports, are in adapters/errors.py.
+"""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
 
+from adapters.errors import EXIT_FAILED, EXIT_OK, EXIT_WAITING, WritebackError
 from workers.client import WritebackClient
 from workers.settings import Settings
 from workflows.contract import WriteState
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
 
-
-class UsageError(Exception):
+class UsageError(WritebackError):
     """Bad input from the person at the terminal, or nothing to talk to: print, exit 2."""
 
 

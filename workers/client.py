@@ -28,6 +28,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.errors import EXIT_FAILED, WritebackError
 from workers.settings import TASK_QUEUE
 from workers.temporal_client import connect
 from workflows import search_attributes as sa
@@ -40,21 +41,23 @@ from workflows.saga_contract import SagaCommand, SagaStatus
 S = TypeVar("S", bound=WriteStatus)
 
 
-class WriteNotFound(Exception):
+class WriteNotFound(WritebackError):
     """No write with that workflow id exists."""
 
 
-class DecisionRefused(Exception):
+class DecisionRefused(WritebackError):
     """The write is not waiting for a decision (or the decision is malformed)."""
 
 
-class NoWorker(Exception):
+class NoWorker(WritebackError):
     """A running write could not be asked for its state: no worker answered on the task queue."""
 
 
-class WriteEndedAbnormally(Exception):
+class WriteEndedAbnormally(WritebackError):
     """The workflow was terminated, cancelled, timed out or failed: an operator or a bug stopped
     it outside the write's own states. Temporal's Web UI has the history."""
+
+    exit_code = EXIT_FAILED
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ argument and failure detail: without this codec it would be a PHI store readable
 UI access. The tenant of a payload comes from the serialization context (workflow ids are
 ``wb:{tenant}:{key}``); payloads without one use the ``system`` tenant's key. The key id travels in
 the payload metadata, so old histories decode after a rotation. Search attributes, workflow ids
-and type names are not payloads: they are kept PHI-free by construction (workflows/contract.py).
+and type names are not payloads: they are kept PHI-free by construction (adapters/ids.py).
 
 Encoded payload: metadata ``encoding=binary/encrypted``, ``encryption-key-id``,
 ``encryption-cipher`` and ``compression`` (``zlib`` or absent); data is ``nonce(12)`` followed by
@@ -34,8 +34,9 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+from adapters.errors import WritebackError
+from adapters.ids import tenant_of_workflow
 from workers.keys import SYSTEM_TENANT, KeyProvider, UnknownKey, tenant_of_key
-from workflows.contract import tenant_of_workflow
 
 ENCODING = b"binary/encrypted"
 CIPHER = b"AES-256-GCM"
@@ -45,7 +46,7 @@ NONCE_BYTES = 12
 COMPRESS_FROM_BYTES = 256
 
 
-class PayloadRefused(Exception):
+class PayloadRefused(WritebackError):
     """A payload this codec must not or cannot decode (wrong tenant, unknown key, tampered).
     The message names key ids and tenants only, never content."""
 

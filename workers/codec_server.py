@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
+from adapters.errors import WritebackError
 from workers.codec import EncryptionCodec, PayloadRefused, is_encrypted
 from workers.keys import SYSTEM_TENANT, KeyProvider, load_key_provider
 from workers.settings import Settings
@@ -36,7 +37,7 @@ TOKENS_FILE_ENV = "WRITEBACK_CODEC_TOKENS_FILE"
 ALL_TENANTS = "*"
 
 
-class TokenFileError(Exception):
+class TokenFileError(WritebackError):
     """The token file is missing or malformed; the message says where."""
 
 

@@ -25,6 +25,8 @@ from typing import Protocol
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from adapters.errors import WritebackError
+
 SYSTEM_TENANT = "system"
 ROOT_RING = "root"
 KEYS_FILE_ENV = "WRITEBACK_KEYS_FILE"
@@ -32,11 +34,11 @@ KEYS_JSON_ENV = "WRITEBACK_KEYS"
 _KEY_ID = re.compile(r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9._-]{0,127})\.(?P<kind>[kr])(?P<n>[0-9]+)$")
 
 
-class UnknownKey(Exception):
+class UnknownKey(WritebackError):
     """A payload names a key this process does not have (message names the key id only)."""
 
 
-class KeyFileError(Exception):
+class KeyFileError(WritebackError):
     """The key file is missing, unreadable or malformed; the message says which and where."""
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from workers.cli_support import EXIT_OK, UsageError
+from adapters.errors import EXIT_OK
+from workers.cli_support import UsageError
 from workers.keys import ROOT_RING, keys_file_path, load_key_provider
 from workers.settings import Settings
 

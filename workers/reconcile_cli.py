@@ -8,8 +8,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from adapters.tenants import TenantConfigError, load_tenants, resolve_tenants_path
-from workers.cli_support import EXIT_OK, UsageError, connect_client
+from adapters.errors import EXIT_OK
+from adapters.ids import sweep_workflow_id
+from adapters.tenants import load_tenants, resolve_tenants_path
+from workers.cli_support import UsageError, connect_client
 from workers.render import as_json
 from workers.schedules import register_sweep_schedule
 from workflows.reconcile_contract import SweepReport, SweepRequest
@@ -39,16 +41,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
     except ValueError:
-        raise UsageError(
-            "--since must be an ISO 8601 time, e.g. 2026-11-24T00:00:00+00:00"
-        ) from None
+        raise UsageError(f"--since must be an ISO 8601 time, e.g. {_EXAMPLE_TIME}") from None
     if since and since.tzinfo is None:
-        raise UsageError("--since needs a time zone, e.g. 2026-11-24T00:00:00+00:00")
+        raise UsageError(f"--since needs a time zone, e.g. {_EXAMPLE_TIME}")
     client = await connect_client()
     report = await client.temporal.execute_workflow(
         ReconcileSweep.run,
         SweepRequest(tenant=args.tenant, since=since),
-        id=f"wb-sweep:{args.tenant}:{uuid.uuid4().hex[:12]}",
+        id=sweep_workflow_id(args.tenant, uuid.uuid4().hex[:12]),
         task_queue=client.task_queue,
     )
     print(as_json(report) if args.json else report_text(report))
@@ -56,10 +56,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_schedule(args: argparse.Namespace) -> int:
-    try:
-        tenants = load_tenants(resolve_tenants_path(args.tenants))
-    except TenantConfigError as exc:
-        raise UsageError(str(exc)) from None
+    tenants = load_tenants(resolve_tenants_path(args.tenants))
     chosen = [t for t in tenants if not args.tenant or t.id in args.tenant]
     if args.tenant and len(chosen) != len(set(args.tenant)):
         raise UsageError(f"unknown tenant in {args.tenant} (configured: {', '.join(tenants.ids)})")

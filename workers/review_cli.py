@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workers.cli_support import EXIT_OK, UsageError, connect_client, exit_code_for, problems
+from adapters.errors import EXIT_OK
+from workers.cli_support import UsageError, connect_client, exit_code_for, problems
 from workers.client import DecisionRefused, WriteNotFound
 from workers.render import as_json, record_text, waiting_table
 from workflows.contract import Resolution, ResolutionAction, WriteDetails

@@ -17,8 +17,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from adapters.ids import sweep_schedule_id, sweep_workflow_id
 from adapters.tenants import Tenant, TenantRegistry
-from workflows.reconcile_contract import SweepRequest, sweep_schedule_id
+from workflows.reconcile_contract import SweepRequest
 from workflows.reconcile_sweep import ReconcileSweep
 
 
@@ -49,7 +50,7 @@ def sweep_schedule(tenant: Tenant, task_queue: str) -> Schedule:
     action = ScheduleActionStartWorkflow(
         ReconcileSweep.run,
         SweepRequest(tenant=tenant.id),
-        id=f"wb-sweep:{tenant.id}:scheduled",
+        id=sweep_workflow_id(tenant.id, "scheduled"),
         task_queue=task_queue,
     )
     return periodic(action, timedelta(hours=tenant.reconcile.sweep_every_hours))

@@ -7,10 +7,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.errors import WritebackError
+
 TASK_QUEUE = "writeback"
 
 
-class SettingsError(ValueError):
+class SettingsError(WritebackError, ValueError):
     """An environment variable holds something unusable; the message names it."""
 
 

@@ -21,7 +21,7 @@ from temporalio.worker import (
 )
 
 from activities.errors import ErrorClass, step_failure
-from workflows.contract import tenant_of_workflow
+from adapters.ids import tenant_of_workflow
 
 
 def _tenants_of_input(args: Any) -> set[str]:

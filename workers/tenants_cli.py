@@ -19,9 +19,10 @@ from activities.capability_discovery import (
 )
 from activities.crosswalk_store import Mapping
 from adapters.capability_profile import CapabilityProfile
+from adapters.errors import EXIT_FAILED, EXIT_OK
 from adapters.internal_refs import CROSSWALK_TYPES, ID_PATTERN
 from adapters.tenants import Tenant, load_tenants, resolve_tenants_path
-from workers.cli_support import EXIT_FAILED, EXIT_OK, UsageError, connect_client
+from workers.cli_support import UsageError, connect_client
 from workers.discovery_schedule import schedule_discovery
 from workers.settings import Settings
 from workers.worker import crosswalk_store

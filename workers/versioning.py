@@ -14,8 +14,6 @@ the previous version current again.
 
 from __future__ import annotations
 
-from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
-from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import WorkerDeploymentConfig
 
@@ -33,16 +31,4 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
         version=WorkerDeploymentVersion(settings.deployment_name, settings.build_id),
         use_worker_versioning=True,
         default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
-    )
-
-
-async def set_current_version(client: Client, deployment_name: str, build_id: str) -> None:
-    """What ``temporal worker deployment set-current-version`` does (used by tests)."""
-    await client.workflow_service.set_worker_deployment_current_version(
-        SetWorkerDeploymentCurrentVersionRequest(
-            namespace=client.namespace,
-            deployment_name=deployment_name,
-            build_id=build_id,
-            identity=client.identity,
-        )
     )

@@ -47,7 +47,7 @@ log = logging.getLogger("writeback.worker")
 WORKER_READY = "worker ready"
 
 #: Modules the workflow sandbox shares with the worker instead of re-importing per workflow run
-#: (TOOLCHAIN.md: fhir.resources re-imported in the sandbox made workflows 5x slower). They are
+#: (docs/toolchain.md: fhir.resources re-imported in the sandbox made workflows 5x slower). They are
 #: deterministic to import and hold no per-workflow state.
 PASSTHROUGH_MODULES = (
     "pydantic",

@@ -13,7 +13,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.contract import WriteCommand, WriteStatus, tenant_of_workflow
+from adapters.ids import tenant_of_workflow
+from workflows.contract import WriteCommand, WriteStatus
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps

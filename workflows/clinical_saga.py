@@ -26,6 +26,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
+from adapters.ids import command_identifier
 from workflows import search_attributes as sa
 from workflows import write_metrics
 from workflows.contract import (
@@ -291,7 +292,7 @@ class ClinicalSaga:
         about = sorted(spec.depends_on)
         if not about:
             return resource
-        command = f"{self._command.tenant}:{self._command.step_key(about[0])}"
+        command = command_identifier(self._command.tenant, self._command.step_key(about[0]))
         return with_authority(resource, self._authorizations.get(about[0]), command)
 
     # --- compensation ---------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from adapters.ids import command_identifier
+from adapters.ids import tenant_of_workflow as tenant_of_workflow  # re-exported
+from adapters.ids import workflow_id_for as workflow_id_for  # re-exported
 from adapters.policy import AuthorizationRecord as AuthorizationRecord  # re-exported
 from adapters.tenants import Interaction as Interaction  # re-exported: part of the contract
 
@@ -77,28 +80,6 @@ class Urgency(StrEnum):
     STAT = "stat"
     URGENT = "urgent"
     ROUTINE = "routine"
-
-
-def workflow_id_for(tenant: str, idempotency_key: str) -> str:
-    """``wb:{tenant}:{key}``: the first idempotency layer (one workflow per command)."""
-    return f"wb:{tenant}:{idempotency_key}"
-
-
-#: Prefixes of every workflow id the product starts; the tenant always comes second:
-#: writes ``wb:{tenant}:{key}``, sagas ``wb-saga:{tenant}:{key}``, reconciliation sweeps
-#: ``wb-sweep:{tenant}:…``, their findings ``wb-finding:{tenant}:{kind}:{key}``, capability
-#: discovery ``wb-discovery:{tenant}:…``. The codec picks the tenant's key by it, and activities
-#: refuse to run for any other tenant (workers/tenant_isolation.py).
-WORKFLOW_ID_PREFIXES = frozenset({"wb", "wb-saga", "wb-sweep", "wb-finding", "wb-discovery"})
-
-
-def tenant_of_workflow(workflow_id: str | None) -> str | None:
-    """The tenant of one of our workflow ids (``wb:{tenant}:{key}`` …); None for others."""
-    if workflow_id:
-        parts = workflow_id.split(":", 2)
-        if len(parts) == 3 and parts[0] in WORKFLOW_ID_PREFIXES and parts[1]:
-            return parts[1]
-    return None
 
 
 class WriteCommand(BaseModel):
@@ -165,7 +146,7 @@ class WriteCommand(BaseModel):
     @property
     def command_identifier(self) -> str:
         """Value of the command identifier stamped on the created resource (see adapters)."""
-        return f"{self.tenant}:{self.idempotency_key}"
+        return command_identifier(self.tenant, self.idempotency_key)
 
 
 class Transition(BaseModel):

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
+from adapters.errors import WritebackError
 from adapters.problems import element_path as _element_path
 from adapters.problems import validation_problems
 
@@ -61,13 +62,16 @@ def element_path(parts: Iterable[Part]) -> str:
     return _element_path(parts, ROOT)
 
 
-class CommandRefused(ValueError):
+class CommandRefused(WritebackError, ValueError):
     """A command that is not started (client) or not run (worker): ``path: code``."""
 
     def __init__(self, path: str, code: str) -> None:
         self.path = path
         self.code = code
         super().__init__(f"{path}: {code}")
+
+    def for_terminal(self) -> str:
+        return f"invalid command: {self}"
 
 
 class LimitExceeded(CommandRefused):

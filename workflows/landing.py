@@ -39,9 +39,6 @@ class LandingWindow(BaseModel):
         self.until = max(self.until, end) if self.until else end
         self.cleared = False
 
-    def is_open(self, now: datetime) -> bool:
-        return self.until is not None and now < self.until
-
     def needs_search(self) -> bool:
         """An unanswered attempt has not yet been ruled out by a search after its window."""
         return self.until is not None and not self.cleared

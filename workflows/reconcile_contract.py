@@ -6,8 +6,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from activities.models import Finding as Finding
-from activities.models import FindingKind as FindingKind
+from adapters.findings import Finding as Finding  # re-exported
+from adapters.findings import FindingKind as FindingKind  # re-exported
+from adapters.ids import finding_workflow_id as finding_workflow_id  # re-exported
+from adapters.ids import sweep_schedule_id as sweep_schedule_id  # re-exported
 from workflows.contract import TOKEN_PATTERN
 
 
@@ -29,13 +31,3 @@ class SweepReport(BaseModel):
         default_factory=list, description="workflow ids of findings newly put in the review queue"
     )
     notes: list[str] = Field(default_factory=list)
-
-
-def sweep_schedule_id(tenant: str) -> str:
-    return f"wb-reconcile:{tenant}"
-
-
-def finding_workflow_id(finding: Finding) -> str:
-    """``wb-finding:{tenant}:{kind}:{key}``: one per write and kind of difference."""
-    key = finding.command.split(":", 1)[-1]
-    return f"wb-finding:{finding.tenant}:{finding.kind.value}:{key}"

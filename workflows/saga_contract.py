@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from adapters.ids import saga_step_key
+from adapters.ids import saga_workflow_id as saga_workflow_id  # re-exported
 from workflows.contract import TOKEN_PATTERN, Urgency, WriteState, WriteStatus
 
 #: Prefix of a Reference.reference value naming another step of the same saga.
@@ -52,10 +54,6 @@ def resolve_step_references(value: Any, assigned: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [resolve_step_references(item, assigned) for item in value]
     return value
-
-
-def saga_workflow_id(tenant: str, key: str) -> str:
-    return f"wb-saga:{tenant}:{key}"
 
 
 class SagaStep(BaseModel):
@@ -121,7 +119,7 @@ class SagaCommand(BaseModel):
 
     def step_key(self, step: str) -> str:
         """Idempotency key of a step's own write."""
-        return f"saga.{self.idempotency_key}.{step}"
+        return saga_step_key(self.idempotency_key, step)
 
 
 #: What became of a step when its saga was undone:

@@ -19,10 +19,6 @@ with workflow.unsafe.imports_passed_through():
 MISMATCH_ERROR_TYPE = "capability_mismatch"
 
 
-def schedule_id_for(tenant: str) -> str:
-    return f"wb-discovery:{tenant}"
-
-
 @workflow.defn(name="TenantDiscovery")
 class TenantDiscovery:
     @workflow.run

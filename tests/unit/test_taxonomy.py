@@ -112,7 +112,7 @@ def test_outcome_summary_of_an_empty_body() -> None:
 
 def test_epic_empty_403_says_the_client_is_not_registered() -> None:
     """Epic answers 403 with an empty body when the client is not registered for the API
-    (VENDORS.md quirk 5): the reason says so, and the write is an authorization failure."""
+    (docs/vendors.md quirk 5): the reason says so, and the write is an authorization failure."""
     response = httpx.Response(403)
     assert outcome_summary(response).startswith("HTTP 403 [empty body")
     assert "not registered for this API" in outcome_summary(response)

@@ -45,7 +45,7 @@ def condition(status: str) -> dict[str, Any]:
 
 def test_epic_condition_must_be_provisional() -> None:
     """Epic Condition.Create answers 422 / 59012 unless verificationStatus is provisional
-    (VENDORS.md quirk 3): the adapter refuses it before sending, naming the field."""
+    (docs/vendors.md quirk 3): the adapter refuses it before sending, naming the field."""
     (problem,) = epic.create_problems(condition("confirmed"))
     assert problem.path == "verificationStatus" and "provisional" in problem.message
     assert epic.create_problems(condition("provisional")) == []
@@ -65,7 +65,7 @@ def test_epic_note_needs_an_encounter_and_plain_or_html_text(
     note: dict[str, Any], path: str
 ) -> None:
     """Epic DocumentReference.Create: context.encounter required, first attachment base64
-    text/plain or text/html (VENDORS.md quirk 2); refused at the map step, no EHR call."""
+    text/plain or text/html (docs/vendors.md quirk 2); refused at the map step, no EHR call."""
     with pytest.raises(ResourceInvalid) as refused:
         prepare_create(tenant(Vendor.EPIC), note, "t1:k")
     assert [p.path for p in refused.value.problems] == [path]
@@ -97,8 +97,8 @@ def test_epic_reading_already_exists_is_recognised_by_its_code() -> None:
 
 
 def test_notes_compare_as_text_whatever_the_ehr_encoding() -> None:
-    """Cerner stores XHTML as RTF (VENDORS.md quirk 11): read-back compares normalized text, and
-    a changed word is still a difference."""
+    """Cerner stores XHTML as RTF (docs/vendors.md quirk 11): read-back compares normalized text,
+    and a changed word is still a difference."""
     sent = samples.clinical_note(
         "p1", "<div><p>Plan:  recheck &amp; call</p></div>", None, "text/html"
     )

@@ -207,8 +207,8 @@ async def test_an_optional_provenance_is_skipped_where_the_tenant_takes_none(
 async def test_what_a_create_only_tenant_cannot_withdraw_goes_to_a_person_with_an_instruction(
     writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """Epic's API is create-only (VENDORS.md): when the third reading of a panel is refused (here
-    malformed), the two written before cannot be withdrawn through it; a person gets the exact
+    """Epic's API is create-only (docs/vendors.md): when the third reading of a panel is refused
+    (here malformed), the two written before cannot be withdrawn through it; a person gets the exact
     instruction and settles the saga once it is done by hand (the confirm reads them back)."""
     first, second, third = samples.vitals_panel("saga-pt-10")
     broken = SagaStep(name=third.name, resource=third.resource | {"status": "not-a-status"})

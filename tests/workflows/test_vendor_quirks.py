@@ -1,4 +1,4 @@
-"""One test per vendor quirk the sandbox implements (VENDORS.md), showing the product handles it.
+"""One test per vendor quirk the sandbox implements (docs/vendors.md): the product handles it.
 Quirks covered elsewhere: Cerner's 409 on a lost If-Match race and PUT starting from the latest
 read (test_write_safety.py: ``test_a_race_lost_on_if_match_reads_again[demo-cerner-409]``,
 ``test_stale_version_with_disjoint_changes_is_merged[demo-cerner]``); Epic's empty-bodied,
@@ -63,9 +63,9 @@ async def file_reading(http: httpx.AsyncClient, resource: dict[str, Any]) -> str
 async def test_epic_reading_already_exists_is_taken_as_written(
     writeback: WritebackClient, ehr: SandboxProcess, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """Epic answers a replayed vital sign with 400 / 59189 "Reading already exists" (VENDORS.md,
-    replay row): the product treats it as written, finds the reading and verifies it; the chart
-    holds one reading, not a rejected write and not a duplicate."""
+    """Epic answers a replayed vital sign with 400 / 59189 "Reading already exists"
+    (docs/vendors.md, replay row): the product treats it as written, finds the reading and
+    verifies it; the chart holds one reading, not a rejected write and not a duplicate."""
     patient = new_patient()
     reading = samples.heart_rate(patient, 77)
     location = await file_reading(faults, reading)
@@ -137,7 +137,7 @@ async def test_epic_note_without_encounter_or_plain_text_is_rejected_before_send
     writeback: WritebackClient, faults: httpx.AsyncClient, note: Any, field: str, key: str
 ) -> None:
     """Epic files a note only to an encounter, from a base64 text/plain or text/html first
-    attachment (VENDORS.md quirk 2): the write ends rejected, naming the field, with no call."""
+    attachment (docs/vendors.md quirk 2): the write ends rejected, naming the field, no call."""
     before = (await faults.get("/_admin/stats/demo-epic")).json()["total"]
     status = await run_to_end(writeback, command("demo-epic", key, note(new_patient())))
 
@@ -149,8 +149,8 @@ async def test_epic_note_without_encounter_or_plain_text_is_rejected_before_send
 async def test_cerner_note_stored_as_rtf_verifies_by_its_text(
     writeback: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """Oracle Health converts XHTML notes to RTF on store (VENDORS.md quirk 11): the read-back is
-    not byte-equal, and verification compares the normalized text instead."""
+    """Oracle Health converts XHTML notes to RTF on store (docs/vendors.md quirk 11): the read-back
+    is not byte-equal, and verification compares the normalized text instead."""
     markup = "<div><p>Seen today.</p><p>Plan: recheck &amp; call.</p></div>"
     note = samples.clinical_note(new_patient(), markup, "e1", "text/html; charset=utf-8")
     status = await run_to_end(writeback, command("demo-cerner", key, note))
@@ -165,7 +165,7 @@ async def test_cerner_note_stored_as_rtf_verifies_by_its_text(
 async def test_cerner_note_gets_the_charset_oracle_health_requires(
     writeback: WritebackClient, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """Oracle Health refuses a note whose contentType has no charset (VENDORS.md quirk 11): the
+    """Oracle Health refuses a note whose contentType has no charset (docs/vendors.md quirk 11): the
     adapter states UTF-8, and the note lands and verifies instead of being rejected."""
     note = samples.clinical_note(new_patient(), "Seen today.", "e1", "text/plain")
     status = await run_to_end(writeback, command("demo-cerner", key, note))
@@ -178,8 +178,8 @@ async def test_cerner_note_gets_the_charset_oracle_health_requires(
 async def test_cerner_409_on_every_try_is_a_conflict(
     racing: WritebackClient, interleave: Interleave, faults: httpx.AsyncClient, key: str
 ) -> None:
-    """Oracle Health answers a stale If-Match with 409, not 412 (VENDORS.md quirk 9): the update
-    reads again and retries; when every try loses the race it is a conflict, never rejected.
+    """Oracle Health answers a stale If-Match with 409, not 412 (docs/vendors.md quirk 9): the
+    update reads again and retries; when every try loses the race it is a conflict, never rejected.
     The races are real (a clinician writes before each of our PUTs), each PUT carries If-Match
     with the version read just before it, and 409 is what the EHR made of that."""
     created = await faults.post(
@@ -230,7 +230,7 @@ async def test_athena_concurrency_stays_under_the_practice_limit(
     ehr: SandboxProcess,
     key: str,
 ) -> None:
-    """athenaPractice answers 429 past ~30 concurrent requests (VENDORS.md quirk 14; here 3):
+    """athenaPractice answers 429 past ~30 concurrent requests (docs/vendors.md quirk 14; here 3):
     the tenant's max_concurrent_requests keeps the worker's requests under it, so 12 writes at
     once all verify without a single 429."""
     patients = [new_patient() for _ in range(12)]

@@ -1,6 +1,6 @@
 """Vendor adapters end to end on the time-skipping server against the real sandbox: a vital sign and
 a clinical note end verified on every personality (athena and Veradigm through their proprietary
-APIs), and each vendor quirk the sandbox implements is handled (VENDORS.md)."""
+APIs), and each vendor quirk the sandbox implements is handled (docs/vendors.md)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def test_lost_answer_from_a_proprietary_api_never_duplicates(
     tenant: str,
     key: str,
 ) -> None:
-    """athenaOne and Unity take no idempotency key and keep no identifier of ours (VENDORS.md
+    """athenaOne and Unity take no idempotency key and keep no identifier of ours (docs/vendors.md
     replay row): after a committed write whose answer was lost, nothing is sent again: a search
     by its content fingerprint over FHIR finds the record, counted as the only copy."""
     # a first write, so that Veradigm's Unity token is cached and the drop hits the MagicJson call

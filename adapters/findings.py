@@ -1,0 +1,33 @@
+"""What a reconciliation sweep finds: a difference between the EHR and what our writes say.
+
+Made by the activities that compare the two (activities/reconciliation.py,
+activities/sweep_reads.py) and part of the public contract of reconciliation
+(workflows/reconcile_contract.py re-exports them), so they live below both: neither the contract
+nor the activities import the other.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class FindingKind(StrEnum):
+    DUPLICATE = "duplicate"  # more than one resource in the chart for one command
+    ORPHAN = "orphan"  # our identifier, but no write that ended in the chart
+    DRIFT = "drift"  # the content differs from what we verified
+    MISSING = "missing"  # verified, now gone or entered-in-error
+
+
+class Finding(BaseModel):
+    kind: FindingKind
+    tenant: str
+    command: str
+    write_id: str
+    resources: list[str]
+    keep: str | None = Field(default=None, description="duplicates: the copy the write verified")
+    detail: str
+    auto_remediate: bool = Field(
+        default=False, description="tenant policy: withdraw extra copies without asking"
+    )

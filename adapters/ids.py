@@ -1,0 +1,140 @@
+"""Every workflow id, schedule id and command identifier the product makes, built and read here.
+
+Workflow ids are plain text on the Temporal server (and in the Web UI, logs and metrics), so they
+are made only of the tenant id, the caller's idempotency key and fixed words: opaque tokens
+(``TOKEN_PATTERN`` in workflows/contract.py), never patient data. The tenant always comes second,
+after a prefix naming the kind of workflow; the payload codec picks the tenant's key by it
+(workers/codec.py) and activities refuse to run for any other tenant (workers/tenant_isolation.py).
+
+=====================  ==========================================  ==============================
+what                   form                                        made by
+=====================  ==========================================  ==============================
+command identifier     ``{tenant}:{key}``                          ``command_identifier``
+write                  ``wb:{tenant}:{key}``                       ``workflow_id_for``
+saga                   ``wb-saga:{tenant}:{key}``                  ``saga_workflow_id``
+saga step's write key  ``saga.{saga key}.{step}``                  ``saga_step_key``
+reconciliation sweep   ``wb-sweep:{tenant}:{run}``                 ``sweep_workflow_id``
+its Schedule           ``wb-reconcile:{tenant}``                   ``sweep_schedule_id``
+a sweep's finding      ``wb-finding:{tenant}:{kind}:{key}``        ``finding_workflow_id``
+capability discovery   ``wb-discovery:{tenant}:{run}``             ``discovery_workflow_id``
+its Schedule           ``wb-discovery:{tenant}``                   ``discovery_schedule_id``
+=====================  ==========================================  ==============================
+
+The command identifier is the value stamped on every resource a write creates, under the system
+``COMMAND_IDENTIFIER_SYSTEM`` (the second idempotency layer, adapters/fhir_r4.py); a write's
+workflow id is ``wb:`` and its command identifier (the first layer).
+
+Pure functions of strings (no imports beyond ``typing``): usable in workflow code (the sandbox),
+activities, adapters and the processes in workers/ alike.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+#: FHIR identifier system of the command identifier stamped on the resources we create.
+COMMAND_IDENTIFIER_SYSTEM = "urn:writeback:command"
+
+WRITE_PREFIX = "wb"
+SAGA_PREFIX = "wb-saga"
+SWEEP_PREFIX = "wb-sweep"
+FINDING_PREFIX = "wb-finding"
+DISCOVERY_PREFIX = "wb-discovery"
+#: Prefixes of every workflow id the product starts; the tenant always comes second.
+WORKFLOW_ID_PREFIXES = frozenset(
+    {WRITE_PREFIX, SAGA_PREFIX, SWEEP_PREFIX, FINDING_PREFIX, DISCOVERY_PREFIX}
+)
+#: A saga step's write key: ``saga.{saga key}.{step}``.
+SAGA_STEP_PREFIX = "saga."
+
+
+def command_identifier(tenant: str, idempotency_key: str) -> str:
+    """``{tenant}:{key}``: stamped on the resources a command creates."""
+    return f"{tenant}:{idempotency_key}"
+
+
+def split_command(command: str) -> tuple[str, str]:
+    """``(tenant, key)`` of a command identifier."""
+    tenant, key = command.split(":", 1)
+    return tenant, key
+
+
+def workflow_id_for(tenant: str, idempotency_key: str) -> str:
+    """``wb:{tenant}:{key}``: the first idempotency layer (one workflow per command)."""
+    return write_id_of(command_identifier(tenant, idempotency_key))
+
+
+def write_id_of(command: str) -> str:
+    """The workflow id of the write that stamps ``command`` (a command identifier)."""
+    return f"{WRITE_PREFIX}:{command}"
+
+
+def command_of(write_id: str) -> str:
+    """The command identifier of a write's workflow id: ``write_id_of`` read backwards."""
+    return write_id.removeprefix(f"{WRITE_PREFIX}:")
+
+
+def saga_workflow_id(tenant: str, key: str) -> str:
+    return f"{SAGA_PREFIX}:{tenant}:{key}"
+
+
+def saga_step_key(saga_key: str, step: str) -> str:
+    """Idempotency key of a saga step's own write."""
+    return f"{SAGA_STEP_PREFIX}{saga_key}.{step}"
+
+
+def saga_step_of(idempotency_key: str) -> tuple[str, str] | None:
+    """``(saga key, step)`` of a saga step's write key; None for a key no saga made."""
+    if not idempotency_key.startswith(SAGA_STEP_PREFIX):
+        return None
+    saga_key, step = idempotency_key.removeprefix(SAGA_STEP_PREFIX).rsplit(".", 1)
+    return saga_key, step
+
+
+def sweep_workflow_id(tenant: str, run: str) -> str:
+    """A reconciliation sweep: ``run`` is ``scheduled`` (its Schedule appends the start time) or
+    a random token (``writeback reconcile run``)."""
+    return f"{SWEEP_PREFIX}:{tenant}:{run}"
+
+
+def sweep_schedule_id(tenant: str) -> str:
+    return f"wb-reconcile:{tenant}"
+
+
+class FindingLike(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def command(self) -> str: ...
+
+
+def finding_workflow_id(finding: FindingLike) -> str:
+    """``wb-finding:{tenant}:{kind}:{key}``: one per write and kind of difference."""
+    key = finding.command.split(":", 1)[-1]
+    return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{key}"
+
+
+def discovery_workflow_id(tenant: str, run: str) -> str:
+    return f"{DISCOVERY_PREFIX}:{tenant}:{run}"
+
+
+def discovery_schedule_id(tenant: str) -> str:
+    return f"{DISCOVERY_PREFIX}:{tenant}"
+
+
+def tenant_of_workflow(workflow_id: str | None) -> str | None:
+    """The tenant of one of our workflow ids (``wb:{tenant}:{key}`` …); None for others."""
+    if workflow_id:
+        parts = workflow_id.split(":", 2)
+        if len(parts) == 3 and parts[0] in WORKFLOW_ID_PREFIXES and parts[1]:
+            return parts[1]
+    return None
+
+
+def key_of_workflow(workflow_id: str) -> str:
+    """What follows the tenant in one of our workflow ids (a write's idempotency key)."""
+    return workflow_id.split(":", 2)[-1]
