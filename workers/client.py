@@ -3,6 +3,7 @@
 client = await WritebackClient.connect("localhost:7233")
 submission = await client.submit(command)      # durable once this returns: state `requested`
 status = await client.wait(submission.workflow_id)  # until verified / rejected / waiting
+                                                    # (a waiting update: no polling)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio.client import (
@@ -18,6 +19,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -36,9 +38,14 @@ from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import Resolution, WriteCommand, WriteDetails, WriteState, WriteStatus
 from workflows.input_limits import check_command
+from workflows.person_waits import SETTLED_ONLY
 from workflows.saga_contract import SagaCommand, SagaStatus
 
 S = TypeVar("S", bound=WriteStatus)
+
+#: One ``wait_settled`` call waits this long for its answer before the client looks by ``status``
+#: (which raises NoWorker when no worker answers) and asks again.
+UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
 
 
 class WriteNotFound(WritebackError):
@@ -183,16 +190,37 @@ class WritebackClient:
         on_change: Callable[[WriteStatus], None] | None = None,
         poll_seconds: float = 0.2,
     ) -> WriteStatus:
-        """Follow a write until it is settled (terminal, or waiting for a person)."""
-        seen = -1
+        """Follow a write (a saga, a finding) until it is settled: terminal, or waiting for a
+        person. The workflow answers a waiting update (``wait_settled``) the moment that happens,
+        or, with ``on_change``, at each new transition: nothing polls. A workflow that ended, and
+        one whose worker predates the update, are asked by ``status`` (then every
+        ``poll_seconds``)."""
+        seen = 0 if on_change else SETTLED_ONLY  # every status has a transition: 0 answers now
         while True:
-            status = await self.status(workflow_id)
+            status = await self._settled_or_changed(workflow_id, seen, poll_seconds)
             if on_change and len(status.transitions) != seen:
                 seen = len(status.transitions)
                 on_change(status)
             if status.state.is_settled:
                 return status
-            await asyncio.sleep(poll_seconds)
+
+    async def _settled_or_changed(
+        self, workflow_id: str, seen: int, poll_seconds: float
+    ) -> WriteStatus:
+        handle = self.temporal.get_workflow_handle(workflow_id)
+        try:
+            settled: WriteStatus = await handle.execute_update(
+                "wait_settled", seen, result_type=WriteStatus, rpc_timeout=UPDATE_RPC_TIMEOUT
+            )
+            return settled
+        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
+            # ended (its result is its status), unknown, no worker answering, or an older worker
+            # that has no such update: ``status`` says which (or raises), and the next ask waits
+            status = await self.status(workflow_id)
+            unchanged = seen in (SETTLED_ONLY, len(status.transitions))
+            if unchanged and not status.state.is_settled:
+                await asyncio.sleep(poll_seconds)
+            return status
 
     async def details(self, workflow_id: str) -> WriteDetails | WriteStatus:
         """The full record of a write (command, payload sent, EHR state, exchanges). For the

@@ -18,11 +18,10 @@ whole context. A person's ``confirm`` ("done by hand") is read back too.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -39,6 +38,8 @@ from workflows.contract import (
     workflow_id_for,
 )
 from workflows.decisions import DecisionInbox
+from workflows.kernel import pure_step, reason_of, request_id
+from workflows.person_waits import PersonWaits
 from workflows.saga_contract import (
     SagaCommand,
     SagaStatus,
@@ -46,17 +47,15 @@ from workflows.saga_contract import (
     SagaStepStatus,
     resolve_step_references,
 )
-from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, may_land, reason_of
-from workflows.task_queues import ehr_task_queue
+from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, may_land
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
-    from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
+    from activities.errors import ErrorClass
     from activities.models import SagaPlan, SagaPlanInput, SagaStepInput
     from adapters.policy import AuthorizationRecord
     from adapters.provenance import with_authority
 
-_PLAN_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
 #: Decisions a person may take on a saga whose withdrawal failed.
 _COMPENSATION_ACTIONS = frozenset(
     {
@@ -74,7 +73,10 @@ CONFIRM_READS_BACK = "saga-confirm-reads-back"
 
 
 @workflow.defn(name="ClinicalSaga")
-class ClinicalSaga:
+class ClinicalSaga(PersonWaits[SagaStatus]):
+    _noun = "saga"
+    _wait_restarts = True
+
     @workflow.init
     def __init__(self, command: SagaCommand) -> None:
         self._command = command
@@ -106,30 +108,35 @@ class ClinicalSaga:
 
     # --- what callers can ask and say -------------------------------------------------------
 
+    # the handlers are PersonWaits'; these say that a saga's status comes with its steps (for
+    # callers that name the handler by the method, the type of the answer)
+
     @workflow.query
     def status(self) -> SagaStatus:
         return self._status
 
     @workflow.update
-    async def resolve(self, resolution: Resolution) -> SagaStatus:
+    async def resolve(self, resolution: Resolution) -> SagaStatus:  # type: ignore[override]
         """A person's decision on a failed withdrawal; returns once it has been acted on."""
         await self._decisions.deliver(resolution)
         return self._status
 
     @resolve.validator
-    def _resolve_allowed(self, resolution: Resolution) -> None:
+    def _saga_resolve_allowed(self, resolution: Resolution) -> None:
+        self._resolve_allowed(resolution)
+
+    def _awaits_decision(self, state: WriteState) -> bool:
         """A decision is accepted only while the saga waits for one, so it is acted on at once
         in the state it was validated for; never queued behind compensation."""
-        state = self._status.state
-        if state is not WriteState.COMPENSATION_FAILED:
-            raise ValueError(f"saga is '{state}', not waiting for a decision{self._doing()}")
-        if self._decisions.busy:
-            raise ValueError("a decision is already being applied")
+        return state is WriteState.COMPENSATION_FAILED
+
+    def _refusal(self, resolution: Resolution) -> str | None:
         if not self._decisions.waiting:
-            raise ValueError("saga is busy, not waiting for a decision: send it again shortly")
+            return "saga is busy, not waiting for a decision: send it again shortly"
         if resolution.action not in _COMPENSATION_ACTIONS:
             allowed = ", ".join(sorted(action.value for action in _COMPENSATION_ACTIONS))
-            raise ValueError(f"a failed compensation takes one of: {allowed}")
+            return f"a failed compensation takes one of: {allowed}"
+        return None
 
     def _doing(self) -> str:
         if self._status.state is not WriteState.IN_FLIGHT:
@@ -146,17 +153,12 @@ class ClinicalSaga:
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
-    def _move(self, state: WriteState, detail: str | None = None) -> None:
+    def _publish(self, state: WriteState, began_waiting: bool) -> None:
         updates: list[SearchAttributeUpdate[Any]] = [sa.STATE.value_set(state.value)]
         if state.is_waiting_for_human:
-            self._status.waiting_since = workflow.now()
             updates.append(sa.WAITING_SINCE.value_set(workflow.now()))
-        else:
-            self._status.waiting_since = None
         if self._status.error_class:
             updates.append(sa.ERROR_CLASS.value_set(self._status.error_class))
-        self._status.state = state
-        self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
         workflow.upsert_search_attributes(updates)
         if state.is_settled:
             write_metrics.settled(self._status)
@@ -167,12 +169,8 @@ class ClinicalSaga:
     def _spec(self, name: str) -> SagaStep:
         return next(step for step in self._command.steps if step.name == name)
 
-    @property
-    def _ehr_queue(self) -> str:
-        return ehr_task_queue(workflow.info().task_queue, self._command.tenant)
-
     def _request_id(self, step: str, what: str) -> str:
-        return f"{workflow.info().workflow_id}/{step}/{what}/{len(self._status.transitions)}"
+        return request_id(step, what, len(self._status.transitions))
 
     # --- the saga -------------------------------------------------------------------------------
 
@@ -187,7 +185,7 @@ class ClinicalSaga:
             ]
         )
         try:
-            self._plan = await workflow.execute_local_activity_method(
+            self._plan = await pure_step(
                 CommandSteps.plan_saga,
                 SagaPlanInput(
                     tenant=command.tenant,
@@ -201,8 +199,6 @@ class ClinicalSaga:
                         for step in command.steps
                     ],
                 ),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=_PLAN_RETRY,
             )
         except (ActivityError, ApplicationError) as err:
             self._status.error_class, self._status.reason = reason_of(err)
@@ -309,7 +305,7 @@ class ClinicalSaga:
     @property
     def _withdrawal(self) -> StepWithdrawal:
         assert self._plan is not None
-        return StepWithdrawal(self._command.tenant, self._ehr_queue, self._plan, self._request_id)
+        return StepWithdrawal(self._command.tenant, self._plan, self._request_id)
 
     async def _compensate(self, failed: str) -> None:
         """Withdraw the steps the EHR may hold, newest first (a step that named no resource is
@@ -363,9 +359,7 @@ class ClinicalSaga:
         if resolution.action is ResolutionAction.ABANDON:
             self._move(WriteState.ABANDONED, f"left in the chart as they are: {note}")
             return
-        self._status.transitions.append(
-            Transition(state=self._status.state, at=workflow.now(), detail=note)
-        )
+        self._note(note)
         if resolution.action is not ResolutionAction.CONFIRM:
             for step in pending:  # retry or reverify: both read first, look for what is missing
                 step.compensation = None

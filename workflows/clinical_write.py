@@ -11,7 +11,7 @@ re-checks the EHR on a widening schedule instead of failing silently.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -29,25 +29,22 @@ from workflows.contract import (
     WriteStatus,
 )
 from workflows.decisions import DecisionInbox
-from workflows.landing import LandingWindow
 from workflows.write_start import NO_ARGUMENT, Refused, open_write, unread_command
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import (
         ErrorClass,
     )
-    from activities.models import (
-        WritePlan,
-        WriteReceipt,
-    )
+    from activities.models import WriteReceipt
     from adapters.compensation import is_withdrawn
 
+from workflows.kernel import StepFailed
 from workflows.write_kernel import (
     CONTINUE_AS_NEW_AFTER_EVENTS,
     MISMATCH_ACTIONS,
     RECHECK_DELAYS,
     ContinuedWrite,
-    StepFailed,
+    WriteRecord,
 )
 from workflows.write_sending import WriteSending
 
@@ -68,114 +65,61 @@ class ClinicalWrite(WriteSending):
             continued_run=workflow.info().continued_run_id is not None,
         )
         self._refused = opened if isinstance(opened, Refused) else None
-        self._continued = opened if isinstance(opened, ContinuedWrite) else None
-        command = self._continued.command if self._continued else opened
-        if not isinstance(command, WriteCommand):
-            command = unread_command(workflow.info().workflow_id)
-        self._command = command
-        self._status = WriteStatus(
-            workflow_id=workflow.info().workflow_id,
-            tenant=command.tenant,
-            interaction=command.interaction,
-            state=WriteState.REQUESTED,
-            transitions=[Transition(state=WriteState.REQUESTED, at=workflow.now())],
-        )
-        self._plan: WritePlan | None = None
-        self._receipt: WriteReceipt | None = None
-        self._ehr_state: dict[str, object] | None = None
-        self._differences: list[str] = []  # field paths where the last read-back differed
-        self._ehr_timeout = timedelta(seconds=10)
-        self._search_lag = timedelta(0)
-        self._reconcile_after = timedelta(0)
-        self._maybe_landed = False  # an attempt went unanswered: it may have created the resource
+        self._continued = isinstance(opened, ContinuedWrite)
+        if isinstance(opened, ContinuedWrite):
+            self._record = opened  # the previous run's whole state
+        else:
+            command = opened if isinstance(opened, WriteCommand) else None
+            command = command or unread_command(workflow.info().workflow_id)
+            self._record = WriteRecord(
+                command=command,
+                status=WriteStatus(
+                    workflow_id=workflow.info().workflow_id,
+                    tenant=command.tenant,
+                    interaction=command.interaction,
+                    state=WriteState.REQUESTED,
+                    transitions=[Transition(state=WriteState.REQUESTED, at=workflow.now())],
+                ),
+            )
         self._decisions = DecisionInbox()
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
         self._audit = AuditTrail()
-        self._rechecks = 0
-        # exactly once where the EHR cannot deduplicate (README: "Write safety")
         self._v2 = False  # set by run(): histories recorded before it replay without it
-        self._landing = LandingWindow()
-        self._withdrawal: dict[str, Any] | None = None  # how an extra copy is withdrawn
-        self._acknowledged_at: datetime | None = None
         self._attempt_send_by: datetime | None = None
-        if self._continued:
-            self._resume(self._continued)
-
-    def _resume(self, carried: ContinuedWrite) -> None:
-        self._status, self._plan, self._receipt = carried.status, carried.plan, carried.receipt
-        self._ehr_state, self._differences = carried.ehr_state, carried.differences
-        self._ehr_timeout = timedelta(seconds=carried.ehr_timeout_seconds)
-        self._search_lag = timedelta(seconds=carried.search_lag_seconds)
-        self._reconcile_after = timedelta(seconds=carried.reconcile_after_seconds)
-        self._maybe_landed, self._rechecks = carried.maybe_landed, carried.rechecks
-        self._landing, self._withdrawal = carried.landing, carried.withdrawal
-        self._acknowledged_at = carried.acknowledged_at
-
-    def _carry(self) -> ContinuedWrite:
-        return ContinuedWrite(
-            command=self._command,
-            status=self._status,
-            plan=self._plan,
-            receipt=self._receipt,
-            ehr_state=self._ehr_state,
-            differences=self._differences,
-            ehr_timeout_seconds=self._ehr_timeout.total_seconds(),
-            search_lag_seconds=self._search_lag.total_seconds(),
-            reconcile_after_seconds=self._reconcile_after.total_seconds(),
-            maybe_landed=self._maybe_landed,
-            rechecks=self._rechecks,
-            landing=self._landing,
-            withdrawal=self._withdrawal,
-            acknowledged_at=self._acknowledged_at,
-        )
-
-    @workflow.query
-    def status(self) -> WriteStatus:
-        return self._status
 
     @workflow.query
     def details(self) -> WriteDetails:
         sent = None
-        if self._receipt and self._receipt.sent:
-            sent = self._receipt.sent
-        elif self._plan and self._plan.create:
-            sent = self._plan.create.body
-        elif self._plan and self._plan.update:
-            sent = self._plan.update.body
+        if self._record.receipt and self._record.receipt.sent:
+            sent = self._record.receipt.sent
+        elif self._record.plan and self._record.plan.create:
+            sent = self._record.plan.create.body
+        elif self._record.plan and self._record.plan.update:
+            sent = self._record.plan.update.body
         return WriteDetails(
             status=self._status,
             command=None if self._refused else self._command,
             sent=sent,
-            ehr_state=self._ehr_state,
+            ehr_state=self._record.ehr_state,
         )
 
-    @workflow.update
-    async def resolve(self, resolution: Resolution) -> WriteStatus:
-        """A person's decision on a waiting write; returns the status once it has been acted on."""
-        await self._decisions.deliver(resolution)
-        return self._status
-
-    @resolve.validator
-    def _resolve_allowed(self, resolution: Resolution) -> None:
+    def _refusal(self, resolution: Resolution) -> str | None:
         state = self._status.state
-        if not state.is_waiting_for_human:
-            raise ValueError(f"write is '{state}', not waiting for a decision")
-        if self._decisions.busy:
-            raise ValueError("a decision is already being applied")
         if not self._decisions.waiting:
-            raise ValueError(
+            return (
                 "an automatic re-check of the EHR is running; send the decision again when it "
                 "has finished (see next_check_at and the last transition)"
             )
         if resolution.action is ResolutionAction.OVERRIDE and state is not WriteState.CONFLICT:
-            raise ValueError("override is only for a write in conflict")
+            return "override is only for a write in conflict"
         if state is WriteState.MISMATCH and resolution.action not in MISMATCH_ACTIONS:
             allowed = ", ".join(action.value for action in MISMATCH_ACTIONS)
-            raise ValueError(f"a reconciliation mismatch takes one of: {allowed}")
+            return f"a reconciliation mismatch takes one of: {allowed}"
         expected = self._status.resource_type
         reference = resolution.reference
         if reference and expected and not reference.startswith(f"{expected}/"):
-            raise ValueError(f"reference must be a {expected}")
+            return f"reference must be a {expected}"
+        return None
 
     @workflow.run
     async def run(self, start: RawValue = NO_ARGUMENT) -> WriteStatus:
@@ -194,9 +138,9 @@ class ClinicalWrite(WriteSending):
         if (
             self._status.state is WriteState.VERIFIED
             and command.reconcile
-            and self._reconcile_after
+            and self._record.reconcile_after
         ):
-            await workflow.sleep(self._reconcile_after)
+            await workflow.sleep(self._record.reconcile_after)
             await self._reconcile()
             await self._await_decisions()
         if recorder:
@@ -229,13 +173,13 @@ class ClinicalWrite(WriteSending):
         while self._status.state.is_waiting_for_human:
             self._continue_as_new_if_long()
             automatic = self._status.state is WriteState.PENDING_CONFIRMATION
-            delay = RECHECK_DELAYS[min(self._rechecks, len(RECHECK_DELAYS) - 1)]
+            delay = RECHECK_DELAYS[min(self._record.rechecks, len(RECHECK_DELAYS) - 1)]
             self._status.next_check_at = workflow.now() + delay if automatic else None
             try:
                 async with self._decisions.next(delay if automatic else None) as resolution:
                     await self._apply(resolution)
             except TimeoutError:
-                self._rechecks += 1
+                self._record.rechecks += 1
                 await self._recheck()  # decisions are refused meanwhile (not waiting)
         # a decision accepted just before the write settled by itself is answered, not stranded
         self._decisions.refuse_pending(
@@ -250,7 +194,7 @@ class ClinicalWrite(WriteSending):
             if self._search_updates:
                 workflow.upsert_search_attributes(self._search_updates)
                 self._search_updates = []
-            workflow.continue_as_new(self._carry())
+            workflow.continue_as_new(self._record)
 
     async def _reconcile(self) -> None:
         """The per-write re-check, some hours after ``verified``: still as we wrote it, or a
@@ -264,7 +208,7 @@ class ClinicalWrite(WriteSending):
     def _mismatch(self, failure: StepFailed) -> str:
         if failure.error_class == ErrorClass.NOT_FOUND:
             return "the resource is gone from the EHR (deleted since it was verified)"
-        stored = self._ehr_state or {}
+        stored = self._record.ehr_state or {}
         if stored and is_withdrawn(stored):
             return "the resource was marked entered-in-error in the EHR since it was verified"
         links = {"subject", "patient", "encounter", "context"} & {
@@ -276,7 +220,7 @@ class ClinicalWrite(WriteSending):
         return f"the resource was changed in the EHR since it was verified: {failure.reason}"
 
     async def _recheck(self) -> None:
-        if self._receipt is None and not await self._locate():
+        if self._record.receipt is None and not await self._locate():
             return
         failure = await self._confirmation_failure()
         if failure is None:
@@ -297,14 +241,12 @@ class ClinicalWrite(WriteSending):
             else:
                 await self._reconcile()
             return
-        self._status.transitions.append(
-            Transition(state=self._status.state, at=workflow.now(), detail=note)
-        )
+        self._note(note)
         if resolution.action is ResolutionAction.RETRY and await self._create_is_in_ehr():
             self._log("retry", 0, f"{self._status.resource} is in the EHR: nothing re-sent")
         elif resolution.action in (ResolutionAction.RETRY, ResolutionAction.OVERRIDE):
             try:
-                if self._plan is None:
+                if self._record.plan is None:
                     await self._prepare()
                 await self._send(override=resolution.action is ResolutionAction.OVERRIDE)
             except StepFailed as failure:
@@ -312,7 +254,7 @@ class ClinicalWrite(WriteSending):
                 return
         elif resolution.reference:
             resource_type, resource_id = resolution.reference.split("/", 1)
-            base = self._receipt or WriteReceipt(
+            base = self._record.receipt or WriteReceipt(
                 resource_type=resource_type,
                 id=resource_id,
                 version=None,
@@ -320,7 +262,7 @@ class ClinicalWrite(WriteSending):
                 status_code=0,
             )
             self._acknowledge(base.model_copy(update={"id": resource_id}), note)
-        elif self._receipt is None and not await self._locate():
+        elif self._record.receipt is None and not await self._locate():
             self._fail(
                 WriteState.PENDING_CONFIRMATION,
                 StepFailed(ErrorClass.NOT_FOUND.value, "the EHR shows no resource for this write"),
@@ -332,10 +274,11 @@ class ClinicalWrite(WriteSending):
         """A retry of a create the EHR acknowledged: is that resource still there? Then sending
         it again would make a second copy whatever the dedup search says (a fingerprint search
         cannot match a copy the EHR stored differently): the retry reads back instead."""
-        if not self._v2 or self._receipt is None or self._plan is None or not self._plan.create:
+        record = self._record
+        if not self._v2 or record.receipt is None or record.plan is None or not record.plan.create:
             return False
         failure = await self._verification_failure()
         if failure is not None and failure.error_class == ErrorClass.NOT_FOUND:
-            self._receipt = None  # gone from the EHR: a new copy is what the person asks for
+            self._record.receipt = None  # gone from the EHR: a new copy is what the person asks for
             return False
         return True

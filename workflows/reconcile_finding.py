@@ -8,8 +8,6 @@ Decisions: ``confirm`` (acknowledged: the chart is right as it is), ``retry`` on
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -25,8 +23,9 @@ from workflows.contract import (
     WriteStatus,
 )
 from workflows.decisions import DecisionInbox
+from workflows.kernel import SAGA_WITHDRAW_TIMEOUT, ehr_step, request_id
+from workflows.person_waits import PersonWaits
 from workflows.reconcile_contract import Finding, FindingKind
-from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.ehr_writes import EhrWrites
@@ -35,7 +34,9 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn(name="ReconcileFinding")
-class ReconcileFinding:
+class ReconcileFinding(PersonWaits[WriteStatus]):
+    _noun = "finding"
+
     @workflow.init
     def __init__(self, finding: Finding) -> None:
         self._finding = finding
@@ -53,35 +54,22 @@ class ReconcileFinding:
         self._decisions = DecisionInbox()
 
     @workflow.query
-    def status(self) -> WriteStatus:
-        return self._status
-
-    @workflow.query
     def finding(self) -> Finding:
         return self._finding
 
-    @workflow.update
-    async def resolve(self, resolution: Resolution) -> WriteStatus:
-        await self._decisions.deliver(resolution)
-        return self._status
+    def _awaits_decision(self, state: WriteState) -> bool:
+        return state is WriteState.MISMATCH
 
-    @resolve.validator
-    def _resolve_allowed(self, resolution: Resolution) -> None:
-        if self._status.state is not WriteState.MISMATCH:
-            raise ValueError(f"finding is '{self._status.state}', not waiting for a decision")
-        if self._decisions.busy:
-            raise ValueError("a decision is already being applied")
+    def _refusal(self, resolution: Resolution) -> str | None:
         allowed = {ResolutionAction.CONFIRM, ResolutionAction.ABANDON}
         if self._finding.kind is FindingKind.DUPLICATE:
             allowed.add(ResolutionAction.RETRY)
         if resolution.action not in allowed:
             names = ", ".join(sorted(action.value for action in allowed))
-            raise ValueError(f"a {self._finding.kind.value} finding takes one of: {names}")
+            return f"a {self._finding.kind.value} finding takes one of: {names}"
+        return None
 
-    def _move(self, state: WriteState, detail: str) -> None:
-        self._status.state = state
-        self._status.waiting_since = None if not state.is_waiting_for_human else workflow.now()
-        self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
+    def _publish(self, state: WriteState, began_waiting: bool) -> None:
         workflow.upsert_search_attributes([sa.STATE.value_set(state.value)])
 
     @workflow.run
@@ -125,26 +113,24 @@ class ReconcileFinding:
                 failures.append(f"{reference}: its type cannot be withdrawn")
                 continue
             try:
-                await workflow.execute_activity_method(
+                await ehr_step(
                     EhrWrites.withdraw,
                     EhrWithdraw(
                         tenant=finding.tenant,
-                        request_id=f"{workflow.info().workflow_id}/{reference}",
+                        request_id=request_id(reference),
                         target=reference,
                         withdrawal=elements,
                         written={},
                     ),
-                    task_queue=ehr_task_queue(workflow.info().task_queue, finding.tenant),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=BUDGETS[Urgency.URGENT].policy(),
+                    finding.tenant,
+                    SAGA_WITHDRAW_TIMEOUT,
+                    BUDGETS[Urgency.URGENT].policy(),
                 )
             except ActivityError as err:
                 failures.append(f"{reference}: {err.cause or err}")
         if failures:
             self._status.reason = "remediation failed: " + "; ".join(failures)
-            self._status.transitions.append(
-                Transition(state=WriteState.MISMATCH, at=workflow.now(), detail=self._status.reason)
-            )
+            self._note(self._status.reason)
             return
         self._move(
             WriteState.COMPENSATED,

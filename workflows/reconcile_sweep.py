@@ -11,21 +11,27 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows.kernel import (
+    ONE_ATTEMPT,
+    PURE_STEP_TIMEOUT,
+    SWEEP_HEARTBEAT,
+    SWEEP_RETRY,
+    SWEEP_TIMEOUT,
+    ehr_step,
+    request_id,
+)
 from workflows.reconcile_contract import SweepReport, SweepRequest, finding_workflow_id
 from workflows.reconcile_finding import ReconcileFinding
-from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
     from activities.models import ExamineOrder, ScanOrder, SweepSettings
     from activities.reconciliation import CompareOrder, Reconciler
     from activities.sweep_reads import SweepReads
-
-_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
 
 
 @workflow.defn(name="ReconcileSweep")
@@ -36,39 +42,36 @@ class ReconcileSweep:
         settings: SweepSettings = await workflow.execute_local_activity_method(
             CommandSteps.sweep_settings,
             tenant,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_attempts=1),
+            start_to_close_timeout=PURE_STEP_TIMEOUT,
+            retry_policy=ONE_ATTEMPT,
         )
         until = workflow.now()
         since = request.since or until - timedelta(hours=settings.lookback_hours)
-        request_id = f"{workflow.info().workflow_id}/sweep"
-        ehr_queue = ehr_task_queue(workflow.info().task_queue, tenant)
-        scan = await workflow.execute_activity_method(
+        sweep_id = request_id("sweep")
+        scan = await ehr_step(
             SweepReads.scan,
-            ScanOrder(tenant=tenant, request_id=request_id, since=since),
-            task_queue=ehr_queue,
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=_RETRY,
+            ScanOrder(tenant=tenant, request_id=sweep_id, since=since),
+            tenant,
+            SWEEP_TIMEOUT,
+            SWEEP_RETRY,
+            heartbeat=SWEEP_HEARTBEAT,
         )
         comparison = await workflow.execute_activity_method(
             Reconciler.compare,
             CompareOrder(tenant=tenant, since=since, scanned=scan.resources),
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=_RETRY,
+            start_to_close_timeout=SWEEP_TIMEOUT,
+            heartbeat_timeout=SWEEP_HEARTBEAT,
+            retry_policy=SWEEP_RETRY,
         )
         findings = list(comparison.findings)
         if comparison.candidates:
-            findings += await workflow.execute_activity_method(
+            findings += await ehr_step(
                 SweepReads.examine,
-                ExamineOrder(
-                    tenant=tenant, request_id=request_id, candidates=comparison.candidates
-                ),
-                task_queue=ehr_queue,
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=_RETRY,
+                ExamineOrder(tenant=tenant, request_id=sweep_id, candidates=comparison.candidates),
+                tenant,
+                SWEEP_TIMEOUT,
+                SWEEP_RETRY,
+                heartbeat=SWEEP_HEARTBEAT,
             )
         report = SweepReport(
             tenant=tenant,

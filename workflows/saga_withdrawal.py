@@ -27,21 +27,27 @@ Each method updates the step's status (``compensation``, ``detail``, and ``resou
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.budgets import BUDGETS
 from workflows.contract import Urgency, WriteCommand, WriteState, WriteStatus
+from workflows.kernel import (
+    READ_RETRY,
+    SAGA_READ_TIMEOUT,
+    SAGA_WITHDRAW_TIMEOUT,
+    ehr_step,
+    pure_step,
+    reason_of,
+)
 from workflows.saga_contract import SagaStepStatus
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
     from activities.ehr_writes import EhrWrites
-    from activities.errors import NON_RETRYABLE_TYPES, ErrorClass
+    from activities.errors import ErrorClass
     from activities.models import (
         CommandInput,
         EhrLocate,
@@ -53,22 +59,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from adapters.compensation import is_withdrawn, withdrawal
 
-_PURE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
-_READ_RETRY = RetryPolicy(
-    maximum_attempts=6,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=NON_RETRYABLE_TYPES,
-)
 #: Compensation values meaning "not in the chart, as a read or a search showed".
 OUT_OF_CHART = frozenset({"withdrawn", "withdrawn_by_hand", "not_found"})
-
-
-def reason_of(err: BaseException) -> tuple[str, str]:
-    """Error class and message of a failed activity (local ones fail with the error itself)."""
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.type:
-        return cause.type, cause.message
-    return ErrorClass.TRANSIENT.value, f"no answer from the step ({type(cause).__name__})"
 
 
 def may_land(name: str, result: WriteStatus) -> str | None:
@@ -125,11 +117,8 @@ def judged_by_hand(
 class StepWithdrawal:
     """The saga's EHR side of compensation, for one tenant and plan."""
 
-    def __init__(
-        self, tenant: str, ehr_queue: str, plan: SagaPlan, request_id: Callable[[str, str], str]
-    ) -> None:
+    def __init__(self, tenant: str, plan: SagaPlan, request_id: Callable[[str, str], str]) -> None:
         self._tenant = tenant
-        self._queue = ehr_queue
         self._plan = plan
         self._request_id = request_id
 
@@ -146,7 +135,7 @@ class StepWithdrawal:
             step.detail = by_hand_instruction(self._plan.vendor, step)
             return
         try:
-            receipt = await workflow.execute_activity_method(
+            receipt = await ehr_step(
                 EhrWrites.withdraw,
                 EhrWithdraw(
                     tenant=self._tenant,
@@ -155,9 +144,9 @@ class StepWithdrawal:
                     withdrawal=form,
                     written={key: written.get(key) for key in form},
                 ),
-                task_queue=self._queue,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=BUDGETS[urgency].policy(),
+                self._tenant,
+                SAGA_WITHDRAW_TIMEOUT,
+                BUDGETS[urgency].policy(),
             )
             verification = await self._verify(step, receipt, form)
         except ActivityError as err:
@@ -178,7 +167,7 @@ class StepWithdrawal:
         write would make): True, with ``step.resource`` set, when found; False when the search
         finds nothing; None when it could not be made. Not found leaves the step ``failed``."""
         try:
-            plan = await workflow.execute_local_activity_method(
+            plan = await pure_step(
                 CommandSteps.map,
                 CommandInput(
                     tenant=self._tenant,
@@ -188,20 +177,18 @@ class StepWithdrawal:
                     on_behalf_of=command.on_behalf_of,
                     requested_at=workflow.now(),
                 ),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=_PURE_RETRY,
             )
             assert plan.create is not None  # saga steps are creates
-            found = await workflow.execute_activity_method(
+            found = await ehr_step(
                 EhrWrites.locate,
                 EhrLocate(
                     tenant=self._tenant,
                     request_id=self._request_id(step.name, "locate"),
                     request=plan.create,
                 ),
-                task_queue=self._queue,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_READ_RETRY,
+                self._tenant,
+                SAGA_READ_TIMEOUT,
+                READ_RETRY,
             )
         except (ActivityError, ApplicationError) as err:
             error_class, reason = reason_of(err)
@@ -250,7 +237,7 @@ class StepWithdrawal:
     async def _verify(
         self, step: SagaStepStatus, receipt: WriteReceipt, expected: dict[str, Any]
     ) -> Verification:
-        return await workflow.execute_activity_method(
+        return await ehr_step(
             EhrWrites.verify,
             EhrVerify(
                 tenant=self._tenant,
@@ -258,7 +245,7 @@ class StepWithdrawal:
                 receipt=receipt,
                 expected=expected,
             ),
-            task_queue=self._queue,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_READ_RETRY,
+            self._tenant,
+            SAGA_READ_TIMEOUT,
+            READ_RETRY,
         )

@@ -9,10 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows.budgets import BUDGETS
-from workflows.contract import (
-    Transition,
-    WriteState,
-)
+from workflows.contract import WriteState
 
 with workflow.unsafe.imports_passed_through():
     from activities.ehr_writes import EhrWrites
@@ -30,36 +27,30 @@ with workflow.unsafe.imports_passed_through():
     from adapters.fhir_r4 import CreateRequest
     from adapters.schema_drift import dropped_extensions
 
-from workflows.write_kernel import (
-    COPY_SEARCH_WAIT,
-    COPY_SEARCHES,
-    READ_RETRY,
-    StepFailed,
-    WriteKernel,
-)
+from workflows.kernel import READ_RETRY, StepFailed
+from workflows.write_kernel import COPY_SEARCH_WAIT, COPY_SEARCHES, WriteKernel
 
 
 class WriteChecks(WriteKernel):
     async def _verification_failure(self) -> StepFailed | None:
         """Read back; None when the EHR holds what we sent."""
-        assert self._receipt is not None
+        assert self._record.receipt is not None
         try:
-            verification = await workflow.execute_activity_method(
+            verification = await self._ehr(
                 EhrWrites.verify,
                 EhrVerify(
                     tenant=self._command.tenant,
                     request_id=self._request_id("verify"),
-                    receipt=self._receipt,
+                    receipt=self._record.receipt,
                     expected=self._expected(),
                 ),
-                task_queue=self._ehr_queue,
-                start_to_close_timeout=self._ehr_timeout + timedelta(seconds=5),
-                retry_policy=READ_RETRY,
+                self._record.ehr_timeout + timedelta(seconds=5),
+                READ_RETRY,
             )
         except ActivityError as err:
             return self._read_failed("verify", err)
-        self._ehr_state = verification.stored
-        self._differences = verification.differences
+        self._record.ehr_state = verification.stored
+        self._record.differences = verification.differences
         if verification.matches:
             self._log("verify", 1, f"matches (version {verification.version})")
             self._status.version = verification.version or self._status.version
@@ -105,20 +96,16 @@ class WriteChecks(WriteKernel):
         """The one-copy check: once every unanswered attempt's quiet period has passed and the
         tenant's index can show our copy, a complete search must find exactly this copy.
         Extra copies are withdrawn where the tenant can (never deleted), else a person decides."""
-        plan, receipt = self._plan, self._receipt
+        plan, receipt = self._record.plan, self._record.receipt
         if plan is None or plan.create is None or receipt is None or receipt.sent is not None:
             return None  # updates make no copy; a reading another source filed is not ours
-        check_at = (self._acknowledged_at or workflow.now()) + self._search_lag
-        if self._landing.until is not None:
-            check_at = max(check_at, self._landing.until)
+        check_at = (self._record.acknowledged_at or workflow.now()) + self._record.search_lag
+        if self._record.landing.until is not None:
+            check_at = max(check_at, self._record.landing.until)
         if workflow.now() < check_at:
-            self._status.transitions.append(
-                Transition(
-                    state=self._status.state,
-                    at=workflow.now(),
-                    detail=f"read-back matches; copies counted at {check_at:%H:%M:%S} UTC, "
-                    "when the EHR's search can show every attempt",
-                )
+            self._note(
+                f"read-back matches; copies counted at {check_at:%H:%M:%S} UTC, "
+                "when the EHR's search can show every attempt"
             )
             await workflow.sleep(check_at - workflow.now())
         withdrawn: set[str] = set()  # extra copies withdrawn here: their index may lag too
@@ -139,11 +126,11 @@ class WriteChecks(WriteKernel):
                 continue
             if mine in copies.references:
                 return None
-            if not self._landing.searchable:
+            if not self._record.landing.searchable:
                 self._status.copies = None
                 self._log("copies", look + 1, "search cannot show this type yet (held for review)")
                 return None
-            await workflow.sleep(max(self._search_lag, COPY_SEARCH_WAIT) * 2**look)
+            await workflow.sleep(max(self._record.search_lag, COPY_SEARCH_WAIT) * 2**look)
         return StepFailed(
             ErrorClass.NOT_FOUND.value,
             f"the EHR's search still does not show {receipt.reference} after {COPY_SEARCHES} "
@@ -152,16 +139,15 @@ class WriteChecks(WriteKernel):
 
     async def _copies(self, request: CreateRequest) -> Copies:
         try:
-            copies = await workflow.execute_activity_method(
+            copies = await self._ehr(
                 EhrWrites.copies,
                 EhrCopies(
                     tenant=self._command.tenant,
                     request_id=self._request_id("copies"),
                     request=request,
                 ),
-                task_queue=self._ehr_queue,
-                start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
-                retry_policy=READ_RETRY,
+                self._record.ehr_timeout * 4 + timedelta(seconds=5),
+                READ_RETRY,
             )
         except ActivityError as err:
             raise self._read_failed("copies", err) from None
@@ -180,14 +166,14 @@ class WriteChecks(WriteKernel):
     async def _withdraw_copies(self, mine: str, others: list[str]) -> StepFailed | None:
         """Withdraw extra copies clinically (entered-in-error, never DELETE), each only if it
         still holds what we wrote; None when all were withdrawn."""
-        withdrawal = self._withdrawal
+        withdrawal = self._record.withdrawal
         if withdrawal is None:
             return self._duplicates(mine, others, "this tenant cannot withdraw them")
-        assert self._plan is not None and self._plan.create is not None
-        body = self._plan.create.body
+        assert self._record.plan is not None and self._record.plan.create is not None
+        body = self._record.plan.create.body
         for reference in others:
             try:
-                await workflow.execute_activity_method(
+                await self._ehr(
                     EhrWrites.withdraw,
                     EhrWithdraw(
                         tenant=self._command.tenant,
@@ -196,9 +182,8 @@ class WriteChecks(WriteKernel):
                         withdrawal=withdrawal,
                         written={key: body.get(key) for key in withdrawal},
                     ),
-                    task_queue=self._ehr_queue,
-                    start_to_close_timeout=self._ehr_timeout * 3 + timedelta(seconds=5),
-                    retry_policy=BUDGETS[self._command.urgency].policy(),
+                    self._record.ehr_timeout * 3 + timedelta(seconds=5),
+                    BUDGETS[self._command.urgency].policy(),
                 )
             except ActivityError as err:
                 failure = self._read_failed("withdraw", err)
@@ -210,18 +195,17 @@ class WriteChecks(WriteKernel):
     async def _look(self) -> WriteReceipt | None:
         """Search for what an unacknowledged create may have left: its receipt, or None when
         the EHR shows nothing. A search that fails raises StepFailed: it is not "nothing"."""
-        assert self._plan is not None and self._plan.create is not None
+        assert self._record.plan is not None and self._record.plan.create is not None
         try:
-            found = await workflow.execute_activity_method(
+            found = await self._ehr(
                 EhrWrites.locate,
                 EhrLocate(
                     tenant=self._command.tenant,
                     request_id=self._request_id("locate"),
-                    request=self._plan.create,
+                    request=self._record.plan.create,
                 ),
-                task_queue=self._ehr_queue,
-                start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
-                retry_policy=READ_RETRY,
+                self._record.ehr_timeout * 4 + timedelta(seconds=5),
+                READ_RETRY,
             )
         except ActivityError as err:
             failure = self._read_failed("locate", err)
@@ -237,8 +221,8 @@ class WriteChecks(WriteKernel):
         """Several live copies carry this command (a 412 to If-None-Exist, or a search that
         found more than one): the oldest stands; the one-copy check that follows withdraws the
         others where the tenant can, or names them all for a person."""
-        assert self._plan is not None and self._plan.create is not None
-        copies = await self._copies(self._plan.create)
+        assert self._record.plan is not None and self._record.plan.create is not None
+        copies = await self._copies(self._record.plan.create)
         if not copies.references:
             return None
         oldest = copies.references[0]
@@ -248,14 +232,14 @@ class WriteChecks(WriteKernel):
             id=resource_id,
             version=copies.versions.get(oldest),
             created=False,
-            dedup=self._plan.create.dedup,
+            dedup=self._record.plan.create.dedup,
             status_code=200,
         )
 
     async def _locate(self) -> bool:
         """Look for what an unacknowledged create may have left; acknowledge it if found (a
         failed search is logged and counts as not found: callers keep waiting)."""
-        if self._plan is None or self._plan.create is None:
+        if self._record.plan is None or self._record.plan.create is None:
             return False
         try:
             found = await self._look()

@@ -1,5 +1,6 @@
-"""The kernel of a clinical write: its state, how it moves between states, the activity options
-its steps share, and the step failure the other parts raise and read.
+"""The kernel of a clinical write: its state (one model, ``WriteRecord``) and how it moves
+between states. Activity options and the step failure are the workflow kernel's
+(workflows/kernel.py); the handlers a person uses, workflows/person_waits.py.
 
 ClinicalWrite (clinical_write.py) is built in layers, each a module with one job:
 ``WriteKernel`` (this) → ``WriteChecks`` (write_checks.py: read-back, the one-copy check, finding
@@ -10,13 +11,14 @@ decisions and re-checks).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
@@ -24,38 +26,24 @@ from workflows.audit_trail import AuditTrail
 from workflows.contract import (
     EhrExchange,
     ResolutionAction,
-    Transition,
     WriteCommand,
     WriteState,
     WriteStatus,
 )
-from workflows.decisions import DecisionInbox
+from workflows.kernel import StepFailed, ehr_step, failure_of, request_id
 from workflows.landing import LandingWindow
-from workflows.task_queues import ehr_task_queue
+from workflows.person_waits import PersonWaits
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import (
-        NON_RETRYABLE_TYPES,
-        RETRYABLE,
-        TAXONOMY,
-        ErrorClass,
-    )
+    from activities.errors import ErrorClass
     from activities.models import (
         WritePlan,
         WriteReceipt,
     )
 
-#: The pure steps retry only on infrastructure hiccups, never on a decided failure.
-PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
-PURE_STEP_TIMEOUT = timedelta(seconds=10)
-#: Reads (verify, locate) are safe to repeat: Temporal retries them, paced by the activity's jitter.
-READ_RETRY = RetryPolicy(
-    maximum_attempts=6,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=NON_RETRYABLE_TYPES,
-)
-#: Writes are attempted once per activity; the workflow decides about the next attempt.
-ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+A = TypeVar("A")
+R = TypeVar("R")
+
 #: While waiting for a person, the write re-checks the EHR by itself after these delays.
 RECHECK_DELAYS = (
     timedelta(minutes=1),
@@ -78,110 +66,82 @@ MISMATCH_ACTIONS = frozenset(
 )
 
 
-class StepFailed(Exception):
-    """A step failed; ``error_class`` and ``reason`` say why (no PHI). ``sent_at``: for an
-    ambiguous outcome, the instant by which its unanswered request had certainly been sent."""
-
-    def __init__(
-        self,
-        error_class: str,
-        reason: str,
-        retry_after: timedelta | None = None,
-        sent_at: datetime | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.error_class = error_class
-        self.reason = reason
-        self.retry_after = retry_after
-        self.sent_at = sent_at
-
-    @property
-    def retryable(self) -> bool:
-        return self.error_class in RETRYABLE
-
-
-def failure_of(
-    err: ActivityError | ApplicationError,
-    unanswered: ErrorClass,
-    unclassified: ErrorClass | None = None,
-) -> StepFailed:
-    """Local activities fail with the ApplicationError itself, regular ones wrap it. A failure
-    without an answer (the activity timed out, e.g. its worker died) is ``unanswered``; so is an
-    exception nobody classified (its type is not in the taxonomy) when ``unclassified`` is given:
-    it says nothing about what the EHR did, so it is never a reason to stop for good."""
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.type:
-        if unclassified is not None and cause.type not in TAXONOMY:
-            return StepFailed(unclassified.value, f"the step failed unexpectedly ({cause.type})")
-        details = list(cause.details)
-        seconds = details[0] if details else None
-        retry_after = timedelta(seconds=seconds) if isinstance(seconds, int | float) else None
-        sent = details[1] if len(details) > 1 else None
-        sent_at = datetime.fromisoformat(sent) if isinstance(sent, str) else None
-        return StepFailed(cause.type, cause.message, retry_after, sent_at)
-    return StepFailed(unanswered.value, f"no answer from the step ({type(cause).__name__})")
-
-
 #: A write waiting for weeks re-checks every 4 h; past this many history events it continues as a
 #: new run carrying its state (Temporal warns at 10k events and stops a run at 50k).
 CONTINUE_AS_NEW_AFTER_EVENTS = 2000
 
 
-class ContinuedWrite(BaseModel):
-    """What a long wait hands over to its next run (continue-as-new): the command and everything
-    the previous run knew. (One argument: Temporal drops type hints when the argument count
-    differs from the signature's, so an optional second argument would arrive as a dict.)"""
+class WriteRecord(BaseModel):
+    """Everything a write knows, in one model: the workflow keeps its state here, and a long wait
+    hands it, whole, to its next run (continue-as-new). The fields and their names are the wire
+    shape runs have carried over since continue-as-new existed (``ContinuedWrite``). (One
+    argument: Temporal drops type hints when the argument count differs from the signature's,
+    so an optional second argument would arrive as a dict.)"""
 
     command: WriteCommand
     status: WriteStatus
-    plan: WritePlan | None
-    receipt: WriteReceipt | None
-    ehr_state: dict[str, Any] | None
-    differences: list[str]
-    ehr_timeout_seconds: float
-    search_lag_seconds: float
-    reconcile_after_seconds: float
-    maybe_landed: bool
-    rechecks: int
-    landing: LandingWindow = LandingWindow()
-    withdrawal: dict[str, Any] | None = None
+    plan: WritePlan | None = None
+    receipt: WriteReceipt | None = None
+    ehr_state: dict[str, Any] | None = None
+    differences: list[str] = Field(
+        default_factory=list, description="field paths where the last read-back differed"
+    )
+    ehr_timeout_seconds: float = 10.0
+    search_lag_seconds: float = 0.0
+    reconcile_after_seconds: float = 0.0
+    maybe_landed: bool = Field(
+        default=False, description="an attempt went unanswered: it may have created the resource"
+    )
+    rechecks: int = 0
+    landing: LandingWindow = Field(default_factory=LandingWindow)
+    withdrawal: dict[str, Any] | None = Field(
+        default=None, description="how an extra copy is withdrawn"
+    )
     acknowledged_at: datetime | None = None
 
+    @property
+    def ehr_timeout(self) -> timedelta:
+        return timedelta(seconds=self.ehr_timeout_seconds)
 
-class WriteKernel:
+    @property
+    def search_lag(self) -> timedelta:
+        return timedelta(seconds=self.search_lag_seconds)
+
+    @property
+    def reconcile_after(self) -> timedelta:
+        return timedelta(seconds=self.reconcile_after_seconds)
+
+
+#: The name continue-as-new inputs are known by (tests and tools build them by hand).
+ContinuedWrite = WriteRecord
+
+
+class WriteKernel(PersonWaits[WriteStatus]):
     """State and bookkeeping shared by every layer of ClinicalWrite."""
 
-    # the write's state, set by ClinicalWrite.__init__ (one model of it: ContinuedWrite)
-    _command: WriteCommand
-    _status: WriteStatus
-    _plan: WritePlan | None
-    _receipt: WriteReceipt | None
-    _ehr_state: dict[str, object] | None
-    _differences: list[str]  # field paths where the last read-back differed
-    _ehr_timeout: timedelta
-    _search_lag: timedelta
-    _reconcile_after: timedelta
-    _maybe_landed: bool  # an attempt went unanswered: it may have created the resource
-    _decisions: DecisionInbox
+    # set by ClinicalWrite.__init__; only ``_record`` is carried across runs
+    _record: WriteRecord
     _search_updates: list[SearchAttributeUpdate[Any]]
     _audit: AuditTrail
-    _rechecks: int
     # exactly once where the EHR cannot deduplicate (README: "Write safety")
     _v2: bool  # set by run(): histories recorded before it replay without it
-    _landing: LandingWindow
-    _withdrawal: dict[str, Any] | None  # how an extra copy is withdrawn
-    _acknowledged_at: datetime | None
     _attempt_send_by: datetime | None
 
-    def _move(self, state: WriteState, detail: str | None = None) -> None:
-        if state.is_waiting_for_human and not self._status.state.is_waiting_for_human:
-            self._status.waiting_since = workflow.now()
+    @property
+    def _status(self) -> WriteStatus:
+        return self._record.status
+
+    @_status.setter
+    def _status(self, status: WriteStatus) -> None:
+        self._record.status = status
+
+    @property
+    def _command(self) -> WriteCommand:
+        return self._record.command
+
+    def _publish(self, state: WriteState, began_waiting: bool) -> None:
+        if began_waiting:
             self._search_updates.append(sa.WAITING_SINCE.value_set(workflow.now()))
-        elif not state.is_waiting_for_human:
-            # the search attribute keeps "when it last started waiting"; filter on the state
-            self._status.waiting_since = self._status.next_check_at = None
-        self._status.state = state
-        self._status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
         self._search_updates.append(sa.STATE.value_set(state.value))
         if state.is_settled:
             write_metrics.settled(self._status)
@@ -213,17 +173,21 @@ class WriteKernel:
 
     def _request_id(self, step: str) -> str:
         """PHI-free correlation id the EHR sees as X-Request-Id."""
-        return f"{workflow.info().workflow_id}/{step}/{len(self._status.ehr_log) + 1}"
+        return request_id(step, len(self._status.ehr_log) + 1)
 
-    @property
-    def _ehr_queue(self) -> str:
-        """EHR activities run on the tenant's own task queue, whose rate limit Temporal enforces
-        across every worker (see workers/worker.py)."""
-        return ehr_task_queue(workflow.info().task_queue, self._command.tenant)
+    async def _ehr(
+        self,
+        step: Callable[[Any, A], Awaitable[R]],
+        order: A,
+        start_to_close: timedelta,
+        retry: RetryPolicy,
+    ) -> R:
+        """One EHR activity for this write's tenant."""
+        return await ehr_step(step, order, self._command.tenant, start_to_close, retry)
 
     def _acknowledge(self, receipt: WriteReceipt, detail: str) -> None:
-        self._receipt = receipt
-        self._acknowledged_at = workflow.now()
+        self._record.receipt = receipt
+        self._record.acknowledged_at = workflow.now()
         self._status.resource = receipt.reference
         self._status.version = receipt.version
         self._move(WriteState.ACKNOWLEDGED, detail)
@@ -235,8 +199,9 @@ class WriteKernel:
         return failure
 
     def _expected(self) -> dict[str, object]:
-        assert self._plan is not None and self._receipt is not None
-        if self._receipt.sent is not None:
-            return self._receipt.sent
-        assert self._plan.create is not None
-        return self._plan.create.comparable_body()
+        record = self._record
+        assert record.plan is not None and record.receipt is not None
+        if record.receipt.sent is not None:
+            return record.receipt.sent
+        assert record.plan.create is not None
+        return record.plan.create.comparable_body()

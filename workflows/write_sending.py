@@ -35,15 +35,8 @@ with workflow.unsafe.imports_passed_through():
     from adapters.fhir_r4 import DedupStrategy
     from adapters.internal_refs import has_internal_refs
 
+from workflows.kernel import ONE_ATTEMPT, READ_RETRY, StepFailed, failure_of, pure_step
 from workflows.write_checks import WriteChecks
-from workflows.write_kernel import (
-    ONE_ATTEMPT,
-    PURE_STEP_RETRY,
-    PURE_STEP_TIMEOUT,
-    READ_RETRY,
-    StepFailed,
-    failure_of,
-)
 
 
 class WriteSending(WriteChecks):
@@ -53,14 +46,14 @@ class WriteSending(WriteChecks):
         never leaves an orphan behind a step it believes failed. ``rejected`` promises nothing
         was written: after an unanswered create that takes searches until its quiet period has
         passed; a search that fails, or a type search cannot show, leaves the write waiting."""
-        if failure.retryable or not self._maybe_landed:
+        if failure.retryable or not self._record.maybe_landed:
             self._settle(failure)
         elif not self._v2:
             if await self._locate():
                 await self._check()
             else:
                 self._settle(failure)
-        elif self._plan is None or self._plan.create is None:
+        elif self._record.plan is None or self._record.plan.create is None:
             self._settle(failure)
         else:
             try:
@@ -95,22 +88,19 @@ class WriteSending(WriteChecks):
             role=command.role,
             purpose=command.purpose,
         )
-        timeout, retry = PURE_STEP_TIMEOUT, PURE_STEP_RETRY
         try:
-            validated = await workflow.execute_local_activity_method(
-                CommandSteps.validate, step, start_to_close_timeout=timeout, retry_policy=retry
-            )
+            validated = await pure_step(CommandSteps.validate, step)
             self._status.vendor = validated.vendor
             self._status.resource_type = validated.resource_type
-            self._ehr_timeout = timedelta(seconds=validated.ehr_timeout_seconds)
-            self._search_lag = timedelta(seconds=validated.search_lag_seconds)
-            self._reconcile_after = timedelta(seconds=validated.reconcile_after_seconds)
-            self._landing = LandingWindow(
+            self._record.ehr_timeout_seconds = validated.ehr_timeout_seconds
+            self._record.search_lag_seconds = validated.search_lag_seconds
+            self._record.reconcile_after_seconds = validated.reconcile_after_seconds
+            self._record.landing = LandingWindow(
                 quiet_seconds=validated.quiet_period_seconds,
                 resend_after_quiet=validated.resend_after_quiet,
                 searchable=validated.searchable,
             )
-            self._withdrawal = validated.withdrawal
+            self._record.withdrawal = validated.withdrawal
             self._search_updates.extend(
                 [
                     sa.VENDOR.value_set(validated.vendor),
@@ -120,12 +110,8 @@ class WriteSending(WriteChecks):
             self._move(WriteState.VALIDATED)
             if has_internal_refs(step.resource) and workflow.patched("identity-crosswalk"):
                 step = await self._crosswalk(step)
-            self._plan = await workflow.execute_local_activity_method(
-                CommandSteps.map, step, start_to_close_timeout=timeout, retry_policy=retry
-            )
-            authorization = await workflow.execute_local_activity_method(
-                CommandSteps.authorize, step, start_to_close_timeout=timeout, retry_policy=retry
-            )
+            self._record.plan = await pure_step(CommandSteps.map, step)
+            authorization = await pure_step(CommandSteps.authorize, step)
         except (ActivityError, ApplicationError) as err:
             raise failure_of(err, ErrorClass.TRANSIENT) from None
         self._status.authorization = authorization
@@ -139,7 +125,7 @@ class WriteSending(WriteChecks):
 
     async def _crosswalk(self, step: CommandInput) -> CommandInput:
         """Internal ids -> the tenant's ids (activities/crosswalk.py); a miss rejects the write."""
-        result = await workflow.execute_activity_method(
+        result = await self._ehr(
             Crosswalk.resolve,
             CrosswalkInput(
                 tenant=step.tenant,
@@ -147,20 +133,19 @@ class WriteSending(WriteChecks):
                 resource=step.resource,
                 requested_at=workflow.now(),
             ),
-            task_queue=self._ehr_queue,
-            start_to_close_timeout=self._ehr_timeout * 4 + timedelta(seconds=5),
-            retry_policy=READ_RETRY,
+            self._record.ehr_timeout * 4 + timedelta(seconds=5),
+            READ_RETRY,
         )
         return step.model_copy(update={"resource": result.resource})
 
     async def _send(self, override: bool = False) -> None:
         """Attempt the write until acknowledged, a failure retrying cannot fix, or the urgency's
         budget is spent (then StepFailed with a retryable class: a person takes over)."""
-        assert self._plan is not None
+        assert self._record.plan is not None
         budget = BUDGETS[self._command.urgency]
         started = workflow.now()
         attempt = 0
-        dedup = self._plan.create.dedup.value if self._plan.create else "if-match"
+        dedup = self._record.plan.create.dedup.value if self._record.plan.create else "if-match"
         self._move(WriteState.IN_FLIGHT, f"dedup: {dedup}")
         while True:
             if self._needs_search_before_resend():
@@ -175,18 +160,18 @@ class WriteSending(WriteChecks):
             except StepFailed as failure:
                 self._log("write", attempt, f"{failure.error_class}: {failure.reason}")
                 several = failure.error_class == ErrorClass.DUPLICATE and self._v2
-                if several and self._plan.create and (oldest := await self._oldest_copy()):
+                if several and self._record.plan.create and (oldest := await self._oldest_copy()):
                     self._acknowledge(oldest, "several copies in the EHR: the oldest stands")
                     return
                 if not failure.retryable:
                     raise
                 delay = full_jitter_delay(attempt, failure.retry_after, workflow.random())
                 if failure.error_class == ErrorClass.AMBIGUOUS:
-                    self._maybe_landed = True
-                    if self._v2 and self._plan.create:
-                        self._landing.after_unanswered(self._sent_by(failure))
+                    self._record.maybe_landed = True
+                    if self._v2 and self._record.plan.create:
+                        self._record.landing.after_unanswered(self._sent_by(failure))
                     elif not self._v2:
-                        delay = max(delay, self._search_lag)
+                        delay = max(delay, self._record.search_lag)
                 spent = workflow.now() - started + delay
                 if attempt >= budget.max_attempts or spent > budget.max_duration:
                     raise StepFailed(
@@ -211,12 +196,12 @@ class WriteSending(WriteChecks):
     def _needs_search_before_resend(self) -> bool:
         """After an unanswered create, a tenant without conditional create (search-before-create,
         fingerprint) may hold a copy its search does not show yet: no blind re-send."""
-        create = self._plan.create if self._plan else None
+        create = self._record.plan.create if self._record.plan else None
         return (
             self._v2
             and create is not None
             and create.dedup is not DedupStrategy.CONDITIONAL_CREATE
-            and self._landing.needs_search()
+            and self._record.landing.needs_search()
         )
 
     def _sent_by(self, failure: StepFailed) -> datetime:
@@ -233,7 +218,7 @@ class WriteSending(WriteChecks):
         search made after the quiet period still finds nothing (re-sending is then safe).
         Raises StepFailed when no search can prove it (the tenant never re-sends this type, or
         search cannot show it), when a search fails, or when ``give_up_at`` comes first."""
-        landing = self._landing
+        landing = self._record.landing
         while True:
             searched_at = workflow.now()
             found = await self._look()
@@ -261,41 +246,39 @@ class WriteSending(WriteChecks):
             await workflow.sleep(wait)
 
     async def _attempt(self, override: bool) -> WriteReceipt:
-        assert self._plan is not None
+        assert self._record.plan is not None
         # a read or search, maybe a vread, and a write, each bounded by the tenant's HTTP timeout
-        timeout = self._ehr_timeout * 3 + timedelta(seconds=5)
+        timeout = self._record.ehr_timeout * 3 + timedelta(seconds=5)
         # no request of this attempt leaves the worker after send_by (activities/deadline.py):
         # time to be picked up from the task queue, then the activity's own timeout
         self._attempt_send_by = workflow.now() + 2 * timeout
         try:
-            if self._plan.update:
+            if self._record.plan.update:
                 assert self._command.base_version is not None
-                return await workflow.execute_activity_method(
+                return await self._ehr(
                     EhrWrites.update,
                     EhrUpdate(
                         tenant=self._command.tenant,
                         request_id=self._request_id("update"),
-                        request=self._plan.update,
+                        request=self._record.plan.update,
                         base_version=self._command.base_version,
                         override=override,
                         send_by=self._attempt_send_by,
                     ),
-                    task_queue=self._ehr_queue,
-                    start_to_close_timeout=timeout,
-                    retry_policy=ONE_ATTEMPT,
+                    timeout,
+                    ONE_ATTEMPT,
                 )
-            assert self._plan.create is not None
-            return await workflow.execute_activity_method(
+            assert self._record.plan.create is not None
+            return await self._ehr(
                 EhrWrites.write,
                 EhrWrite(
                     tenant=self._command.tenant,
                     request_id=self._request_id("write"),
-                    request=self._plan.create,
+                    request=self._record.plan.create,
                     send_by=self._attempt_send_by,
                 ),
-                task_queue=self._ehr_queue,
-                start_to_close_timeout=timeout,
-                retry_policy=ONE_ATTEMPT,
+                timeout,
+                ONE_ATTEMPT,
             )
         except ActivityError as err:
             # no answer at all (the worker died, the call hung), or an exception nobody

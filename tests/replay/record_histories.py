@@ -1,10 +1,16 @@
 """Record ClinicalWrite histories from the current release, for the replay tests.
 
-Run on a release commit (``.venv/bin/python tests/replay/record_histories.py``): it starts the
-sandbox EHR and the time-skipping test server, runs a few writes that cover the workflow's main
-paths, and writes each history as JSON under ``tests/replay/histories/``. The replay test then
-checks that the current workflow code still replays them (i.e. that a changed command sequence is
-guarded by ``workflow.patched``). Synthetic data only.
+Run on a release commit (``.venv/bin/python tests/replay/record_histories.py [NAME ...]``): it
+starts the sandbox EHR and the time-skipping test server, runs a few writes that cover the
+workflow's main paths, and writes each history as JSON under ``tests/replay/histories/``. The
+replay test then checks that the current workflow code still replays them (i.e. that a changed
+command sequence is guarded by ``workflow.patched``). Synthetic data only.
+
+With names, only those are recorded (the others stay as their release recorded them):
+``waited_then_resolved`` (a write that spent its budget, waited for a person and was resolved)
+and ``sweep`` (a reconciliation sweep that raised a finding, and the finding a person settled,
+under ``tests/replay/sweep_histories/``; a sweep needs visibility: the dev server). Payloads are
+recorded unencrypted (plain pydantic converter) so that any checkout can replay them.
 """
 
 from __future__ import annotations
@@ -18,16 +24,28 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent)]
 
+import httpx  # noqa: E402
+from record_saga_histories import decision, settled  # noqa: E402
 from support.sandbox_process import SandboxProcess  # noqa: E402
 from support.temporal import time_skipping_environment  # noqa: E402
 from support.tenants import personality_args, write_tenants_file  # noqa: E402
 from support.workers import running_worker  # noqa: E402
 from support.workflow_runs import command, run_to_end  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from adapters.tenants import load_tenants  # noqa: E402
 from workers import samples  # noqa: E402
+from workers.client import WritebackClient  # noqa: E402
+from workers.settings import venv_binary  # noqa: E402
+from workflows import search_attributes as sa  # noqa: E402
+from workflows.contract import ResolutionAction, Urgency  # noqa: E402
+from workflows.reconcile_contract import SweepRequest  # noqa: E402
+from workflows.reconcile_sweep import ReconcileSweep  # noqa: E402
 
 HISTORIES = HERE / "histories"
+SWEEP_HISTORIES = HERE / "sweep_histories"
+UNAVAILABLE_OBSERVATION = {"kind": "status", "status": 503, "method": "POST", "type": "Observation"}
 
 
 def _scenarios() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -64,7 +82,92 @@ async def record(out: Path) -> list[Path]:
     return written
 
 
+async def _waited_then_resolved(client: WritebackClient, admin: httpx.AsyncClient) -> Path:
+    """A stat write whose budget the EHR's 503s spend: it waits for a person, who retries."""
+    cmd = command(
+        "fast-r4",
+        "replay-waited-then-resolved",
+        samples.heart_rate("replay-patient", 66),
+        urgency=Urgency.STAT,
+        reconcile=False,
+    )
+    await admin.post("/_admin/faults/fast-r4", json={"queue": [UNAVAILABLE_OBSERVATION] * 5})
+    await client.submit(cmd)
+    await settled(client, cmd.workflow_id)
+    await admin.delete("/_admin/faults/fast-r4")
+    await client.resolve(cmd.workflow_id, decision(ResolutionAction.RETRY), "replay-retry")
+    handle = client.temporal.get_workflow_handle(cmd.workflow_id)
+    print(f"waited_then_resolved: {(await handle.result())['state']}")
+    path = HISTORIES / "waited_then_resolved.json"
+    path.write_text((await handle.fetch_history()).to_json())
+    return path
+
+
+async def _sweep(client: WritebackClient, ehr: SandboxProcess) -> list[Path]:
+    """A verified write changed in the EHR behind our back: a sweep raises a drift finding, and
+    a person acknowledges it."""
+    cmd = command(
+        "sweep-r4", "replay-sweep-drift", samples.heart_rate("replay-patient", 70), reconcile=False
+    )
+    written = await run_to_end(client, cmd)
+    async with httpx.AsyncClient(base_url=f"{ehr.url}/fhir/sweep-r4") as fhir:
+        changed = (await fhir.get(str(written.resource))).json()
+        changed["valueQuantity"]["value"] = 99
+        (await fhir.put(str(written.resource), json=changed)).raise_for_status()
+    sweep = await client.temporal.start_workflow(
+        ReconcileSweep.run,
+        SweepRequest(tenant="sweep-r4"),
+        id="wb-sweep:sweep-r4:replay",
+        task_queue=client.task_queue,
+    )
+    report = await sweep.result()
+    assert report.raised, f"the sweep raised nothing: {report}"
+    finding = report.raised[0]
+    await settled(client, finding)
+    await client.resolve(finding, decision(ResolutionAction.CONFIRM), "replay-confirm")
+    handles = {
+        "sweep_found_drift": sweep,
+        "finding_acknowledged": client.temporal.get_workflow_handle(finding),
+    }
+    paths = []
+    for name, handle in handles.items():
+        print(f"{name}: {await handle.result()}")
+        path = SWEEP_HISTORIES / f"{name}.json"
+        path.write_text((await handle.fetch_history()).to_json())
+        paths.append(path)
+    return paths
+
+
+async def record_more(names: list[str]) -> list[Path]:
+    """The named recordings, on the dev server (visibility for the sweep; real timers)."""
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ehr = SandboxProcess(Path(tmp) / "ehr.db", Path(tmp) / "ehr.log", *personality_args())
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(venv_binary("temporal")),
+            data_converter=pydantic_data_converter,
+            search_attributes=list(sa.ALL),
+            dev_server_log_level="error",
+        )
+        try:
+            tenants = load_tenants(write_tenants_file(Path(tmp) / "tenants.toml", ehr.url))
+            async with (
+                running_worker(env.client, tenants) as client,
+                httpx.AsyncClient(base_url=ehr.url) as admin,
+            ):
+                if "waited_then_resolved" in names:
+                    written.append(await _waited_then_resolved(client, admin))
+                if "sweep" in names:
+                    written += await _sweep(client, ehr)
+        finally:
+            await env.shutdown()
+            ehr.stop()
+    return written
+
+
 if __name__ == "__main__":
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    for path in asyncio.run(record(HISTORIES)):
+    SWEEP_HISTORIES.mkdir(parents=True, exist_ok=True)
+    named = sys.argv[1:]
+    for path in asyncio.run(record_more(named) if named else record(HISTORIES)):
         print(path)

@@ -6,7 +6,9 @@ compensated, a withdrawal refused then retried, confirmed or abandoned by a pers
 EHR holds although its write did not verify, a step whose write was abandoned after an unanswered
 attempt), and writes each saga's history as JSON under ``tests/replay/saga_histories/``. Payloads
 are recorded unencrypted (plain pydantic converter) so that any checkout can replay them.
-Synthetic data only.
+Synthetic data only. With names (``record_saga_histories.py NAME ...``), only those scenarios are
+recorded: the others stay as their release recorded them (``compensated_notify_refused``: the
+compensated referral again, on the code of the workflow-kernel refactor's start).
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def _scenarios() -> dict[str, Scenario]:
         "compensated_referral": Scenario(
             "demo-r4", [request, task, notify], {"queue": [REFUSE_NOTIFY]}
         ),
+        "compensated_notify_refused": Scenario(
+            "demo-r4", [request, task, notify], {"queue": [REFUSE_NOTIFY]}
+        ),
         "refused_withdrawal_retried": Scenario(
             "demo-r4",
             [request, task, notify],
@@ -148,7 +153,7 @@ async def _environment() -> WorkflowEnvironment:
     return env
 
 
-async def record(out: Path) -> list[Path]:
+async def record(out: Path, names: list[str] | None = None) -> list[Path]:
     written = []
     with tempfile.TemporaryDirectory() as tmp:
         ehr = SandboxProcess(Path(tmp) / "ehr.db", Path(tmp) / "ehr.log", *personality_args())
@@ -160,6 +165,8 @@ async def record(out: Path) -> list[Path]:
                 httpx.AsyncClient(base_url=ehr.url) as admin,
             ):
                 for name, scenario in _scenarios().items():
+                    if names and name not in names:
+                        continue
                     await admin.post(f"/_admin/faults/{scenario.tenant}", json=scenario.faults)
                     command = SagaCommand(
                         tenant=scenario.tenant,
@@ -188,5 +195,5 @@ async def record(out: Path) -> list[Path]:
 
 if __name__ == "__main__":
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    for path in asyncio.run(record(HISTORIES)):
+    for path in asyncio.run(record(HISTORIES, sys.argv[1:])):
         print(path)

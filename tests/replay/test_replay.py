@@ -43,6 +43,7 @@ def _replayer(*workflows: type) -> Replayer:
 
 def test_recorded_histories_exist() -> None:
     assert len(HISTORIES) >= 3
+    assert "waited_then_resolved" in RECORDED  # a write a person resolved
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED))

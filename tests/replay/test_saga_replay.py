@@ -40,6 +40,7 @@ def test_every_saga_path_has_a_recorded_history() -> None:
         "create_only_tenant_confirmed",
         "drifted_task_not_verified",
         "unanswered_task_abandoned",
+        "compensated_notify_refused",
     }
 
 

@@ -1,0 +1,114 @@
+"""What the workflows that wait for a person share: ClinicalWrite, ClinicalSaga, ReconcileFinding.
+
+Each keeps a status (a WriteStatus, or a model built on it) and a decision inbox
+(workflows/decisions.py), and offers the same handlers, inherited (the SDK collects handlers from
+base classes):
+
+- the ``status`` query;
+- the ``resolve`` update, whose validator accepts a decision only while the workflow waits for
+  one (``_awaits_decision``), none while another is applied, and then asks the workflow for its own
+  refusals (``_refusal``);
+- the ``wait_settled`` update, for callers that follow a workflow: it returns the status once the
+  workflow is settled (terminal, or parked for a person) or, given the number of transitions the
+  caller has seen, as soon as there are others. It changes nothing (a waiting update instead of a
+  caller that polls: Temporal's samples-python ``message_passing/safe_message_handlers``);
+
+and the same way of moving between states (``_move``: the transition and ``waiting_since`` on the
+status, then ``_publish`` for each workflow's search attributes and metrics).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Generic, TypeVar
+
+from temporalio import workflow
+
+from workflows.contract import Resolution, Transition, WriteState, WriteStatus
+from workflows.decisions import DecisionInbox
+
+S = TypeVar("S", bound=WriteStatus)
+
+#: ``wait_settled`` with this: return only once settled, whatever the transitions.
+SETTLED_ONLY = -1
+
+
+class PersonWaits(Generic[S]):
+    _status: S
+    _decisions: DecisionInbox
+    #: how refusals name the workflow: "write is 'in_flight', not waiting for a decision"
+    _noun: ClassVar[str] = "write"
+    #: a move from one waiting state to another restarts ``waiting_since`` (else it keeps the
+    #: moment the workflow first stopped for a person)
+    _wait_restarts: ClassVar[bool] = False
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> WriteStatus:
+        return self._status
+
+    @workflow.update
+    async def resolve(self, resolution: Resolution) -> WriteStatus:
+        """A person's decision; returns the status once it has been acted on."""
+        await self._decisions.deliver(resolution)
+        return self._status
+
+    @resolve.validator
+    def _resolve_allowed(self, resolution: Resolution) -> None:
+        state = self._status.state
+        if not self._awaits_decision(state):
+            doing = self._doing()
+            raise ValueError(f"{self._noun} is '{state}', not waiting for a decision{doing}")
+        if self._decisions.busy:
+            raise ValueError("a decision is already being applied")
+        if why := self._refusal(resolution):
+            raise ValueError(why)
+
+    @workflow.update
+    async def wait_settled(self, transitions_seen: int = SETTLED_ONLY) -> WriteStatus:
+        """The status once settled, or once it has other than ``transitions_seen`` transitions
+        (``SETTLED_ONLY``: only once settled)."""
+        await workflow.wait_condition(
+            lambda: (
+                self._status.state.is_settled
+                or transitions_seen not in (SETTLED_ONLY, len(self._status.transitions))
+            )
+        )
+        return self._status
+
+    # --- what each workflow says --------------------------------------------------------------
+
+    def _awaits_decision(self, state: WriteState) -> bool:
+        """The states in which a decision is taken."""
+        return state.is_waiting_for_human
+
+    def _doing(self) -> str:
+        """What the workflow is busy with, for a refused decision ("": nothing to say)."""
+        return ""
+
+    def _refusal(self, resolution: Resolution) -> str | None:
+        """Why this decision cannot be taken now; None: it can."""
+        return None
+
+    def _publish(self, state: WriteState, began_waiting: bool) -> None:
+        """Search attributes, metrics, the audit: whatever else a move to ``state`` does
+        (``began_waiting``: the workflow was not waiting for a person before this move)."""
+
+    # --- moves --------------------------------------------------------------------------------
+
+    def _move(self, state: WriteState, detail: str | None = None) -> None:
+        status = self._status
+        began_waiting = state.is_waiting_for_human and not status.state.is_waiting_for_human
+        if not state.is_waiting_for_human:
+            status.waiting_since = status.next_check_at = None
+        elif began_waiting or self._wait_restarts:
+            status.waiting_since = workflow.now()
+        status.state = state
+        status.transitions.append(Transition(state=state, at=workflow.now(), detail=detail))
+        self._publish(state, began_waiting)
+
+    def _note(self, detail: str) -> None:
+        """A transition that keeps the state: a decision taken, a wait, an attempt that failed."""
+        self._status.transitions.append(
+            Transition(state=self._status.state, at=workflow.now(), detail=detail)
+        )
