@@ -38,14 +38,15 @@ from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import Resolution, WriteCommand, WriteDetails, WriteState, WriteStatus
 from workflows.input_limits import check_command
-from workflows.person_waits import SETTLED_ONLY
+from workflows.person_waits import SETTLED_ONLY, WAIT_SECONDS
 from workflows.saga_contract import SagaCommand, SagaStatus
 
 S = TypeVar("S", bound=WriteStatus)
 
-#: One ``wait_settled`` call waits this long for its answer before the client looks by ``status``
-#: (which raises NoWorker when no worker answers) and asks again.
-UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
+#: One ``wait_settled`` call waits this long for its answer (the workflow answers within
+#: WAIT_SECONDS) before the client looks by ``status`` (which raises NoWorker when no worker
+#: answers) and asks again.
+UPDATE_RPC_TIMEOUT = timedelta(seconds=WAIT_SECONDS + 10)
 
 
 class WriteNotFound(WritebackError):
@@ -210,7 +211,10 @@ class WritebackClient:
         handle = self.temporal.get_workflow_handle(workflow_id)
         try:
             settled: WriteStatus = await handle.execute_update(
-                "wait_settled", seen, result_type=WriteStatus, rpc_timeout=UPDATE_RPC_TIMEOUT
+                "wait_settled",
+                args=[seen, WAIT_SECONDS],
+                result_type=WriteStatus,
+                rpc_timeout=UPDATE_RPC_TIMEOUT,
             )
             return settled
         except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):

@@ -10,7 +10,8 @@ base classes):
   refusals (``_refusal``);
 - the ``wait_settled`` update, for callers that follow a workflow: it returns the status once the
   workflow is settled (terminal, or parked for a person) or, given the number of transitions the
-  caller has seen, as soon as there are others. It changes nothing (a waiting update instead of a
+  caller has seen, as soon as there are others, and at the latest after WAIT_SECONDS (the caller
+  asks again). It changes nothing (a waiting update instead of a
   caller that polls: Temporal's samples-python ``message_passing/safe_message_handlers``);
 
 and the same way of moving between states (``_move``: the transition and ``waiting_since`` on the
@@ -19,6 +20,7 @@ status, then ``_publish`` for each workflow's search attributes and metrics).
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar, Generic, TypeVar
 
 from temporalio import workflow
@@ -30,6 +32,8 @@ S = TypeVar("S", bound=WriteStatus)
 
 #: ``wait_settled`` with this: return only once settled, whatever the transitions.
 SETTLED_ONLY = -1
+#: The longest one ``wait_settled`` waits before it answers with the status as it is.
+WAIT_SECONDS = 20.0
 
 
 class PersonWaits(Generic[S]):
@@ -65,15 +69,21 @@ class PersonWaits(Generic[S]):
             raise ValueError(why)
 
     @workflow.update
-    async def wait_settled(self, transitions_seen: int = SETTLED_ONLY) -> WriteStatus:
+    async def wait_settled(
+        self, transitions_seen: int = SETTLED_ONLY, wait_seconds: float = WAIT_SECONDS
+    ) -> WriteStatus:
         """The status once settled, or once it has other than ``transitions_seen`` transitions
-        (``SETTLED_ONLY``: only once settled)."""
-        await workflow.wait_condition(
-            lambda: (
-                self._status.state.is_settled
-                or transitions_seen not in (SETTLED_ONLY, len(self._status.transitions))
+        (``SETTLED_ONLY``: only once settled) — or as it is after ``wait_seconds``: a caller that
+        gave up never leaves a handler open in the workflow (they would pile up, and Temporal
+        caps the updates in flight), and one that still waits simply asks again."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: (
+                    self._status.state.is_settled
+                    or transitions_seen not in (SETTLED_ONLY, len(self._status.transitions))
+                ),
+                timeout=max(1.0, min(wait_seconds, WAIT_SECONDS)),
             )
-        )
         return self._status
 
     # --- what each workflow says --------------------------------------------------------------

@@ -11,6 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from workers import samples
 from workers.client import WritebackClient
 from workflows.contract import Urgency, WriteState, WriteStatus
+from workflows.person_waits import SETTLED_ONLY
 
 UNAVAILABLE = {"kind": "status", "status": 503, "method": "POST"}
 
@@ -44,3 +45,24 @@ async def test_a_write_that_ended_is_answered_from_its_result(
     done = await run_to_end(writeback, command("fast-r4", key, reconcile=False))
 
     assert (await writeback.wait(done.workflow_id)).state is WriteState.VERIFIED
+
+
+async def test_a_wait_that_runs_out_answers_with_the_state_as_it_is_and_leaves_nothing_open(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    # a routine write keeps retrying for hours: it is not settled when the wait runs out
+    await faults.post("/_admin/faults/fast-r4", json={"queue": [UNAVAILABLE] * 50})
+    cmd = command("fast-r4", key, samples.heart_rate("wait-pt", 72))
+    await writeback.submit(cmd)
+    handle = writeback.temporal.get_workflow_handle(cmd.workflow_id)
+
+    status = await handle.execute_update(
+        "wait_settled", args=[SETTLED_ONLY, 2.0], result_type=WriteStatus
+    )
+
+    assert not status.state.is_settled
+    events = [event.event_type async for event in handle.fetch_history_events()]
+    accepted = events.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+    completed = events.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
+    assert accepted == completed == 1
+    await handle.terminate("test over")
