@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
@@ -284,4 +285,16 @@ class WriteSending(WriteChecks):
             # no answer at all (the worker died, the call hung), or an exception nobody
             # classified: the EHR may have committed
             unclassified = ErrorClass.AMBIGUOUS if self._v2 else None
-            raise failure_of(err, ErrorClass.AMBIGUOUS, unclassified) from None
+            failure = failure_of(err, ErrorClass.AMBIGUOUS, unclassified)
+            if _timed_out(err) and workflow.patched("timeout-bounds-send"):
+                # an attempt sends nothing after its start-to-close deadline, less the clock
+                # skew (activities/deadline.py), and Temporal reports the timeout only after that
+                # deadline: its requests were all sent by now (_sent_by adds the skew)
+                failure.sent_at = workflow.now()
+            raise failure from None
+
+
+def _timed_out(err: ActivityError) -> bool:
+    """The attempt ran out of its start-to-close time (e.g. its worker died mid-request)."""
+    cause = err.cause
+    return isinstance(cause, ActivityTimeout) and cause.type is TimeoutType.START_TO_CLOSE

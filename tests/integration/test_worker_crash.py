@@ -70,8 +70,8 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
     worker_processes.append(WorkerProcess(address, task_queue, tenants_file, tmp_path / "w2.log"))
     finals = await asyncio.wait_for(
         # a create that went unanswered when the worker died is searched for through its quiet
-        # period (its attempt's deadline + the tenant's 10 s late-commit window + 5 s) before
-        # the one-copy check: about 90 s on these tenants
+        # period (from its attempt's timeout: + the tenant's 10 s late-commit window + 5 s)
+        # before the one-copy check
         asyncio.gather(*(client.wait(cmd.workflow_id) for cmd in commands)),
         timeout=240,
     )
