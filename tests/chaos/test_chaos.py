@@ -15,6 +15,9 @@ from run_chaos import ChaosConfig, print_report, run
 pytestmark = pytest.mark.integration
 
 
+# its own deadline for every write to settle is 600 s; on a loaded 2-core CI machine the run takes
+# 2-5 minutes (worker restarts, a server restart, quiet periods of 20 s)
+@pytest.mark.timeout(900)
 async def test_chaos_at_ci_size_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     # the tenants declare how late this EHR may commit (8 s faults: 15 s), not its index lag, so
     # that a quiet period lasts 20 s instead of the default's 66 s and the run fits in CI
