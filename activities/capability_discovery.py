@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.errors import ErrorClass, step_failure
+from activities.errors import ErrorClass, known_tenant, step_failure
 from adapters.capability_profile import (
     CapabilityProfile,
     build_profile,
@@ -97,9 +97,7 @@ class CapabilityDiscovery:
 
     @activity.defn(name="discover_capabilities")
     async def run(self, tenant_id: str) -> DiscoveryReport:
-        tenant = self._tenants.get(tenant_id)
-        if tenant is None:
-            raise step_failure(ErrorClass.VALIDATION, f"unknown tenant '{tenant_id}'")
+        tenant = known_tenant(self._tenants, tenant_id)
         try:
             profile = await discover(tenant, self._http)
         except DiscoveryFailed as exc:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from activities.errors import ErrorClass, step_failure
+from activities.errors import ErrorClass, known_tenant, step_failure
 from activities.models import (
     CommandInput,
     SagaPlan,
@@ -34,13 +34,7 @@ class CommandSteps:
         self._tenants = tenants
 
     def _tenant(self, tenant_id: str) -> Tenant:
-        tenant = self._tenants.get(tenant_id)
-        if tenant is None:
-            known = ", ".join(self._tenants.ids)
-            raise step_failure(
-                ErrorClass.VALIDATION, f"unknown tenant '{tenant_id}' (configured: {known})"
-            )
-        return tenant
+        return known_tenant(self._tenants, tenant_id)
 
     @activity.defn(name="validate")
     async def validate(self, command: CommandInput) -> ValidatedWrite:

@@ -28,7 +28,7 @@ from temporalio import activity
 from activities.circuit_breaker import CircuitBreaker
 from activities.deadline import acquire_slot, request_timeout, wait_for_turn
 from activities.ehr_telemetry import ehr_exchange
-from activities.errors import RETRYABLE, ErrorClass, step_failure
+from activities.errors import RETRYABLE, ErrorClass, known_tenant, step_failure
 from activities.fhir_http import (
     MAX_SEARCH_PAGES,
     STRICT_HANDLING,
@@ -93,10 +93,7 @@ class EhrClient:
         }
 
     def tenant(self, tenant_id: str) -> Tenant:
-        tenant = self._tenants.get(tenant_id)
-        if tenant is None:
-            raise step_failure(ErrorClass.VALIDATION, f"unknown tenant '{tenant_id}'")
-        return tenant
+        return known_tenant(self._tenants, tenant_id)
 
     def share_tenant_limit(self, tenant_id: str, workers: int, rank: int) -> None:
         """This process is ``rank`` of ``workers`` serving the tenant (workers/rate_share.py)."""

@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from temporalio.exceptions import ApplicationError
 
+from adapters.tenants import Tenant, TenantRegistry
+
 
 class ErrorClass(StrEnum):
     TRANSPORT = "transport"  # the request never reached the EHR (connect refused, DNS, TLS)
@@ -80,3 +82,14 @@ def step_failure(
 TAXONOMY = frozenset(cls.value for cls in ErrorClass)
 
 NON_RETRYABLE_TYPES = sorted(cls.value for cls in ErrorClass if cls not in RETRYABLE)
+
+
+def known_tenant(tenants: TenantRegistry, tenant_id: str) -> Tenant:
+    """The tenant a step names; a ``validation`` failure (never retried) when none is configured."""
+    tenant = tenants.get(tenant_id)
+    if tenant is None:
+        known = ", ".join(tenants.ids)
+        raise step_failure(
+            ErrorClass.VALIDATION, f"unknown tenant '{tenant_id}' (configured: {known})"
+        )
+    return tenant
