@@ -1,5 +1,8 @@
 """The cheap, pure steps of a write: validate, map, authorize. Run as local activities: they do no
-I/O beyond reading the tenant registry the worker loaded, so a retry is always safe."""
+I/O beyond reading the tenant registry and the caller keys the worker loaded, so a retry is always
+safe. Validate and authorize (and a saga's plan, and a person's decision) first prove the caller
+(adapters/callers.py): nothing reaches the EHR, not even a crosswalk lookup, for a caller that
+did not prove who it is."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from temporalio import activity
 from activities.errors import ErrorClass, known_tenant, step_failure
 from activities.models import (
     CommandInput,
+    DecisionInput,
+    DecisionProof,
     SagaPlan,
     SagaPlanInput,
     SagaStepInput,
@@ -17,6 +22,8 @@ from activities.models import (
     ValidatedWrite,
     WritePlan,
 )
+from adapters.caller_keys import CallerRegistry, load_callers
+from adapters.callers import CredentialRefused, Expected, verify
 from adapters.clinical_semantics import ClinicalContext
 from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
@@ -29,16 +36,47 @@ from adapters.validation import validate_resource
 LEAST_SCOPE = {Interaction.CREATE: "c", Interaction.UPDATE: "ru"}
 
 
+#: The check a write records when its tenant takes callers at their word.
+UNAUTHENTICATED = "caller-unauthenticated (tenant accepts unauthenticated callers)"
+
+
 class CommandSteps:
-    def __init__(self, tenants: TenantRegistry) -> None:
+    def __init__(self, tenants: TenantRegistry, callers: CallerRegistry | None = None) -> None:
         self._tenants = tenants
+        self._callers = callers if callers is not None else load_callers()
 
     def _tenant(self, tenant_id: str) -> Tenant:
         return known_tenant(self._tenants, tenant_id)
 
+    def _prove(self, tenant: Tenant, credential: str | None, caller: Expected | None) -> str:
+        """How the caller was proved (the check to record), or a non-retryable
+        ``authorization`` failure naming what failed. Without a credential, a tenant that
+        accepts unauthenticated callers takes the command's word for it."""
+        if tenant.caller_auth == "unauthenticated" and not credential:
+            return UNAUTHENTICATED
+        try:
+            if caller is None:
+                raise CredentialRefused("no caller binding to check the credential against")
+            return verify(self._callers, credential, caller).summary
+        except CredentialRefused as exc:
+            raise step_failure(ErrorClass.AUTHORIZATION, f"caller not proved: {exc}") from None
+
+    @activity.defn(name="prove_decision")
+    async def prove_decision(self, decision: DecisionInput) -> DecisionProof:
+        """A person's decision is acted on only once its ``by`` is proved (README: Security)."""
+        tenant = self._tenant(decision.tenant)
+        if tenant.caller_auth == "unauthenticated" and not decision.credential:
+            return DecisionProof()
+        try:
+            proof = verify(self._callers, decision.credential, decision.caller)
+        except CredentialRefused as exc:
+            return DecisionProof(refused=f"decision refused: operator not proved: {exc}")
+        return DecisionProof(jti=proof.jti)
+
     @activity.defn(name="validate")
     async def validate(self, command: CommandInput) -> ValidatedWrite:
         tenant = self._tenant(command.tenant)
+        self._prove(tenant, command.credential, command.caller)
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
         context = None
@@ -81,6 +119,7 @@ class CommandSteps:
         """Decide by the tenant's policy (adapters/policy.py). A denial is returned, not raised:
         the workflow records it (rule, policy version) before it ends ``rejected``."""
         tenant = self._tenant(command.tenant)
+        proved = self._prove(tenant, command.credential, command.caller)
         resource_type = str(command.resource.get("resourceType"))
         interaction = command.interaction
         if not tenant.capabilities.allows(resource_type, interaction):
@@ -110,7 +149,7 @@ class CommandSteps:
             scopes=[f"system/{resource_type}.{LEAST_SCOPE[interaction]}"]
             if decision == "allow"
             else [],
-            checks=["tenant-accepts-interaction", f"policy:{rule}"],
+            checks=[proved, "tenant-accepts-interaction", f"policy:{rule}"],
             decided_at=datetime.now(UTC),
         )
 
@@ -119,6 +158,7 @@ class CommandSteps:
         """Order a saga's steps so that what the tenant cannot withdraw is written as late as its
         references allow: a failure after such a write needs a person, before it needs nobody."""
         tenant = self._tenant(saga.tenant)
+        self._prove(tenant, saga.credential, saga.caller)
         skipped = [
             step.name
             for step in saga.steps

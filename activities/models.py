@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from adapters.callers import Expected
 from adapters.fhir_r4 import CreateRequest, DedupStrategy, UpdateRequest
 from adapters.findings import Finding as Finding  # re-exported: activities' results
 from adapters.findings import FindingKind as FindingKind  # re-exported: activities' results
@@ -28,6 +29,10 @@ class CommandInput(BaseModel):
     )
     role: str | None = None
     purpose: str | None = None
+    credential: str | None = Field(default=None, description="the command's (adapters/callers)")
+    caller: Expected | None = Field(
+        default=None, description="what the credential must prove (None: nothing to prove)"
+    )
 
 
 class ValidatedWrite(BaseModel):
@@ -167,6 +172,26 @@ class SagaStepInput(BaseModel):
 class SagaPlanInput(BaseModel):
     tenant: str
     steps: list[SagaStepInput]
+    credential: str | None = None
+    caller: Expected | None = Field(
+        default=None, description="what the saga's credential must prove (adapters/callers.py)"
+    )
+
+
+class DecisionInput(BaseModel):
+    """A person's decision to prove before it is acted on (adapters/callers.py)."""
+
+    tenant: str
+    credential: str | None
+    caller: Expected
+
+
+class DecisionProof(BaseModel):
+    """``refused``: why the decision is not taken (None: proved); ``jti``: the credential's id,
+    which the workflow takes once only (None: a tenant that takes unauthenticated decisions)."""
+
+    refused: str | None = None
+    jti: str | None = None
 
 
 class SagaPlan(BaseModel):

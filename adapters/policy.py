@@ -4,7 +4,8 @@ interactions, for which user roles and purposes of use.
 A tenant's ``[tenant.policy]`` holds a version and an ordered list of rules; the first rule that
 matches a request decides (``allow`` or ``deny``); no matching rule denies (rule
 ``default-deny``). A tenant without a policy gets one rule built from its ``allowed_callers``
-(version ``allowed-callers``), so older tenant files keep their meaning.
+(version ``allowed-callers``). A caller list that is empty, or missing, lets nobody in: a tenant
+says whom it allows (``"*"``: every caller that proves who it is, adapters/callers.py).
 
 The decision, the rule, the policy version and the scopes are recorded
 (``AuthorizationRecord``, in the write's status) so a Provenance can name under whose authority
@@ -26,13 +27,14 @@ DEFAULT_DENY = "default-deny"
 
 class PolicyRule(BaseModel):
     """Matches when every listed dimension matches (``*`` or an empty list matches anything;
-    ``roles``/``purposes`` listed means the command must name one of them)."""
+    ``roles``/``purposes`` listed means the command must name one of them) — except ``callers``,
+    which every rule names and which matches nobody when empty."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     effect: Literal["allow", "deny"] = "allow"
-    callers: list[str] = Field(default_factory=lambda: [ANY])
+    callers: list[str] = Field(description="calling services; '*' = any; [] = none")
     resource_types: list[str] = Field(default_factory=lambda: [ANY])
     interactions: list[Interaction] = Field(
         default_factory=lambda: [Interaction.CREATE, Interaction.UPDATE]
@@ -48,7 +50,8 @@ class PolicyRule(BaseModel):
             return not values or ANY in values or (value is not None and value in values)
 
         return (
-            listed(self.callers, request.caller)
+            bool(self.callers)
+            and listed(self.callers, request.caller)
             and listed(self.resource_types, request.resource_type)
             and request.interaction in self.interactions
             and listed(self.roles, request.role)

@@ -188,7 +188,13 @@ class Tenant(BaseModel):
     auth: AuthSettings = AuthSettings()
     capabilities: Capabilities = Capabilities()
     allowed_callers: list[str] = Field(
-        default_factory=lambda: ["*"], description="calling services allowed to write; '*' = any"
+        default_factory=list,
+        description="calling services allowed to write ('*' = any proved caller); none: nobody",
+    )
+    caller_auth: Literal["credential", "unauthenticated"] = Field(
+        default="credential",
+        description="callers prove who they are with a signed credential (adapters/callers.py); "
+        "'unauthenticated' takes their word for it: the demo tenants only",
     )
     policy: AccessPolicy | None = Field(
         default=None, description="who may write what (adapters/policy.py); default: callers"

@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from support.callers import write_test_callers
 from support.sandbox_process import SandboxProcess
 from support.smart_keys import make_key
 from support.temporal import dev_server_environment, time_skipping_environment
 from support.tenants import TEST_TENANTS, personality_args, write_tenants_file
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.caller_keys import CALLER_KEYS_ENV
+from adapters.callers import CALLER_KEY_ENV
 from adapters.tenants import TenantRegistry, load_tenants
 from workers.audit_cli import AUDIT_DB_ENV
 from workers.keys import KEYS_FILE_ENV
@@ -27,6 +30,12 @@ from workers.keys import KEYS_FILE_ENV
 _STATE = Path(tempfile.mkdtemp(prefix="wb-test-state-"))
 os.environ.setdefault(KEYS_FILE_ENV, str(_STATE / "keys.json"))
 os.environ.setdefault(AUDIT_DB_ENV, str(_STATE / "audit.db"))
+#: every test client signs its commands and decisions with a key the workers know
+#: (tests/support/callers.py)
+if CALLER_KEYS_ENV not in os.environ:
+    _registry, _caller_key = write_test_callers(_STATE)
+    os.environ[CALLER_KEYS_ENV] = str(_registry)
+    os.environ.setdefault(CALLER_KEY_ENV, str(_caller_key))
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from adapters.errors import EXIT_FAILED, EXIT_OK, WritebackError
 from adapters.tenants import load_tenants, resolve_tenants_path
 from workers.audit_cli import add_audit_commands
-from workers.cli_support import UsageError, connect_client, exit_code_for, problems
+from workers.callers_cli import add_callers_commands
+from workers.cli_support import UsageError, add_caller_key, connect_client, exit_code_for, problems
 from workers.client import WriteNotFound
 from workers.codec_server import add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
@@ -90,7 +91,7 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
 
 async def cmd_submit(args: argparse.Namespace) -> int:
     command = build_command(args)
-    client = await connect_client()
+    client = await connect_client(args.caller_key)
     submission = await client.submit(command)
     if not args.wait:
         status = await client.status(submission.workflow_id)
@@ -240,6 +241,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--base-version", help="with --update: the version the user saw")
     submit.add_argument("--wait", action="store_true", help="follow until settled")
     submit.add_argument("--json", action="store_true", help="print one final JSON object")
+    add_caller_key(submit)
     submit.set_defaults(run=cmd_submit)
 
     status = sub.add_parser("status", help="what happened to a write")
@@ -254,6 +256,7 @@ def parser() -> argparse.ArgumentParser:
     add_codec_server_command(sub)
     add_audit_commands(sub)
     add_keys_commands(sub)
+    add_callers_commands(sub)
     return top
 
 

@@ -5,8 +5,11 @@ The exit codes themselves, and the root of the errors the CLI reports, are in ad
 
 from __future__ import annotations
 
+import argparse
+
 from pydantic import ValidationError
 
+from adapters.callers import CALLER_KEY_ENV, CallerSigner
 from adapters.errors import EXIT_FAILED, EXIT_OK, EXIT_WAITING, WritebackError
 from workers.client import WritebackClient
 from workers.settings import Settings
@@ -33,11 +36,22 @@ def exit_code_for(state: WriteState) -> int:
     return EXIT_OK
 
 
-async def connect_client() -> WritebackClient:
+def add_caller_key(parser: argparse.ArgumentParser) -> None:
+    """``--caller-key PEM``: sign what the command sends (README: Security, Callers)."""
+    parser.add_argument(
+        "--caller-key",
+        metavar="PEM",
+        help=f"private key to sign with, as --requested-by / --by (default: ${CALLER_KEY_ENV}); "
+        "tenants that take only proved callers reject what is not signed",
+    )
+
+
+async def connect_client(caller_key: str | None = None) -> WritebackClient:
     settings = Settings.from_env()
+    signer = CallerSigner.from_file(caller_key) if caller_key else None
     try:
         return await WritebackClient.connect(
-            settings.temporal_address, settings.namespace, settings.task_queue
+            settings.temporal_address, settings.namespace, settings.task_queue, signer
         )
     except RuntimeError as exc:
         raise UsageError(

@@ -4,12 +4,16 @@ client = await WritebackClient.connect("localhost:7233")
 submission = await client.submit(command)      # durable once this returns: state `requested`
 status = await client.wait(submission.workflow_id)  # until verified / rejected / waiting
                                                     # (a waiting update: no polling)
+
+Given a caller key (``signer``, else ``$WRITEBACK_CALLER_KEY``), the client signs each command
+and decision it sends (adapters/callers.py): as the command's ``requested_by``, the decision's
+``by``, whose registered key it must be.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -30,7 +34,15 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.callers import (
+    Binding,
+    CallerSigner,
+    decision_binding,
+    saga_binding,
+    write_binding,
+)
 from adapters.errors import EXIT_FAILED, WritebackError
+from adapters.ids import tenant_of_workflow
 from workers.settings import TASK_QUEUE
 from workers.temporal_client import connect
 from workflows import search_attributes as sa
@@ -102,25 +114,50 @@ class Submission:
 
 
 class WritebackClient:
-    def __init__(self, client: Client, task_queue: str = TASK_QUEUE) -> None:
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str = TASK_QUEUE,
+        signer: CallerSigner | None = None,
+        clock: Callable[[], Awaitable[datetime]] | None = None,
+    ) -> None:
         self.temporal = client
         self.task_queue = task_queue
+        #: signs commands and decisions that carry no credential yet (None: sent unsigned)
+        self.signer = signer or CallerSigner.from_env()
+        #: when credentials are issued (default: this machine's clock; tests on Temporal's
+        #: time-skipping server give the server's)
+        self._clock = clock
+
+    async def _sign(self, binding: Binding) -> str:
+        assert self.signer is not None
+        return self.signer.sign(binding, now=await self._clock() if self._clock else None)
 
     @classmethod
     async def connect(
-        cls, address: str, namespace: str = "default", task_queue: str = TASK_QUEUE
+        cls,
+        address: str,
+        namespace: str = "default",
+        task_queue: str = TASK_QUEUE,
+        signer: CallerSigner | None = None,
     ) -> WritebackClient:
-        return cls(await connect(address, namespace), task_queue)
+        return cls(await connect(address, namespace), task_queue, signer)
 
     async def submit(self, command: WriteCommand) -> Submission:
         """Start the write, or join the one already started for the same tenant + key. A command
         over the input limits (workflows/input_limits.py) raises LimitExceeded, naming the limit
         and the element's path (CommandRefused for one JSON cannot carry), and starts nothing."""
+        if self.signer and not command.credential:
+            credential = await self._sign(write_binding(command))
+            command = command.model_copy(update={"credential": credential})
         return await self._start("ClinicalWrite", command, command.workflow_id)
 
     async def submit_saga(self, command: SagaCommand) -> Submission:
         """Start a multi-resource saga (or join the one with the same tenant + key). Its id works
         with status, wait and the review commands like a single write's."""
+        if self.signer and not command.credential:
+            credential = await self._sign(saga_binding(command))
+            command = command.model_copy(update={"credential": credential})
         return await self._start("ClinicalSaga", command, command.workflow_id)
 
     async def saga(self, workflow_id: str) -> SagaStatus:
@@ -272,6 +309,10 @@ class WritebackClient:
         self, workflow_id: str, resolution: Resolution, decision_id: str
     ) -> WriteStatus:
         """Apply a person's decision; ``decision_id`` deduplicates a resent decision."""
+        if self.signer and not resolution.credential:
+            tenant = tenant_of_workflow(workflow_id) or ""
+            binding = decision_binding(workflow_id, tenant, resolution)
+            resolution = resolution.model_copy(update={"credential": await self._sign(binding)})
         try:
             return await self._handle(workflow_id).execute_update(
                 ClinicalWrite.resolve, resolution, id=decision_id

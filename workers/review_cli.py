@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.errors import EXIT_OK
-from workers.cli_support import UsageError, connect_client, exit_code_for, problems
+from workers.cli_support import UsageError, add_caller_key, connect_client, exit_code_for, problems
 from workers.client import DecisionRefused, WriteNotFound
 from workers.render import as_json, record_text, waiting_table
 from workflows.contract import Resolution, ResolutionAction, WriteDetails
@@ -49,7 +49,7 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise UsageError(f"invalid decision: {problems(exc)}") from None
-    client = await connect_client()
+    client = await connect_client(args.caller_key)
     try:
         status = await client.resolve(
             args.workflow_id, resolution, args.decision_id or str(uuid.uuid4())
@@ -83,4 +83,5 @@ def add_review_commands(sub: Any) -> None:
     resolve.add_argument("--reference", help="for confirm: e.g. Observation/123")
     resolve.add_argument("--decision-id", help="makes a resent decision a no-op")
     resolve.add_argument("--json", action="store_true")
+    add_caller_key(resolve)
     resolve.set_defaults(run=cmd_resolve)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.errors import EXIT_OK
-from workers.cli_support import UsageError, connect_client, exit_code_for, problems
+from workers.cli_support import UsageError, add_caller_key, connect_client, exit_code_for, problems
 from workers.render import as_json, saga_text, transition_printer
 from workflows.contract import Urgency
 from workflows.saga_contract import SagaCommand
@@ -50,7 +50,7 @@ def build_saga(args: argparse.Namespace) -> SagaCommand:
 
 async def cmd_saga(args: argparse.Namespace) -> int:
     command = build_saga(args)
-    client = await connect_client()
+    client = await connect_client(args.caller_key)
     submission = await client.submit_saga(command)
     if not args.wait:
         print(
@@ -79,4 +79,5 @@ def add_saga_commands(sub: Any) -> None:
     saga.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")
     saga.add_argument("--wait", action="store_true", help="follow it until it settles")
     saga.add_argument("--json", action="store_true")
+    add_caller_key(saga)
     saga.set_defaults(run=cmd_saga)

@@ -25,6 +25,7 @@ from activities.ehr_client import EhrClient
 from activities.ehr_writes import EhrWrites
 from activities.reconciliation import Reconciler
 from activities.sweep_reads import SweepReads
+from adapters.caller_keys import CALLER_KEYS_ENV, CallerKeysError, load_callers
 from adapters.tenants import TenantRegistry
 from workers.audit_cli import ledger_location, shared_ledger
 from workers.health import Health, serving_health
@@ -83,7 +84,7 @@ def build_workers(
     """The workflow worker (workflows + pure steps + the audit ledger) and one EHR worker per
     tenant, whose task queue carries the tenant's rate limit (enforced by the Temporal server for
     all workers)."""
-    command_steps = CommandSteps(tenants)
+    command_steps = CommandSteps(tenants, load_callers())
     audit = AuditSteps(ledger or shared_ledger(ledger_location()))
     ehr = ehr or EhrClient(tenants, http)
     writes, sweep = EhrWrites(ehr), SweepReads(ehr)
@@ -105,6 +106,7 @@ def build_workers(
                 command_steps.map,
                 command_steps.authorize,
                 command_steps.plan_saga,
+                command_steps.prove_decision,
                 command_steps.sweep_settings,
                 Reconciler(client).compare,
                 audit.record,
@@ -144,6 +146,20 @@ def build_workers(
             )
         )
     return workers
+
+
+def require_caller_keys(tenants: TenantRegistry) -> None:
+    """A worker whose tenants want signed callers starts only with caller keys to check them
+    against: without, it would reject every write, which a clear error at start says better."""
+    signed = [tenant.id for tenant in tenants if tenant.caller_auth == "credential"]
+    callers = load_callers()
+    if signed and not len(callers):
+        raise CallerKeysError(
+            f"tenant(s) {', '.join(signed)} take only callers with a credential, and no caller "
+            f"key is registered: set ${CALLER_KEYS_ENV} to the caller key registry (README: "
+            'Security, Callers), or set caller_auth = "unauthenticated" on a demo tenant'
+        )
+    log.info("caller keys: %d registered from %s", len(callers), callers.source)
 
 
 def crosswalk_store() -> CrosswalkStore:
@@ -192,6 +208,7 @@ def ehr_http_client() -> httpx.AsyncClient:
 
 async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks (up to the graceful timeout)."""
+    require_caller_keys(tenants)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
     from activities.errors import ErrorClass
     from activities.models import SagaPlan, SagaPlanInput, SagaStepInput
+    from adapters.callers import expected, saga_binding
     from adapters.policy import AuthorizationRecord
     from adapters.provenance import with_authority
 
@@ -104,7 +105,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
         self._uncertain: dict[str, str] = {}
         self._commands: dict[str, WriteCommand] = {}
         self._authorizations: dict[str, AuthorizationRecord | None] = {}
-        self._decisions = DecisionInbox()
+        self._decisions = DecisionInbox(check=self._prove_decision)
 
     # --- what callers can ask and say -------------------------------------------------------
 
@@ -198,6 +199,10 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
                         )
                         for step in command.steps
                     ],
+                    credential=command.credential,  # proved here, before any step starts
+                    caller=expected(
+                        saga_binding(command), workflow.info().workflow_id, self._accepted_at()
+                    ),
                 ),
             )
         except (ActivityError, ApplicationError) as err:
@@ -248,6 +253,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
                 on_behalf_of=self._command.on_behalf_of,
                 urgency=self._command.urgency,
                 reconcile=False,
+                credential=self._command.credential,  # proves the step: we are its parent
             )
             step.state = WriteState.IN_FLIGHT
             self._commands[name] = command

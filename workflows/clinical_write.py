@@ -81,7 +81,7 @@ class ClinicalWrite(WriteSending):
                     transitions=[Transition(state=WriteState.REQUESTED, at=workflow.now())],
                 ),
             )
-        self._decisions = DecisionInbox()
+        self._decisions = DecisionInbox(check=self._prove_decision)
         self._search_updates: list[SearchAttributeUpdate[Any]] = []
         self._audit = AuditTrail()
         self._v2 = False  # set by run(): histories recorded before it replay without it

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from adapters.callers import MAX_CREDENTIAL_CHARS
 from adapters.ids import command_identifier
 from adapters.ids import tenant_of_workflow as tenant_of_workflow  # re-exported
 from adapters.ids import workflow_id_for as workflow_id_for  # re-exported
@@ -112,6 +113,12 @@ class WriteCommand(BaseModel):
         default=True,
         description="re-read the write after the tenant's reconcile delay (README: "
         "Reconciliation); a saga turns it off for its steps, which its sweep covers",
+    )
+    credential: str | None = Field(
+        default=None,
+        max_length=MAX_CREDENTIAL_CHARS,
+        description="the caller's proof of who it is (adapters/callers.py): a JWS over this "
+        "command, signed by requested_by's key; WritebackClient adds it given a caller key",
     )
 
     @field_validator("resource")
@@ -229,4 +236,10 @@ class Resolution(BaseModel):
         default=None,
         pattern=REFERENCE_PATTERN,
         description="for confirm: the resource the person found, e.g. 'Observation/123'",
+    )
+    credential: str | None = Field(
+        default=None,
+        max_length=MAX_CREDENTIAL_CHARS,
+        description="the operator's proof (adapters/callers.py): a JWS over this decision and "
+        "the workflow it is for, signed by by's key",
     )

@@ -7,11 +7,16 @@ decision it will never take, or take it in a state it was not validated for. Two
 workflows that use them (the others behave as before): a validator that accepts a decision only
 while ``waiting`` (the workflow is parked in ``next()`` at this moment), and ``refuse_pending``
 when the workflow leaves its decision loop, which fails the update of a decision handed in but
-not taken instead of leaving it to hang."""
+not taken instead of leaving it to hang.
+
+A decision is also proved before it is taken: ``check`` (the workflow's, PersonWaits
+``_prove_decision``) verifies its operator's credential in an activity — validators cannot — and
+a decision it refuses fails its update with the reason, changes nothing, and the workflow goes on
+waiting."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -20,9 +25,15 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.contract import Resolution
 
+#: Why a decision may not be taken (None: it may): the operator's credential, verified.
+DecisionCheck = Callable[[Resolution], Awaitable[str | None]]
+
 
 class DecisionInbox:
-    def __init__(self) -> None:
+    def __init__(self, check: DecisionCheck | None = None) -> None:
+        self._check = check
+        #: ids of the credentials of decisions taken: a credential proves one decision
+        self.used_credentials: set[str] = set()
         self._pending: Resolution | None = None
         self._received = 0
         self._applied = 0
@@ -52,14 +63,26 @@ class DecisionInbox:
     @asynccontextmanager
     async def next(self, wait_at_most: timedelta | None = None) -> AsyncIterator[Resolution]:
         """The next decision, to act on inside the block (TimeoutError if none comes within
-        ``wait_at_most``); leaving the block, however, releases the update that delivered it."""
-        self._parked = True
-        try:
-            await workflow.wait_condition(lambda: self._pending is not None, timeout=wait_at_most)
-        finally:
-            self._parked = False
-        resolution, self._pending = self._pending, None
-        assert resolution is not None
+        ``wait_at_most``); leaving the block, however, releases the update that delivered it.
+        A decision ``check`` refuses is released at once, failing with the reason, and the wait
+        goes on until ``wait_at_most`` after it began."""
+        deadline = None if wait_at_most is None else workflow.now() + wait_at_most
+        while True:
+            self._parked = True
+            try:
+                left = None if deadline is None else deadline - workflow.now()
+                if left is not None and left <= timedelta(0):
+                    raise TimeoutError("no decision was taken in time")
+                await workflow.wait_condition(lambda: self._pending is not None, timeout=left)
+            finally:
+                self._parked = False
+            resolution, self._pending = self._pending, None
+            assert resolution is not None
+            why = await self._check(resolution) if self._check else None
+            if why is None:
+                break
+            self._refused[self._received] = why
+            self._applied += 1
         try:
             yield resolution
         finally:

@@ -16,17 +16,29 @@ base classes):
 
 and the same way of moving between states (``_move``: the transition and ``waiting_since`` on the
 status, then ``_publish`` for each workflow's search attributes and metrics).
+
+A decision is acted on only once its operator is proved (``_prove_decision``, the check of each
+workflow's DecisionInbox): its credential is verified by an activity (adapters/callers.py) when the
+workflow takes it; decisions taken before this existed replay without it (``DECISIONS_PROVED``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.contract import Resolution, Transition, WriteState, WriteStatus
 from workflows.decisions import DecisionInbox
+from workflows.kernel import pure_step, reason_of
+
+with workflow.unsafe.imports_passed_through():
+    from activities.command_steps import CommandSteps
+    from activities.models import DecisionInput
+    from adapters.callers import decision_binding, expected
 
 S = TypeVar("S", bound=WriteStatus)
 
@@ -34,6 +46,8 @@ S = TypeVar("S", bound=WriteStatus)
 SETTLED_ONLY = -1
 #: The longest one ``wait_settled`` waits before it answers with the status as it is.
 WAIT_SECONDS = 20.0
+#: ``workflow.patched`` id: decisions are proved before they are taken.
+DECISIONS_PROVED = "decisions-proved"
 
 
 class PersonWaits(Generic[S]):
@@ -103,6 +117,38 @@ class PersonWaits(Generic[S]):
     def _publish(self, state: WriteState, began_waiting: bool) -> None:
         """Search attributes, metrics, the audit: whatever else a move to ``state`` does
         (``began_waiting``: the workflow was not waiting for a person before this move)."""
+
+    # --- proof of who asks ---------------------------------------------------------------------
+
+    def _accepted_at(self) -> datetime:
+        """When Temporal accepted the command (the run's start; the first run's, as far as the
+        status remembers, after a continue-as-new): its credential's validity is judged then."""
+        return min(workflow.info().workflow_start_time, self._status.transitions[0].at)
+
+    async def _prove_decision(self, resolution: Resolution) -> str | None:
+        """Why ``resolution`` may not be taken (None: its ``by`` is proved, or the tenant takes
+        operators at their word): its credential must be signed by ``by``'s registered key, for
+        this workflow and this decision, and not used for another decision."""
+        if not workflow.patched(DECISIONS_PROVED):
+            return None
+        workflow_id, tenant = workflow.info().workflow_id, self._status.tenant
+        binding = decision_binding(workflow_id, tenant, resolution)
+        order = DecisionInput(
+            tenant=tenant,
+            credential=resolution.credential,
+            caller=expected(binding, workflow_id, workflow.now()),
+        )
+        try:
+            proof = await pure_step(CommandSteps.prove_decision, order)
+        except (ActivityError, ApplicationError) as err:
+            return f"decision refused: the operator could not be proved ({reason_of(err)[1]})"
+        if proof.refused:
+            return proof.refused
+        if proof.jti is not None:
+            if proof.jti in self._decisions.used_credentials:
+                return "decision refused: its credential was already used for a decision"
+            self._decisions.used_credentials.add(proof.jti)
+        return None
 
     # --- moves --------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
             waiting_since=workflow.now(),
             transitions=[Transition(state=WriteState.MISMATCH, at=workflow.now())],
         )
-        self._decisions = DecisionInbox()
+        self._decisions = DecisionInbox(check=self._prove_decision)
 
     @workflow.query
     def finding(self) -> Finding:

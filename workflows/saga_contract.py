@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from adapters.callers import MAX_CREDENTIAL_CHARS
 from adapters.ids import saga_step_key
 from adapters.ids import saga_workflow_id as saga_workflow_id  # re-exported
 from workflows.contract import TOKEN_PATTERN, Urgency, WriteState, WriteStatus
@@ -84,6 +85,12 @@ class SagaCommand(BaseModel):
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
     urgency: Urgency = Urgency.ROUTINE
+    credential: str | None = Field(
+        default=None,
+        max_length=MAX_CREDENTIAL_CHARS,
+        description="the caller's proof (adapters/callers.py): a JWS over this saga, signed by "
+        "requested_by's key; it proves each step's write too",
+    )
 
     @model_validator(mode="after")
     def _steps_form_a_plan(self) -> SagaCommand:

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         EhrWrite,
         WriteReceipt,
     )
+    from adapters.callers import Expected, expected, saga_of_step, write_binding
     from adapters.fhir_r4 import DedupStrategy
     from adapters.internal_refs import has_internal_refs
 
@@ -88,6 +89,8 @@ class WriteSending(WriteChecks):
             requested_at=workflow.now(),
             role=command.role,
             purpose=command.purpose,
+            credential=command.credential,
+            caller=self._caller(),
         )
         try:
             validated = await pure_step(CommandSteps.validate, step)
@@ -123,6 +126,15 @@ class WriteSending(WriteChecks):
             f"{authorization.summary} for {authorization.requested_by}; "
             f"scopes {' '.join(authorization.scopes)}",
         )
+
+    def _caller(self) -> Expected:
+        """What the command's credential must prove (adapters/callers.py): bound to this
+        workflow and the command as submitted (before the crosswalk changes its references),
+        judged at the moment Temporal accepted it. A saga's step is proved by its saga's
+        credential, when Temporal says that saga started it."""
+        command, info = self._command, workflow.info()
+        via = saga_of_step(command.tenant, command.idempotency_key, info.parent)
+        return expected(write_binding(command), info.workflow_id, self._accepted_at(), via)
 
     async def _crosswalk(self, step: CommandInput) -> CommandInput:
         """Internal ids -> the tenant's ids (activities/crosswalk.py); a miss rejects the write."""

@@ -3,8 +3,14 @@ for workflow tests, the dev server for integration tests."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import google.protobuf.empty_pb2
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from workers.settings import venv_binary
@@ -40,3 +46,23 @@ async def dev_server_environment() -> WorkflowEnvironment:
 
 def temporal_address(env: WorkflowEnvironment) -> str:
     return env.client.service_client.config.target_host
+
+
+def server_clock(client: Client) -> Callable[[], Awaitable[datetime]]:
+    """The Temporal server's clock, for the credentials a test client issues: the time-skipping
+    server's virtual time (workflows judge a credential against it), else this machine's."""
+    virtual = True
+
+    async def now() -> datetime:
+        nonlocal virtual
+        if virtual:
+            try:
+                answer = await client.test_service.get_current_time(
+                    google.protobuf.empty_pb2.Empty()
+                )
+                return answer.time.ToDatetime().replace(tzinfo=UTC)
+            except RPCError:  # a dev server has no test service
+                virtual = False
+        return datetime.now(UTC)
+
+    return now

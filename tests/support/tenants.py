@@ -213,6 +213,8 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
                 f'key_id = "{client_id}-1", scope_style = "{style}" }}\n'
             )
         block += f"breaker = {{ failures = {t.breaker_failures} }}\n"
+        if "[tenant.policy]" not in t.extra:
+            block += 'allowed_callers = ["*"]  # every caller with a registered key\n'
         if t.rate_limit:
             block += f"rate_limit_per_second = {t.rate_limit}\n"
         if t.reconcile_hours:

@@ -18,6 +18,8 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from adapters.tenants import TenantRegistry
+from support.callers import SigningInterceptor
+from support.temporal import server_clock
 from workers.client import WritebackClient
 from workers.worker import ehr_http_client, running_workers
 
@@ -64,9 +66,10 @@ async def running_worker(client: Client, tenants: TenantRegistry) -> AsyncIterat
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     started = _StartedWorkflows()
     config = client.config()
-    recording = Client(**{**config, "interceptors": [*config["interceptors"], started]})
+    signing = SigningInterceptor(server_clock(client))
+    recording = Client(**{**config, "interceptors": [*config["interceptors"], started, signing]})
     try:
         async with ehr_http_client() as http, running_workers(client, tenants, http, task_queue):
-            yield WritebackClient(recording, task_queue=task_queue)
+            yield WritebackClient(recording, task_queue=task_queue, clock=server_clock(client))
     finally:
         await _terminate_running(client, started.ids)

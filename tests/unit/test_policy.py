@@ -70,7 +70,8 @@ def test_without_a_policy_allowed_callers_decide(tmp_path: Path) -> None:
     assert policy.version == "allowed-callers"
     assert policy.decide(ask("ehr-sync")) == ("allow", "allowed-callers")
     assert policy.decide(ask("other")) == ("deny", DEFAULT_DENY)
-    assert policy_from(tmp_path, "").decide(ask("anyone")) == ("allow", "allowed-callers")
+    # no allowed_callers at all lets nobody in (issue #17: it used to allow everyone)
+    assert policy_from(tmp_path, "").decide(ask("anyone")) == ("deny", DEFAULT_DENY)
 
 
 @pytest.mark.parametrize(

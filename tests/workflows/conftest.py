@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from support.interleave import Interleave
+from support.temporal import server_clock
 from support.workers import running_worker
 from temporalio.testing import WorkflowEnvironment
 
@@ -39,4 +40,6 @@ async def racing(
         interleave.client() as http,
         running_workers(time_skipping.client, tenants, http, task_queue),
     ):
-        yield WritebackClient(time_skipping.client, task_queue=task_queue)
+        yield WritebackClient(
+            time_skipping.client, task_queue=task_queue, clock=server_clock(time_skipping.client)
+        )
