@@ -16,7 +16,12 @@ import psycopg
 import pytest
 from support.cli import run_cli
 
+from activities.audit_anchor import AnchorStore
+from activities.audit_chain import LedgerKeys
 from activities.audit_ledger import AuditEvent, AuditLedger, PostgresLedger, SqliteLedger
+from workers.audit_config import CHECKPOINTS_ENV, open_configured
+
+KEYS = LedgerKeys((b"k" * 32,))
 
 Tamper = Callable[[str], None]  # runs one SQL statement with the append-only guard lifted
 
@@ -36,7 +41,7 @@ def ledger(
 ) -> Iterator[tuple[AuditLedger, Tamper]]:
     if request.param == "sqlite":
         path = tmp_path / "audit.db"
-        sqlite_ledger = SqliteLedger(path)
+        sqlite_ledger = SqliteLedger(path, KEYS, AnchorStore(tmp_path / "anchors", KEYS))
 
         def tamper_sqlite(sql: str) -> None:
             with sqlite3.connect(path) as conn:
@@ -51,7 +56,7 @@ def ledger(
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     url = f"{postgres_url}&options=-csearch_path%3D{schema}"
-    pg_ledger = PostgresLedger(url)
+    pg_ledger = PostgresLedger(url, KEYS, AnchorStore(tmp_path / "anchors", KEYS))
 
     def tamper_postgres(sql: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -149,9 +154,12 @@ def test_verify_notices_records_removed_at_the_end(ledger: tuple[AuditLedger, Ta
     assert "ends at record 4 but its head says 6" in (result.problem or "")
 
 
-def test_the_cli_verifies_and_names_the_first_bad_record(tmp_path: Path) -> None:
+def test_the_cli_verifies_and_names_the_first_bad_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "audit.db"
-    filled(SqliteLedger(path)).close()
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "anchors"))  # this ledger's own
+    filled(open_configured(str(path))).close()
     intact = run_cli("audit", "verify", "--db", str(path))
     assert intact.returncode == 0, intact.stderr
     assert "ok        acme: 6 records, chain intact" in intact.stdout
