@@ -22,11 +22,12 @@ from temporalio.testing import WorkflowEnvironment
 from adapters.caller_keys import CALLER_KEYS_ENV
 from adapters.callers import CALLER_KEY_ENV
 from adapters.tenants import TenantRegistry, load_tenants
-from workers.audit_cli import AUDIT_DB_ENV
+from workers.audit_config import AUDIT_DB_ENV, AUDIT_KEY_FILE_ENV, CHECKPOINTS_ENV
 from workers.keys import KEYS_FILE_ENV
 
-#: One payload key file and one audit ledger for the test process and every worker or CLI
-#: process it starts (they inherit the environment), created on first use like a dev stack's.
+#: One payload key file and one audit ledger (with its key and checkpoints) for the test process
+#: and every worker or CLI process it starts (they inherit the environment), created on first use
+#: like a dev stack's.
 _STATE = Path(tempfile.mkdtemp(prefix="wb-test-state-"))
 os.environ.setdefault(KEYS_FILE_ENV, str(_STATE / "keys.json"))
 os.environ.setdefault(AUDIT_DB_ENV, str(_STATE / "audit.db"))
@@ -36,6 +37,8 @@ if CALLER_KEYS_ENV not in os.environ:
     _registry, _caller_key = write_test_callers(_STATE)
     os.environ[CALLER_KEYS_ENV] = str(_registry)
     os.environ.setdefault(CALLER_KEY_ENV, str(_caller_key))
+os.environ.setdefault(AUDIT_KEY_FILE_ENV, str(_STATE / "audit-key.json"))
+os.environ.setdefault(CHECKPOINTS_ENV, str(_STATE / "audit-checkpoints"))
 
 
 @pytest.fixture(scope="session")

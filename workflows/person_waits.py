@@ -31,6 +31,7 @@ from typing import ClassVar, Generic, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.audit_trail import decision_event, hand_over
 from workflows.contract import Resolution, Transition, WriteState, WriteStatus
 from workflows.decisions import DecisionInbox
 from workflows.kernel import pure_step, reason_of
@@ -149,6 +150,10 @@ class PersonWaits(Generic[S]):
                 return "decision refused: its credential was already used for a decision"
             self._decisions.used_credentials.add(proof.jti)
         return None
+
+    async def _audit_decision(self, resolution: Resolution) -> None:
+        """A decision taken goes to the audit ledger before it is acted on (who decided what)."""
+        await hand_over([decision_event(self._status, resolution)])
 
     # --- moves --------------------------------------------------------------------------------
 

@@ -87,6 +87,9 @@ class ChaosConfig:
     """Submissions in flight at once (not writes: every write is submitted within seconds)."""
     workers: int = 2
     kill_every: tuple[float, float] = (3.0, 8.0)
+    """Seconds between SIGKILLs (uniform). Each kill leaves its worker's attempts unanswered
+    until they time out, and their creates in a quiet period: at full size, kills every few
+    seconds keep most writes waiting on the last one (``--kill-every 20,40`` lets work move)."""
     restart_server: bool = True
     deadline_seconds: float = 600.0
 
@@ -302,6 +305,13 @@ def print_report(report: ChaosReport) -> None:
         print(f"  {line}")
 
 
+def _seconds_range(text: str) -> tuple[float, float]:
+    low, high = (float(part) for part in text.split(","))
+    if not 0 < low <= high:
+        raise SystemExit(f"--kill-every: MIN,MAX with 0 < MIN <= MAX, not {text!r}")
+    return low, high
+
+
 def main() -> int:
     doc = __doc__ or ""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
@@ -322,6 +332,11 @@ def main() -> int:
     parser.add_argument("--crowd-size", type=int, default=defaults.crowd_size)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument(
+        "--kill-every",
+        default=",".join(f"{s:g}" for s in defaults.kill_every),
+        help="MIN,MAX seconds between worker SIGKILLs (default: %(default)s)",
+    )
+    parser.add_argument(
         "--deadline", type=float, help="seconds to wait for every write to settle (default: scales)"
     )
     parser.add_argument("--json", help="also write the report to this file")
@@ -341,6 +356,7 @@ def main() -> int:
         index_lag_seconds=args.index_lag,
         crowd_size=args.crowd_size,
         concurrency=args.concurrency,
+        kill_every=_seconds_range(args.kill_every),
         deadline_seconds=args.deadline or max(600.0, args.writes * 0.5),
     )
     if args.workdir:
