@@ -22,6 +22,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.caller_keys import CALLER_KEYS_ENV, new_private_key, private_pem, registry_entry
+from adapters.callers import CALLER_KEY_ENV
 from bench.ehr import SandboxAdmin
 from bench.procs import Child, spawn
 from workers.audit_cli import AUDIT_DB_ENV
@@ -55,12 +57,25 @@ class TenantSpec:
             f"timeout_seconds = {self.timeout_seconds}\n"
             "capabilities = { conditional_create = true, if_match = true, "
             'writable = { Observation = ["create"] } }\n'
+            'allowed_callers = ["bench"]\n'
         )
         if self.rate_limit:
             block += f"rate_limit_per_second = {self.rate_limit}\n"
         if self.reconcile_after_hours:
             block += f"reconcile = {{ after_hours = {self.reconcile_after_hours} }}\n"
         return block
+
+
+def _bench_caller(workdir: Path) -> None:
+    """The run's caller key: the bench signs its commands as ``bench``, and the worker verifies
+    them, as in production (README: Security, Callers)."""
+    if CALLER_KEYS_ENV in os.environ:
+        return
+    key = new_private_key()
+    (workdir / "bench-caller.pem").write_bytes(private_pem(key))
+    (workdir / "callers.toml").write_text(registry_entry("bench", key))
+    os.environ[CALLER_KEYS_ENV] = str(workdir / "callers.toml")
+    os.environ[CALLER_KEY_ENV] = str(workdir / "bench-caller.pem")
 
 
 def _free_port() -> int:
@@ -171,6 +186,7 @@ async def open_stack(
     # the run's own payload keys and audit ledger, shared with the worker processes (env)
     os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
     os.environ.setdefault(AUDIT_DB_ENV, str(workdir / "audit.db"))
+    _bench_caller(workdir)
     children: dict[str, Child] = {}
     admin: SandboxAdmin | None = None
     try:

@@ -108,6 +108,7 @@ def tenants_toml(
             f'[[tenant]]\nid = "{t.id}"\nvendor = "{t.vendor}"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{t.id}"\ntimeout_seconds = {TIMEOUT_SECONDS}\n'
             "breaker = { failures = 8, cooldown_seconds = 2 }\n"
+            'allowed_callers = ["*"]\n'
             f"capabilities = {{ conditional_create = {str(t.conditional_create).lower()}, "
             f"if_match = {str(t.if_match).lower()}, writable = {{ {writable} }} }}\n"
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -47,10 +48,13 @@ from chaos_settle import SettleLog, Tracked, diagnose, drain, settle  # noqa: E4
 from chaos_stack import TemporalServer, chaos_monkey, configure_ehr  # noqa: E402
 from chaos_trails import Trails  # noqa: E402
 from support.audit import load_chart  # noqa: E402
+from support.callers import write_test_callers  # noqa: E402
 from support.sandbox_process import SandboxProcess  # noqa: E402
 from support.smart_keys import make_key  # noqa: E402
 from support.worker_process import WorkerProcess  # noqa: E402
 
+from adapters.caller_keys import CALLER_KEYS_ENV  # noqa: E402
+from adapters.callers import CALLER_KEY_ENV  # noqa: E402
 from workers.client import WritebackClient  # noqa: E402
 from workers.temporal_client import connect  # noqa: E402
 from workflows.contract import WriteCommand  # noqa: E402
@@ -124,6 +128,9 @@ class ChaosReport:
 
 
 async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
+    if CALLER_KEYS_ENV not in os.environ:  # run alone: the tests' caller key, in the workdir
+        registry, caller_key = write_test_callers(workdir)
+        os.environ[CALLER_KEYS_ENV], os.environ[CALLER_KEY_ENV] = str(registry), str(caller_key)
     rng = random.Random(config.seed)
     tenants = config.tenants
     report = ChaosReport(writes=config.writes, tenants=[t.id for t in tenants])
