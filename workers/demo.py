@@ -97,5 +97,12 @@ async def run_demo(config: StackConfig) -> int:
     print(f"{duplicate.workflow_id} was submitted 4 times,")
     print(f"and the EHR holds {copies} resource(s) carrying its command identifier.")
     print(f"Web UI: {config.ui_url}  (run `writeback dev` to keep the stack up)")
+    trusting = [t.id for t in tenants if t.caller_auth == "unauthenticated"]
+    if trusting:
+        print(
+            f"Note: {', '.join(trusting)} take callers at their word (caller_auth = "
+            '"unauthenticated"): DEMO ONLY. Real tenants accept only commands and decisions '
+            "signed by a registered caller key (README: Security, Callers)."
+        )
     print("demo:", "all writes ended as expected" if ok else "UNEXPECTED OUTCOMES above")
     return 0 if ok else 1

@@ -41,6 +41,11 @@ class DecisionInbox:
         self._refused: dict[int, str] = {}  # decision number -> why it was not applied
 
     @property
+    def received(self) -> int:
+        """Decisions handed in so far in this run (the one being checked included)."""
+        return self._received
+
+    @property
     def busy(self) -> bool:
         """A decision has been handed in and not yet acted on (validators refuse another)."""
         return self._received != self._applied

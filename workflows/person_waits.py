@@ -47,7 +47,11 @@ S = TypeVar("S", bound=WriteStatus)
 SETTLED_ONLY = -1
 #: The longest one ``wait_settled`` waits before it answers with the status as it is.
 WAIT_SECONDS = 20.0
-#: ``workflow.patched`` id: decisions are proved before they are taken.
+#: ``workflow.patched`` id of a decision's proof, followed by the decision's number in the run
+#: (``-1``, ``-2``, …): Temporal memoizes a patch per run, so one id would leave a workflow that
+#: took a decision before this release taking every later one unproved; per decision, each one
+#: taken after the release is proved, and each taken before replays without it
+#: (tests/workflows/test_decision_proof_upgrade.py).
 DECISIONS_PROVED = "decisions-proved"
 
 
@@ -130,7 +134,7 @@ class PersonWaits(Generic[S]):
         """Why ``resolution`` may not be taken (None: its ``by`` is proved, or the tenant takes
         operators at their word): its credential must be signed by ``by``'s registered key, for
         this workflow and this decision, and not used for another decision."""
-        if not workflow.patched(DECISIONS_PROVED):
+        if not workflow.patched(f"{DECISIONS_PROVED}-{self._decisions.received}"):
             return None
         workflow_id, tenant = workflow.info().workflow_id, self._status.tenant
         binding = decision_binding(workflow_id, tenant, resolution)

@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support.callers import signed_text
 from support.hostile import CANARY, TAKEN_AT, Case, hostile_cases
 from support.temporal import temporal_address
 from support.worker_process import WorkerProcess
@@ -225,7 +226,8 @@ def hand_typed(key: str, resource: str) -> str:
 @pytest.mark.parametrize(
     ("typed", "state", "reason"),
     [
-        (lambda key: [hand_typed(key, json.dumps(HEART_RATE))], "verified", None),
+        # with the credential its caller signs (tests/support/callers.py)
+        (lambda key: [signed_text(hand_typed(key, json.dumps(HEART_RATE)))], "verified", None),
         (
             lambda key: ['{"tenant": 5, "resource": "x"}'],
             "rejected",

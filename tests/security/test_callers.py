@@ -35,10 +35,14 @@ from support.workers import running_worker
 from support.workflow_runs import command, result_of
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from adapters.tenants import TenantRegistry, load_tenants
 from workers import samples
 from workers.client import WritebackClient
+from workers.temporal_client import default_data_converter
+from workers.worker import PASSTHROUGH_MODULES
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import (
     Resolution,
@@ -285,6 +289,19 @@ async def test_an_override_with_a_forged_by_and_no_valid_credential_is_refused(
     assert not any("override" in (t.detail or "") for t in status.transitions)
     stored = (await faults.get(f"/fhir/demo-r4/Observation/{current['id']}")).json()
     assert stored["valueQuantity"]["value"] == 99  # nothing written over the clinician's value
+
+    # the real operator, signing, is still heard; and the run replays as it ran
+    abandon = Resolution(action=ResolutionAction.ABANDON, by="op-1", reason="theirs stands")
+    final = await honest.resolve(waiting.workflow_id, abandon, f"{key}-op-1")
+    assert final.state is WriteState.ABANDONED
+    replayer = Replayer(
+        workflows=[ClinicalWrite],
+        data_converter=default_data_converter(),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 # --- (f): a tenant that lists no callers ---------------------------------------------------------
