@@ -51,6 +51,7 @@ from workflows.contract import (
     WriteState,
     WriteStatus,
 )
+from workflows.saga_contract import SagaCommand, SagaStep
 
 TENANT = "policy-r4"  # its policy lets nursing-app write vitals for a nurse or physician
 NURSING_APP = {
@@ -238,6 +239,47 @@ async def test_a_valid_credential_for_command_a_replayed_on_command_b_is_rejecte
         status_a = await attack(time_skipping, honest.task_queue, a)
         assert status_a.state is WriteState.VERIFIED, status_a.reason
         assert status_a.authorization and status_a.authorization.requested_by == "nursing-app"
+
+
+async def test_a_sagas_credential_on_a_step_write_its_saga_did_not_start_is_rejected(
+    time_skipping: WorkflowEnvironment, honest: WritebackClient, ehr: SandboxProcess, key: str
+) -> None:
+    """A saga's steps are proved by the saga's credential only when Temporal records that saga
+    as their parent: started directly under a step's id, the saga's credential proves nothing."""
+    now = await time_skipping.get_current_time()
+    saga = SagaCommand(
+        tenant="demo-r4",
+        idempotency_key=key,
+        kind="vitals",
+        steps=[SagaStep(name="hr", resource=samples.heart_rate("attack-s", 75))],
+        requested_by="referrals-svc",
+        on_behalf_of="Practitioner/dr-1",
+    )
+    fields = {"tenant", "idempotency_key", "kind", "steps", "requested_by", "on_behalf_of"}
+    token = credential(
+        registered_key(),
+        "referrals-svc",
+        saga.workflow_id,
+        "demo-r4",
+        saga.model_dump(mode="json", include={*fields, "urgency"}),
+        now,
+        "saga",
+        obo="Practitioner/dr-1",
+        role=None,
+        pou=None,
+    )
+    step = command(
+        "demo-r4",
+        saga.step_key("hr"),
+        saga.steps[0].resource,
+        requested_by="referrals-svc",
+        on_behalf_of="Practitioner/dr-1",
+        credential=token,
+    )
+    status = await attack(time_skipping, honest.task_queue, step)
+
+    assert_rejected_unproved(status, "credential is not for a command")
+    assert resources_for_command(ehr.db, "demo-r4", step.command_identifier) == 0
 
 
 async def test_an_expired_credential_is_rejected(
