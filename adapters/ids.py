@@ -24,13 +24,24 @@ The command identifier is the value stamped on every resource a write creates, u
 ``COMMAND_IDENTIFIER_SYSTEM`` (the second idempotency layer, adapters/fhir_r4.py); a write's
 workflow id is ``wb:`` and its command identifier (the first layer).
 
-Pure functions of strings (no imports beyond ``typing``): usable in workflow code (the sandbox),
-activities, adapters and the processes in workers/ alike.
+A key the caller does not bring is made from the command's content (``content_key``): an HMAC
+under the tenant's id secret (workers/keys.py), never a plain hash. A plain hash of a vital sign
+is as good as the value itself: 221 heart rates times the seconds of a few minutes are some 10^5
+guesses, checked against a workflow id in well under a second. Keyed, the same content still
+makes the same key (deduplication) for every process that holds the key file, and nobody without
+it can test a guess. Whatever the key is, it is what the workflow id, the command identifier (the
+EHR's identifier value and the ledger's correlation id) and ``X-Request-Id`` carry.
+
+Pure functions of strings (standard library only: ``hmac``, ``hashlib``, ``json``): usable in
+workflow code (the sandbox), activities, adapters and the processes in workers/ alike.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+import hmac
+import json
+from typing import Any, Protocol
 
 #: FHIR identifier system of the command identifier stamped on the resources we create.
 COMMAND_IDENTIFIER_SYSTEM = "urn:writeback:command"
@@ -46,6 +57,19 @@ WORKFLOW_ID_PREFIXES = frozenset(
 )
 #: A saga step's write key: ``saga.{saga key}.{step}``.
 SAGA_STEP_PREFIX = "saga."
+
+
+#: Starts an idempotency key made by ``content_key`` (keyed: 128 bits of HMAC-SHA256, in hex).
+CONTENT_KEY_PREFIX = "hk-"
+
+
+def content_key(id_secret: bytes, tenant: str, content: Any) -> str:
+    """The idempotency key of a command whose caller brought none: HMAC-SHA256, under the
+    tenant's id secret, of the tenant and the content's canonical JSON. Same tenant + same
+    content (+ same key file) = same key, so resubmitting a file never writes twice."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    mac = hmac.new(id_secret, f"{tenant}\n{canonical}".encode(), hashlib.sha256)
+    return CONTENT_KEY_PREFIX + mac.hexdigest()[:32]
 
 
 def command_identifier(tenant: str, idempotency_key: str) -> str:

@@ -36,6 +36,10 @@ from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
 TENANTS_ENV = "WRITEBACK_TENANTS"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
+#: Names no tenant may take (in any case): ``system`` owns the payloads that belong to no tenant
+#: and ``root`` is the key file's root keyring (workers/keys.py, workers/codec.py). A tenant
+#: named so would be handed keys and payloads that are not its own.
+RESERVED_TENANT_IDS = frozenset({"system", "root"})
 
 
 class Capabilities(BaseModel):
@@ -219,6 +223,14 @@ class Tenant(BaseModel):
         ge=1,
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.casefold() in RESERVED_TENANT_IDS:
+            message = "'{id}' is reserved (the payloads and keys of no tenant)"
+            raise PydanticCustomError("reserved_tenant_id", message, {"id": value})
+        return value
 
     @field_validator("vendor_api", mode="before")
     @classmethod

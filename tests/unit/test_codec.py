@@ -1,5 +1,5 @@
 """The payload codec and the local key provider: ciphertext only, per-tenant keys, rotation,
-tampering and cross-tenant decoding refused."""
+tampering and cross-tenant decoding refused. (The attacks of issue #17 are in tests/security/.)"""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ from workers.keys import (
     KeyFileError,
     LocalKeyProvider,
     UnknownKey,
+    create_key_file,
     load_key_provider,
 )
+from workflows.write_start import REFUSED_CODE
 
 CANARY = "CANARY-codec-7f3a Zzyzx Quuxley"
 
@@ -95,11 +97,17 @@ async def test_a_workflow_never_decodes_another_tenants_payload(keys: LocalKeyPr
         )
     )
     with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'"):
-        await activity_of_beta.decode([acme])
-    # system payloads (no workflow context) decode everywhere
+        activity_of_beta.decrypt(acme)
+    # in a workflow, a refused payload becomes a marker with no content (workers/codec.py)
+    [marker] = await activity_of_beta.decode([acme])
+    assert marker.metadata[REFUSED_CODE] == b"wrong_tenant" and not marker.data
+    # payloads sealed without a workflow context use the system key: no tenant's workflow opens them
     [system] = await codec.encode([plain()])
     assert system.metadata[KEY_ID] == b"system.r1"
-    assert (await activity_of_beta.decode([system])) == [plain()]
+    with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'"):
+        activity_of_beta.decrypt(system)
+    # ...while a context-free reader (the codec server, whose tokens decide) opens both
+    assert (await codec.decode([acme, system])) == [plain(), plain()]
 
 
 async def test_tampered_ciphertext_is_refused(keys: LocalKeyProvider) -> None:
@@ -131,8 +139,13 @@ async def test_a_payload_under_an_unknown_key_is_refused_by_name(keys: LocalKeyP
         await EncryptionCodec(keys).decode([encoded])
 
 
-async def test_unencrypted_payloads_pass_through(keys: LocalKeyProvider) -> None:
+async def test_unencrypted_payloads_pass_through_only_without_a_workflow(
+    keys: LocalKeyProvider,
+) -> None:
     assert (await EncryptionCodec(keys).decode([plain()])) == [plain()]
+    with pytest.raises(PayloadRefused) as refused:
+        in_workflow(EncryptionCodec(keys), "wb:acme:k").decrypt(plain())
+    assert refused.value.code == "not_encrypted"
 
 
 async def test_failure_messages_are_encrypted(keys: LocalKeyProvider) -> None:
@@ -157,13 +170,15 @@ def test_workflow_ids_name_their_tenant() -> None:
     assert tenant_of_workflow(None) is None
 
 
-def test_key_file_is_generated_once_owner_only(
+def test_key_file_is_created_once_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(KEYS_FILE_ENV, raising=False)
     monkeypatch.delenv(KEYS_JSON_ENV, raising=False)
-    first = load_key_provider(tmp_path)
     path = tmp_path / "keys.json"
+    assert create_key_file(path)
+    assert not create_key_file(path)  # never over an existing one
+    first = load_key_provider(tmp_path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     second = load_key_provider(tmp_path)
     assert first.current("acme").material == second.current("acme").material
