@@ -23,10 +23,10 @@ that workflow) opens, and refuses:
 - a payload under another tenant's key, or the ``system`` key (what is sealed without a tenant):
   refused (``wrong_tenant``); a workflow id without our prefixes (or naming a reserved tenant)
   opens ``system`` payloads only, never a tenant's;
-- a scheme-2 payload sealed for another workflow (``wrong_workflow``); a schedule's workflow ids
-  are the schedule action's id plus ``-{start time}``, which its payloads are sealed for;
+- a scheme-2 payload sealed for another workflow, or for none (``wrong_workflow``); the runs our
+  Schedules start are ``{action id}-{start time}`` and take what was sealed for the action id;
 - scheme-1 payloads open under the tenant rule only, for histories written before scheme 2
-  (``accept_unbound=False`` refuses them once those are gone);
+  (``accept_unbound=False`` refuses them, ``unbound``, once those are gone);
 - tampering (``unauthenticated``), unknown keys (``unknown_key``) and compressed payloads that
   inflate past ``MAX_INFLATED_BYTES`` (``too_large``: a zlib bomb, refused before it fills memory).
 
@@ -96,7 +96,7 @@ class PayloadRefused(WritebackError):
     unknown key, tampered, too large). The message names key ids, tenants, workflow ids and the
     refusal's ``code`` only, never content."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: str = "refused") -> None:
         super().__init__(message)
         self.code = code
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -52,6 +53,7 @@ from support.smart_keys import make_key  # noqa: E402
 from support.worker_process import WorkerProcess  # noqa: E402
 
 from workers.client import WritebackClient  # noqa: E402
+from workers.keys import KEYS_FILE_ENV, create_key_file  # noqa: E402
 from workers.temporal_client import connect  # noqa: E402
 from workflows.contract import WriteCommand  # noqa: E402
 from workflows.saga_contract import SagaCommand  # noqa: E402
@@ -132,6 +134,9 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
         report.phases[name] = round(time.monotonic() - phase, 1)
         phase = time.monotonic()
 
+    # the run's payload keys, shared with its workers (no process makes up keys: workers/keys.py)
+    os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
+    create_key_file(Path(os.environ[KEYS_FILE_ENV]))
     server = TemporalServer(workdir)
     personalities = [arg for t in tenants for arg in ("--personality", f"{t.id}={t.personality}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)

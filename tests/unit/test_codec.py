@@ -232,3 +232,78 @@ async def test_keys_rotate_adds_a_newest_key_and_keeps_the_old(tmp_path: Path) -
     assert new.metadata[KEY_ID] == b"acme.k1"
     assert after.current("beta").key_id == "beta.r2"
     assert (await EncryptionCodec(after).decode([old, new])) == [plain(), plain()]
+
+
+def sealed_by_scheme_1(keys: LocalKeyProvider, tenant: str, payload: Payload) -> Payload:
+    """A payload as the codec wrote it before payloads were bound to their workflow."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from workers.codec import _associated_data
+
+    key = keys.current(tenant)
+    nonce = os.urandom(12)
+    data = AESGCM(key.material).encrypt(
+        nonce, payload.SerializeToString(), _associated_data(key.key_id.encode(), b"", None)
+    )
+    metadata = {
+        "encoding": b"binary/encrypted",
+        KEY_ID: key.key_id.encode(),
+        "encryption-cipher": b"AES-256-GCM",
+    }
+    return Payload(metadata=metadata, data=nonce + data)
+
+
+async def test_payloads_from_before_the_workflow_binding_still_open_for_their_tenant(
+    keys: LocalKeyProvider,
+) -> None:
+    """Recorded histories keep replaying: scheme 1 (no encryption-scheme metadata) opens under
+    the tenant rule, anywhere in the tenant's workflows; never for another tenant or as system."""
+    old = sealed_by_scheme_1(keys, "acme", plain())
+    assert in_workflow(EncryptionCodec(keys), "wb:acme:k1").decrypt(old) == plain()
+    assert in_workflow(EncryptionCodec(keys), "wb:acme:k2").decrypt(old) == plain()
+    for refused in ("wb:beta:k1", "elsewhere"):
+        with pytest.raises(PayloadRefused):
+            in_workflow(EncryptionCodec(keys), refused).decrypt(old)
+    with pytest.raises(PayloadRefused):  # the system key, scheme 1, in a tenant's workflow
+        in_workflow(EncryptionCodec(keys), "wb:acme:k1").decrypt(
+            sealed_by_scheme_1(keys, "system", plain())
+        )
+    strict = EncryptionCodec(keys, accept_unbound=False)
+    with pytest.raises(PayloadRefused) as refused_unbound:
+        in_workflow(strict, "wb:acme:k1").decrypt(old)
+    assert refused_unbound.value.code == "unbound"
+    # downgrading a scheme-2 payload to scheme 1 (dropping its metadata) fails authentication
+    [bound] = await in_workflow(EncryptionCodec(keys), "wb:acme:k1").encode([plain()])
+    stripped = Payload()
+    stripped.CopyFrom(bound)
+    del stripped.metadata["encryption-scheme"]
+    del stripped.metadata["encryption-workflow-id"]
+    with pytest.raises(PayloadRefused, match="fails authentication"):
+        in_workflow(EncryptionCodec(keys), "wb:acme:k1").decrypt(stripped)
+
+
+async def test_a_payload_too_large_to_inflate_safely_is_stored_uncompressed(
+    keys: LocalKeyProvider,
+) -> None:
+    """The codec never writes what it would refuse to read: past MAX_INFLATED_BYTES no zlib."""
+    from workers.codec import MAX_INFLATED_BYTES
+
+    huge = Payload(metadata={"encoding": b"json/plain"}, data=b"7" * (MAX_INFLATED_BYTES + 1))
+    codec = in_workflow(EncryptionCodec(keys), "wb:acme:k1")
+    [sealed] = await codec.encode([huge])
+    assert "compression" not in sealed.metadata
+    assert codec.decrypt(sealed) == huge
+
+
+async def test_a_refusal_reads_as_the_refusal_through_the_data_converter(
+    keys: LocalKeyProvider,
+) -> None:
+    """A client (or workflow code) converting a refused payload gets PayloadRefused with the
+    reason and code, not a converter's 'unknown encoding'."""
+    [acme] = await in_workflow(EncryptionCodec(keys), "wb:acme:k1").encode([plain()])
+    converter = writeback_data_converter(keys.rotated("beta")).with_context(
+        WorkflowSerializationContext(namespace="default", workflow_id="wb:beta:k1")
+    )
+    with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'") as refused:
+        await converter.decode([acme], [dict])
+    assert refused.value.code == "wrong_tenant"

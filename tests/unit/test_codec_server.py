@@ -62,7 +62,8 @@ async def test_decode_without_or_with_a_wrong_token_is_401(
     body = await sealed(keys, "acme")
     assert (await server.post("/decode", json=body)).status_code == 401
     assert (await server.post("/decode", json=body, headers=bearer("guess"))).status_code == 401
-    assert (await server.post("/t/acme-token/decode", json=body)).status_code == 404  # no URL tokens
+    # a token in the URL is not a credential (only with --allow-url-token)
+    assert (await server.post("/t/acme-token/decode", json=body)).status_code == 404
     basic = {"Authorization": "Basic YWNtZS10b2tlbg=="}
     assert (await server.post("/decode", json=body, headers=basic)).status_code == 401
 
@@ -196,3 +197,23 @@ def test_codec_token_prints_a_token_once_and_stores_its_hash(tmp_path: Path) -> 
     renewed = run_cli("codec-token", "ops-acme", "--tenant", "acme", "--tokens", str(path))
     assert CodecTokens.from_file(path).grant_for(token) is None  # the old token is replaced
     assert CodecTokens.from_file(path).grant_for(renewed.stdout.strip()) is not None
+
+
+async def test_the_token_in_the_url_works_only_when_asked_for(
+    keys: LocalKeyProvider, tmp_path: Path
+) -> None:
+    """`writeback dev --codec-token-in-url`: the old UI endpoint, `/t/{token}`, opted into."""
+    from workers.devstack import StackConfig, codec_server_command
+
+    tokens_file = tmp_path / "tokens.json"
+    CodecTokens.write(tokens_file, [("acme-ops", "acme-token", ["acme"])])
+    app = create_app(keys, CodecTokens.from_file(tokens_file), [UI], allow_url_token=True)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://codec") as client:
+        body = await sealed(keys, "acme")
+        assert (await client.post("/t/acme-token/decode", json=body)).status_code == 200
+        assert (await client.post("/t/guess/decode", json=body)).status_code == 401
+    config = StackConfig(tmp_path, tmp_path / "tenants.toml", codec_token_in_url=True)
+    assert "--allow-url-token" in codec_server_command(config)
+    assert config.ui_codec_endpoint("tok") == f"{config.codec_url}/t/tok"
+    assert "--allow-url-token" not in codec_server_command(StackConfig(tmp_path, tmp_path))
