@@ -36,6 +36,7 @@ from activities.fhir_http import (
     error_class_for_status,
     ignored_criteria,
     json_body,
+    meta_of,
     next_page_path,
     outcome_summary,
     retry_after,
@@ -112,7 +113,7 @@ class EhrClient:
             raise self.failure(response, f"read {path.split('/')[0]}")
         resource = json_body(response) or {}
         if version := version_of(resource, response):
-            resource.setdefault("meta", {})["versionId"] = version
+            resource["meta"] = {**meta_of(resource), "versionId": version}
         return resource
 
     async def vread(
