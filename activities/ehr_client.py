@@ -112,6 +112,15 @@ class EhrClient:
         if response.status_code != 200:
             raise self.failure(response, f"read {path.split('/')[0]}")
         resource = json_body(response) or {}
+        rtype, _, rest = path.partition("/")
+        if resource and (
+            resource.get("resourceType") != rtype
+            or resource.get("id", rest.split("/")[0]) != rest.split("/")[0]
+        ):
+            # a read answered by something else (a search Bundle for ``Observation/.``)
+            raise step_failure(
+                ErrorClass.EHR_REJECTED, f"read {rtype}: the EHR answered another resource"
+            )
         if version := version_of(resource, response):
             resource["meta"] = {**meta_of(resource), "versionId": version}
         return resource
