@@ -109,7 +109,7 @@ def outcome_summary(response: httpx.Response) -> str:
             words = [reasons.issue_code(issue.get("code"))]
             words += [reasons.fhir_path(e) for e in _listed(expressions)[:3]]
             words += [
-                reasons.detail_code(coding.get("code"))
+                reasons.detail_code(coding)
                 for coding in _listed(codings)[:2]
                 if isinstance(coding, dict) and coding.get("code")
             ]

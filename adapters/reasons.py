@@ -11,7 +11,7 @@ piece               grammar
 HTTP status         ``HTTP`` and three digits
 error class         the taxonomy's names (activities/errors.py)
 FHIR issue code     the R4 IssueType value set (``invalid``, ``processing``…)
-detail code         ``[A-Za-z0-9][A-Za-z0-9._-]{0,31}`` (an EHR's own error code, ``59012``)
+detail code         digits (an EHR's own error code, ``59012``), or R4's ``MSG_…`` codes
 element path        FHIRPath-like: ``Observation.component[1].code``, every name a *known*
                     element name (of the R4 models, or of the command's own fields):
                     a key the caller made up (``janeDoeMrn555``) is ``?`` wherever it is
@@ -72,7 +72,11 @@ ISSUE_TYPES = frozenset(
         "informational",
     ]
 )
-_DETAIL_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+#: Detail codes shown: a vendor's numeric code (Epic's ``59012``), or one of R4's own
+#: operation-outcome messages. Anything else an EHR puts there may be text it was sent.
+_VENDOR_CODE = re.compile(r"\d{1,12}")
+_R4_MESSAGE = re.compile(r"MSG_[A-Z0-9_]{1,40}")
+R4_OUTCOME_SYSTEM = "http://terminology.hl7.org/CodeSystem/operation-outcome"
 #: What a name must look like before it is even looked up.
 _NAME_SHAPE = re.compile(r"_?[a-z][A-Za-z0-9_]{0,62}")
 _TYPE_SHAPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
@@ -169,8 +173,14 @@ def issue_code(value: object) -> str:
     return value if isinstance(value, str) and value in ISSUE_TYPES else DROPPED
 
 
-def detail_code(value: object) -> str:
-    return value if isinstance(value, str) and _DETAIL_CODE.fullmatch(value) else DROPPED
+def detail_code(coding: object) -> str:
+    """A ``details.coding``'s code: digits, or an R4 operation-outcome message code."""
+    if not isinstance(coding, dict) or not isinstance(code := coding.get("code"), str):
+        return DROPPED
+    if _VENDOR_CODE.fullmatch(code):
+        return code
+    r4 = coding.get("system") == R4_OUTCOME_SYSTEM
+    return code if r4 and _R4_MESSAGE.fullmatch(code) else DROPPED
 
 
 def safe_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:

@@ -58,8 +58,11 @@ def test_paths_show_known_element_names_only() -> None:
 def test_codes_follow_their_value_sets() -> None:
     assert reasons.issue_code("invalid") == "invalid"
     assert reasons.issue_code("Jane Doe") == reasons.issue_code(None) == "?"
-    assert reasons.detail_code("59012") == "59012"
-    assert reasons.detail_code("MRN 555 Jane") == "?"
+    assert reasons.detail_code({"code": "59012"}) == "59012"
+    r4 = {"system": reasons.R4_OUTCOME_SYSTEM, "code": "MSG_PARAM_INVALID"}
+    assert reasons.detail_code(r4) == "MSG_PARAM_INVALID"
+    for made_up in ("MRN 555 Jane", "janeDoe", "MSG_JANE"):
+        assert reasons.detail_code({"code": made_up}) == "?"
 
 
 def test_safe_reason_is_one_capped_printable_line() -> None:
