@@ -219,6 +219,7 @@ class Tenant(BaseModel):
         ge=1,
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
+    allow_insecure_http: bool = Field(default=False, description="accept http:// URLs (tests)")
 
     @field_validator("vendor_api", mode="before")
     @classmethod
@@ -279,6 +280,21 @@ class Tenant(BaseModel):
     def resends_after_quiet(self, resource_type: str) -> bool:
         """Whether an unanswered create of this type may ever be re-sent automatically."""
         return self.searchable(resource_type) and self.ambiguity.resend == "after_quiet"
+
+    @model_validator(mode="after")
+    def _urls_are_https(self) -> Tenant:
+        """Tokens, Unity passwords and clinical data travel to these URLs: plain http only where
+        the tenant says so (issue 17). A discovered token endpoint is checked when it is used."""
+        urls = {"fhir_base_url": self.fhir_base_url, "auth.token_url": self.auth.token_url}
+        urls["vendor_api.base_url"] = getattr(self.vendor_api, "base_url", None)
+        for name, url in urls.items():
+            if url and not (url.lower().startswith("https://") or self.allow_insecure_http):
+                raise PydanticCustomError(
+                    "insecure_url",
+                    "{name} is not https:// (set allow_insecure_http = true for a test EHR)",
+                    {"name": name},
+                )
+        return self
 
     @model_validator(mode="after")
     def _updates_are_guarded(self) -> Tenant:
