@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -305,6 +306,13 @@ def print_report(report: ChaosReport) -> None:
         print(f"  {line}")
 
 
+def _run_in(config: ChaosConfig, workdir: Path) -> ChaosReport:
+    """A run whose processes keep their state (codec keys, audit ledger, crosswalk) in
+    ``workdir``, not in the checkout's ``state/``, where earlier runs left theirs."""
+    os.environ.setdefault("WRITEBACK_STATE_DIR", str(workdir / "state"))
+    return asyncio.run(run(config, workdir))
+
+
 def _seconds_range(text: str) -> tuple[float, float]:
     low, high = (float(part) for part in text.split(","))
     if not 0 < low <= high:
@@ -361,10 +369,10 @@ def main() -> int:
     )
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(run(config, Path(args.workdir)))
+        report = _run_in(config, Path(args.workdir))
     else:
         with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
-            report = asyncio.run(run(config, Path(workdir)))
+            report = _run_in(config, Path(workdir))
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(report), indent=2, default=str))
