@@ -1,28 +1,34 @@
-"""The tamper-evident audit ledger: an append-only record of every state transition and EHR
-exchange of every write, hash-chained per tenant.
+"""The tamper-evident audit ledger: an append-only record of everything that changes a chart or a
+write's fate (state transitions, EHR exchanges, withdrawals, a person's decisions), keyed-chained
+per tenant.
 
-Each record holds who (calling service, on-behalf-of user), what (resource type, reference,
-version), the policy decision, the outcome and the correlation id (the workflow id), never
-clinical content. Record ``n`` of a tenant stores ``hash = SHA-256(tenant, n, hash of n-1,
-body)``; ``verify`` walks the chain and names the first record that was changed, removed or moved.
-A per-tenant head (last sequence number and hash) catches removal at the end. Tables refuse
-UPDATE and DELETE by trigger; whoever can drop the trigger can edit, which ``verify`` then shows.
-Anchoring the head hashes outside the database (e.g. in a WORM store) is the next step.
+Each record holds who (calling service, on-behalf-of user, or the person who decided), what
+(resource type, reference, version, action), the policy decision, the outcome and the correlation
+id (the workflow id), never clinical content or free text. Three layers, each stopping what the
+one before cannot (README, Security, says who is trusted with what):
 
-SQLite by default, PostgreSQL when the location is a ``postgresql://`` URL. Appends are
-idempotent per ``entry_key`` (a local activity may run twice).
+- the database refuses UPDATE, DELETE, TRUNCATE and any replacing INSERT, and heads only move
+  forward (activities/audit_schema.py); on PostgreSQL the worker's role owns nothing and may only
+  append (deploy/postgres/audit-roles.sql);
+- every record is sealed with HMAC-SHA256 under a key held outside the database, chained to the
+  one before (activities/audit_chain.py): someone who lifts the guards cannot recompute the chain;
+- every ``checkpoint_every`` records the heads go to a checkpoint outside the database
+  (activities/audit_anchor.py): records removed at the end, head and all, are caught.
+
+``writeback audit verify`` lists the tenants from the records, the heads and the checkpoints
+together (a deleted head does not hide its tenant) and checks each. SQLite by default, PostgreSQL
+when the location is a ``postgresql://`` URL. Appends are idempotent per ``entry_key`` (a local
+activity may run twice).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,18 +36,41 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-GENESIS = "0" * 64
+from activities.audit_anchor import AnchorStore, Checkpoint
+from activities.audit_chain import (
+    GENESIS,
+    LedgerKeys,
+    LedgerRecord,
+    Verification,
+    expectations,
+    keyed_hash,
+    verify_chain,
+)
+from activities.audit_schema import (
+    POSTGRES_GRANTS,
+    POSTGRES_MARKER,
+    POSTGRES_SCHEMA,
+    SQLITE_SCHEMA,
+)
+
+__all__ = ["GENESIS", "AuditBatch", "AuditEvent", "AuditLedger", "AuditSteps", "LedgerRecord"]
 
 
 class AuditEvent(BaseModel):
-    """One line of the ledger. Codes, ids and references only: no resource content."""
+    """One line of the ledger. Codes, ids and references only: no resource content.
+
+    ``decision``: a person's decision on a waiting workflow; ``requested_by`` is who decided,
+    ``outcome`` the action (confirm, retry, abandon, …), ``state`` the state it was taken in,
+    ``resource`` the reference the person gave (else the workflow's). ``withdrawal``: an extra
+    copy or a saga step taken out of the chart; ``resource`` is what was withdrawn, ``outcome``
+    ``withdrawn`` or ``failed``."""
 
     model_config = ConfigDict(frozen=True)
 
-    entry_key: str  # unique per tenant: {workflow id}/t{n} or /x{n}
+    entry_key: str  # unique per tenant: {workflow id}/t{n}, /x{n}, /d{n}, /w…
     tenant: str
     correlation_id: str
-    kind: Literal["transition", "exchange"]
+    kind: Literal["transition", "exchange", "decision", "withdrawal"]
     at: datetime
     requested_by: str
     on_behalf_of: str | None = None
@@ -60,84 +89,36 @@ class AuditBatch(BaseModel):
     events: list[AuditEvent]
 
 
-@dataclass(frozen=True)
-class LedgerRecord:
-    tenant: str
-    seq: int
-    entry_key: str
-    body: str
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True)
-class Verification:
-    tenant: str
-    records: int
-    first_bad: int | None = None
-    problem: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.first_bad is None
-
-
-def chain_hash(tenant: str, seq: int, prev_hash: str, body: str) -> str:
-    return hashlib.sha256(f"{tenant}\n{seq}\n{prev_hash}\n{body}".encode()).hexdigest()
-
-
-def verify_chain(
-    tenant: str, records: list[LedgerRecord], head: tuple[int, str] | None
-) -> Verification:
-    """Walk records in sequence order; the first that is missing, out of place or altered."""
-    prev, expected = GENESIS, 1
-    for record in records:
-        if record.seq != expected:
-            return Verification(
-                tenant, len(records), expected, f"record {expected} is missing (removed)"
-            )
-        if record.prev_hash != prev:
-            return Verification(
-                tenant,
-                len(records),
-                expected,
-                f"record {expected} does not follow record {expected - 1} (moved or replaced)",
-            )
-        if chain_hash(tenant, record.seq, record.prev_hash, record.body) != record.hash:
-            return Verification(
-                tenant,
-                len(records),
-                expected,
-                f"record {expected} does not match its hash (edited)",
-            )
-        prev, expected = record.hash, expected + 1
-    if head is not None and (head[0] != expected - 1 or head[1] != prev):
-        return Verification(
-            tenant,
-            len(records),
-            expected,
-            f"the ledger ends at record {expected - 1} but its head says {head[0]} "
-            "(records removed at the end)",
-        )
-    return Verification(tenant, len(records))
-
-
 class AuditLedger(ABC):
-    """Append-only, hash-chained per tenant. Thread-safe; blocking (call from a thread)."""
+    """Append-only, keyed-chained per tenant. Thread-safe; blocking (call from a thread).
+
+    ``read_only``: for ``audit verify``, which must change nothing in what it checks (no schema,
+    no checkpoint, no declaration)."""
 
     placeholder = "?"
     #: Creates the tenant's head if it has none; then the head is read, locked where the
     #: database locks rows (SQLite's BEGIN IMMEDIATE already holds the whole database).
-    create_head = "INSERT OR IGNORE INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)"
+    create_head = (
+        "INSERT INTO audit_heads (tenant, seq, hash) SELECT ?, 0, ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM audit_heads WHERE tenant = ?)"
+    )
     lock_head = "SELECT seq, hash FROM audit_heads WHERE tenant = ?"
     _conn: Any
+
+    def __init__(self, keys: LedgerKeys, anchors: AnchorStore, checkpoint_every: int) -> None:
+        self._keys = keys
+        self.anchors = anchors
+        self._checkpoint_every = max(1, checkpoint_every)
+        self._since_checkpoint = 0
+        self._heads: dict[str, tuple[int, str]] = {}  # what this process appended last
+        self._lock = threading.Lock()
 
     @abstractmethod
     @contextmanager
     def _transaction(self) -> Iterator[Any]: ...
 
     def _lock_head(self, cursor: Any, tenant: str) -> tuple[int, str]:
-        cursor.execute(self._q(self.create_head), (tenant, GENESIS))
+        cursor.execute(self._q(self.create_head), (tenant, GENESIS, tenant))
         cursor.execute(self._q(self.lock_head), (tenant,))
         seq, digest = cursor.fetchone()
         return int(seq), str(digest)
@@ -147,10 +128,14 @@ class AuditLedger(ABC):
 
     def append(self, events: list[AuditEvent]) -> int:
         """Append events not yet recorded (by entry key); returns how many were new."""
-        added = 0
+        added, key_id = 0, self._keys.current_id
+        key = self._keys.get(key_id)
+        assert key is not None
+        heads: dict[str, tuple[int, str]] = {}
         with self._transaction() as cursor:
             for tenant in sorted({event.tenant for event in events}):
                 seq, prev = self._lock_head(cursor, tenant)
+                start = seq
                 for event in (e for e in events if e.tenant == tenant):
                     cursor.execute(
                         self._q("SELECT 1 FROM audit_records WHERE tenant = ? AND entry_key = ?"),
@@ -160,34 +145,78 @@ class AuditLedger(ABC):
                         continue
                     seq += 1
                     body = event.model_dump_json()
-                    digest = chain_hash(tenant, seq, prev, body)
+                    digest = keyed_hash(key, tenant, seq, prev, body)
                     cursor.execute(
                         self._q(
                             "INSERT INTO audit_records "
-                            "(tenant, seq, entry_key, body, prev_hash, hash) "
-                            "VALUES (?, ?, ?, ?, ?, ?)"
+                            "(tenant, seq, entry_key, body, prev_hash, hash, key_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)"
                         ),
-                        (tenant, seq, event.entry_key, body, prev, digest),
+                        (tenant, seq, event.entry_key, body, prev, digest, key_id),
                     )
                     prev = digest
                     added += 1
-                cursor.execute(
-                    self._q("UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?"),
-                    (seq, prev, tenant),
-                )
+                if seq != start:  # a head only moves forward
+                    cursor.execute(
+                        self._q("UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?"),
+                        (seq, prev, tenant),
+                    )
+                    heads[tenant] = (seq, prev)
+        self._after_append(heads, added)
         return added
 
-    def tenants(self) -> list[str]:
+    def _after_append(self, heads: dict[str, tuple[int, str]], added: int) -> None:
+        """Every ``checkpoint_every`` records this process appended: a checkpoint."""
+        with self._lock:
+            self._heads.update(heads)
+            self._since_checkpoint += added
+            if self._since_checkpoint < self._checkpoint_every:
+                return
+            due, self._since_checkpoint = dict(self._heads), 0
+        self.anchors.write(due)
+
+    def checkpoint(self) -> Path:
+        """A checkpoint of every tenant's head now, each head first checked against its chain
+        (``writeback audit checkpoint``, on a schedule): a tampered chain is not anchored."""
+        heads = {}
+        for tenant in self.tenants():
+            result = self.verify(tenant)
+            if not result.ok:
+                raise ValueError(f"tenant '{tenant}' does not verify: {result.problem}")
+            head = self.head(tenant)
+            if head is not None and head[0] > 0:
+                heads[tenant] = head
+        return self.anchors.write(heads)
+
+    def declare_legacy(self) -> None:
+        """Records from before the keyed chain (no key id) are declared once, by the first
+        checkpoint this ledger ever gets; after that an unkeyed record is a forgery."""
+        if self.anchors.latest() is not None:
+            return
         with self._transaction() as cursor:
-            cursor.execute("SELECT tenant FROM audit_heads ORDER BY tenant")
-            return [str(row[0]) for row in cursor.fetchall()]
+            cursor.execute(
+                "SELECT tenant, MAX(seq) FROM audit_records WHERE key_id IS NULL GROUP BY tenant"
+            )
+            legacy = {str(tenant): int(seq) for tenant, seq in cursor.fetchall()}
+        if legacy:
+            heads = {tenant: self.head(tenant) for tenant in legacy}
+            self.anchors.write({t: h for t, h in heads.items() if h is not None}, legacy)
+
+    def tenants(self) -> list[str]:
+        """Every tenant the records, the heads or the checkpoints name."""
+        with self._transaction() as cursor:
+            cursor.execute("SELECT tenant FROM audit_records UNION SELECT tenant FROM audit_heads")
+            found = {str(row[0]) for row in cursor.fetchall()}
+        for checkpoint in self.anchors.all():
+            found.update(checkpoint.heads)
+        return sorted(found)
 
     def records(self, tenant: str) -> list[LedgerRecord]:
         with self._transaction() as cursor:
             cursor.execute(
                 self._q(
-                    "SELECT tenant, seq, entry_key, body, prev_hash, hash FROM audit_records "
-                    "WHERE tenant = ? ORDER BY seq"
+                    "SELECT tenant, seq, entry_key, body, prev_hash, hash, key_id "
+                    "FROM audit_records WHERE tenant = ? ORDER BY seq"
                 ),
                 (tenant,),
             )
@@ -199,43 +228,53 @@ class AuditLedger(ABC):
             row = cursor.fetchone()
             return (int(row[0]), str(row[1])) if row else None
 
-    def verify(self, tenant: str) -> Verification:
-        return verify_chain(tenant, self.records(tenant), self.head(tenant))
+    def verify(self, tenant: str, checkpoints: list[Checkpoint] | None = None) -> Verification:
+        """The tenant's chain against its head and every checkpoint (CheckpointError: a
+        checkpoint file the ledger did not write)."""
+        checkpoints = self.anchors.all() if checkpoints is None else checkpoints
+        legacy: dict[str, int] = {}
+        for checkpoint in checkpoints:
+            legacy.update(checkpoint.legacy_through)
+        heads = [checkpoint.heads for checkpoint in checkpoints]
+        known = expectations(self.head(tenant), heads, legacy, tenant)
+        return verify_chain(tenant, self.records(tenant), self._keys, known)
 
     def close(self) -> None:
         self._conn.close()
 
 
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_records (
-    tenant TEXT NOT NULL, seq INTEGER NOT NULL, entry_key TEXT NOT NULL, body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
-    PRIMARY KEY (tenant, seq), UNIQUE (tenant, entry_key)
-);
-CREATE TABLE IF NOT EXISTS audit_heads (
-    tenant TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
-BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records
-BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
-"""
-
-
 class SqliteLedger(AuditLedger):
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    def __init__(
+        self,
+        path: Path,
+        keys: LedgerKeys,
+        anchors: AnchorStore,
+        checkpoint_every: int = 100,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(keys, anchors, checkpoint_every)
+        if read_only:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._conn.isolation_level = None
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = wal")
-        self._conn.executescript(_SQLITE_SCHEMA)
-        self._lock = threading.Lock()
+        self._read_only = read_only
+        if not read_only:
+            self._conn.execute("PRAGMA journal_mode = wal")
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit_records)")}
+            if columns and "key_id" not in columns:  # a ledger from before the keyed chain
+                self._conn.execute("ALTER TABLE audit_records ADD COLUMN key_id TEXT")
+            self._conn.executescript(SQLITE_SCHEMA)
+            self.declare_legacy()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")  # one writer across processes too
+            cursor.execute("BEGIN" if self._read_only else "BEGIN IMMEDIATE")  # one writer
             try:
                 yield cursor
             except BaseException:
@@ -244,39 +283,51 @@ class SqliteLedger(AuditLedger):
             cursor.execute("COMMIT")
 
 
-_POSTGRES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_records (
-    tenant TEXT NOT NULL, seq BIGINT NOT NULL, entry_key TEXT NOT NULL, body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
-    PRIMARY KEY (tenant, seq), UNIQUE (tenant, entry_key)
-);
-CREATE TABLE IF NOT EXISTS audit_heads (
-    tenant TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL
-);
-CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'the audit ledger is append-only'; END $$;
-CREATE OR REPLACE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON audit_records
-FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-"""
+class SchemaMissing(Exception):
+    """The PostgreSQL ledger's tables are not installed and this role may not install them."""
 
 
 class PostgresLedger(AuditLedger):
     placeholder = "%s"
-    create_head = (
-        "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?) "
-        "ON CONFLICT (tenant) DO NOTHING"
-    )
+    create_head = AuditLedger.create_head + " ON CONFLICT (tenant) DO NOTHING"
     lock_head = "SELECT seq, hash FROM audit_heads WHERE tenant = ? FOR UPDATE"
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: LedgerKeys,
+        anchors: AnchorStore,
+        checkpoint_every: int = 100,
+        read_only: bool = False,
+    ) -> None:
         import psycopg  # only when configured
 
+        super().__init__(keys, anchors, checkpoint_every)
         self._conn = psycopg.connect(url, autocommit=True)
-        with self._conn.transaction():
-            # one schema creation at a time across workers
-            self._conn.execute("SELECT pg_advisory_xact_lock(7710501)")
-            self._conn.execute(_POSTGRES_SCHEMA)
-        self._lock = threading.Lock()
+        if read_only:
+            return
+        if not self._installed():
+            try:
+                with self._conn.transaction():
+                    # one schema creation at a time across workers
+                    self._conn.execute("SELECT pg_advisory_xact_lock(7710501)")
+                    self._conn.execute(POSTGRES_SCHEMA)
+            except psycopg.errors.InsufficientPrivilege:
+                self._conn.close()
+                raise SchemaMissing(
+                    "the audit ledger's tables are not installed (or are out of date) and this "
+                    "role may not install them: run 'writeback audit install' as their owner "
+                    "(deploy/postgres/audit-roles.sql)"
+                ) from None
+        self.declare_legacy()
+
+    def _installed(self) -> bool:
+        row = self._conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = %s "
+            "AND tgrelid = to_regclass('audit_heads')",
+            (POSTGRES_MARKER,),
+        ).fetchone()
+        return bool(row and row[0])
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -284,11 +335,40 @@ class PostgresLedger(AuditLedger):
             yield cursor
 
 
-def open_ledger(location: str) -> AuditLedger:
+def install_postgres(
+    url: str, owner: str | None, schema: str, writer: str | None, reader: str | None
+) -> None:
+    """``writeback audit install``: the tables and guards, created as ``owner`` in ``schema``,
+    and the writer's and reader's grants (deploy/postgres/audit-roles.sql made the roles)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        if owner:
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
+        conn.execute("SELECT pg_advisory_xact_lock(7710501)")
+        conn.execute(POSTGRES_SCHEMA)
+        if writer and reader:
+            grants = POSTGRES_GRANTS.format(
+                schema=sql.Identifier(schema).as_string(conn),
+                writer=sql.Identifier(writer).as_string(conn),
+                reader=sql.Identifier(reader).as_string(conn),
+            )
+            conn.execute(grants)
+
+
+def open_ledger(
+    location: str,
+    keys: LedgerKeys,
+    anchors: AnchorStore,
+    checkpoint_every: int = 100,
+    read_only: bool = False,
+) -> AuditLedger:
     """``postgresql://…`` (or ``postgres://``) opens PostgreSQL; anything else is a SQLite path."""
     if location.startswith(("postgresql://", "postgres://")):
-        return PostgresLedger(location)
-    return SqliteLedger(Path(location))
+        return PostgresLedger(location, keys, anchors, checkpoint_every, read_only)
+    return SqliteLedger(Path(location), keys, anchors, checkpoint_every, read_only)
 
 
 class AuditSteps:

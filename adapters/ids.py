@@ -15,7 +15,7 @@ saga                   ``wb-saga:{tenant}:{key}``                  ``saga_workfl
 saga step's write key  ``saga.{saga key}.{step}``                  ``saga_step_key``
 reconciliation sweep   ``wb-sweep:{tenant}:{run}``                 ``sweep_workflow_id``
 its Schedule           ``wb-reconcile:{tenant}``                   ``sweep_schedule_id``
-a sweep's finding      ``wb-finding:{tenant}:{kind}:{key}``        ``finding_workflow_id``
+a sweep's finding      ``wb-finding:{tenant}:{kind}:{digest}``     ``finding_workflow_id``
 capability discovery   ``wb-discovery:{tenant}:{run}``             ``discovery_workflow_id``
 its Schedule           ``wb-discovery:{tenant}``                   ``discovery_schedule_id``
 =====================  ==========================================  ==============================
@@ -30,10 +30,15 @@ is as good as the value itself: 221 heart rates times the seconds of a few minut
 guesses, checked against a workflow id in well under a second. Keyed, the same content still
 makes the same key (deduplication) for every process that holds the key file, and nobody without
 it can test a guess. Whatever the key is, it is what the workflow id, the command identifier (the
-EHR's identifier value and the ledger's correlation id) and ``X-Request-Id`` carry.
+EHR's identifier value and the ledger's correlation id) and ``X-Request-Id`` carry (issue 17,
+finding 2).
 
-Pure functions of strings (standard library only: ``hmac``, ``hashlib``, ``json``): usable in
-workflow code (the sandbox), activities, adapters and the processes in workers/ alike.
+A finding's id holds a digest of its command, not the command: the sweep reads commands from
+identifiers in the EHR, which anyone who can edit a chart can set (issue 17, finding 6); such
+values are also checked against ``is_command_of`` before anything uses them.
+
+Pure functions of strings (standard library only: ``re``, ``hashlib``, ``hmac``, ``json``): usable
+in workflow code (the sandbox), activities, adapters and the processes in workers/ alike.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any, Protocol
 
 #: FHIR identifier system of the command identifier stamped on the resources we create.
@@ -55,6 +61,8 @@ DISCOVERY_PREFIX = "wb-discovery"
 WORKFLOW_ID_PREFIXES = frozenset(
     {WRITE_PREFIX, SAGA_PREFIX, SWEEP_PREFIX, FINDING_PREFIX, DISCOVERY_PREFIX}
 )
+#: Tenant ids and idempotency keys: opaque tokens (``TOKEN_PATTERN`` in workflows/contract.py).
+TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: A saga step's write key: ``saga.{saga key}.{step}``.
 SAGA_STEP_PREFIX = "saga."
 
@@ -75,6 +83,15 @@ def content_key(id_secret: bytes, tenant: str, content: Any) -> str:
 def command_identifier(tenant: str, idempotency_key: str) -> str:
     """``{tenant}:{key}``: stamped on the resources a command creates."""
     return f"{tenant}:{idempotency_key}"
+
+
+def is_command_of(tenant: str, value: object) -> bool:
+    """Whether ``value`` (read from an EHR) is a command identifier of ``tenant``: the tenant
+    itself, then a token. Anything else is not ours, whatever it looks like."""
+    if not isinstance(value, str):
+        return False
+    owner, _, key = value.partition(":")
+    return owner == tenant and TOKEN.fullmatch(key) is not None
 
 
 def split_command(command: str) -> tuple[str, str]:
@@ -137,7 +154,14 @@ class FindingLike(Protocol):
 
 
 def finding_workflow_id(finding: FindingLike) -> str:
-    """``wb-finding:{tenant}:{kind}:{key}``: one per write and kind of difference."""
+    """``wb-finding:{tenant}:{kind}:{digest}``: one per write and kind of difference; the digest
+    (SHA-256 of tenant and command, 128 bits) names the command without showing it."""
+    digest = hashlib.sha256(f"{finding.tenant}\n{finding.command}".encode()).hexdigest()[:32]
+    return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{digest}"
+
+
+def legacy_finding_workflow_id(finding: FindingLike) -> str:
+    """``wb-finding:{tenant}:{kind}:{key}``: the id sweeps recorded before the digest (replay)."""
     key = finding.command.split(":", 1)[-1]
     return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{key}"
 

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
+from adapters.tenant_ids import TenantId
 from adapters.vendor import Vendor as Vendor  # re-exported: tenant files name one
 from adapters.vendor import VendorAdapter, adapter_for
 from adapters.vendor import VendorApiSettings as VendorApiSettings  # re-exported
@@ -36,10 +37,6 @@ from adapters.versions import LATEST_ADAPTER_VERSION, AdapterVersion
 TENANTS_ENV = "WRITEBACK_TENANTS"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 DEFAULT_TENANTS_FILE = Path(__file__).with_name("default_tenants.toml")
-#: Names no tenant may take (in any case): ``system`` owns the payloads that belong to no tenant
-#: and ``root`` is the key file's root keyring (workers/keys.py, workers/codec.py). A tenant
-#: named so would be handed keys and payloads that are not its own.
-RESERVED_TENANT_IDS = frozenset({"system", "root"})
 
 
 class Capabilities(BaseModel):
@@ -186,7 +183,7 @@ class CrosswalkSettings(BaseModel):
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    id: TenantId  # a token, never a reserved name (system, root)
     vendor: Vendor
     fhir_base_url: str = Field(pattern=r"^https?://")
     auth: AuthSettings = AuthSettings()
@@ -223,14 +220,7 @@ class Tenant(BaseModel):
         ge=1,
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
-
-    @field_validator("id")
-    @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value.casefold() in RESERVED_TENANT_IDS:
-            message = "'{id}' is reserved (the payloads and keys of no tenant)"
-            raise PydanticCustomError("reserved_tenant_id", message, {"id": value})
-        return value
+    allow_insecure_http: bool = Field(default=False, description="accept http:// URLs (tests)")
 
     @field_validator("vendor_api", mode="before")
     @classmethod
@@ -291,6 +281,21 @@ class Tenant(BaseModel):
     def resends_after_quiet(self, resource_type: str) -> bool:
         """Whether an unanswered create of this type may ever be re-sent automatically."""
         return self.searchable(resource_type) and self.ambiguity.resend == "after_quiet"
+
+    @model_validator(mode="after")
+    def _urls_are_https(self) -> Tenant:
+        """Tokens, Unity passwords and clinical data travel to these URLs: plain http only where
+        the tenant says so (issue 17). A discovered token endpoint is checked when it is used."""
+        urls = {"fhir_base_url": self.fhir_base_url, "auth.token_url": self.auth.token_url}
+        urls["vendor_api.base_url"] = getattr(self.vendor_api, "base_url", None)
+        for name, url in urls.items():
+            if url and not (url.lower().startswith("https://") or self.allow_insecure_http):
+                raise PydanticCustomError(
+                    "insecure_url",
+                    "{name} is not https:// (set allow_insecure_http = true for a test EHR)",
+                    {"name": name},
+                )
+        return self
 
     @model_validator(mode="after")
     def _updates_are_guarded(self) -> Tenant:

@@ -52,6 +52,7 @@ class TenantSpec:
             f'id = "{self.id}"\n'
             'vendor = "generic_r4"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{self.id}"\n'
+            "allow_insecure_http = true\n"
             f"timeout_seconds = {self.timeout_seconds}\n"
             "capabilities = { conditional_create = true, if_match = true, "
             'writable = { Observation = ["create"] } }\n'

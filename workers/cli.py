@@ -28,6 +28,7 @@ from workers.cli_support import UsageError, connect_client, exit_code_for, probl
 from workers.client import WriteNotFound
 from workers.codec_server import add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.hygiene import install_log_filters
 from workers.keys import load_key_provider
 from workers.keys_cli import add_keys_commands
 from workers.reconcile_cli import add_reconcile_commands
@@ -86,7 +87,7 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
             base_version=args.base_version,
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid command: {problems(exc)}") from None
+        raise UsageError(f"invalid command: {problems(exc, WriteCommand)}") from None
     check_command(command)  # the client checks again; here it is said before connecting
     return command
 
@@ -286,6 +287,7 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("WRITEBACK_LOG_LEVEL", "WARNING"))
+    install_log_filters()
     args = parser().parse_args(argv)
     try:
         result = args.run(args)

@@ -64,7 +64,7 @@ from temporalio.converter import (
 
 from adapters.errors import WritebackError
 from adapters.ids import discovery_workflow_id, sweep_workflow_id, tenant_of_workflow
-from adapters.tenants import RESERVED_TENANT_IDS
+from adapters.tenant_ids import RESERVED_TENANT_IDS
 from workers.keys import SYSTEM_TENANT, KeyProvider, UnknownKey, tenant_of_key
 from workflows.write_start import REFUSED_CODE, REFUSED_ENCODING
 

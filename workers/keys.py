@@ -38,10 +38,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from adapters.errors import WritebackError
-from adapters.tenants import RESERVED_TENANT_IDS as RESERVED_TENANT_IDS  # re-exported
+from adapters.tenant_ids import RESERVED_TENANT_IDS as RESERVED_TENANT_IDS  # re-exported
 
 #: Owner of the payloads that belong to no tenant, and the keyring tenants' keys derive from:
-#: neither may be a tenant's id (adapters/tenants.py ``RESERVED_TENANT_IDS``).
+#: neither may be a tenant's id (adapters/tenant_ids.py ``RESERVED_TENANT_IDS``).
 SYSTEM_TENANT = "system"
 ROOT_RING = "root"
 KEYS_FILE_ENV = "WRITEBACK_KEYS_FILE"

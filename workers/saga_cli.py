@@ -52,7 +52,7 @@ def build_saga(args: argparse.Namespace) -> SagaCommand:
             urgency=Urgency(args.urgency),
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid saga: {problems(exc)}") from None
+        raise UsageError(f"invalid saga: {problems(exc, SagaCommand)}") from None
 
 
 async def cmd_saga(args: argparse.Namespace) -> int:

@@ -3,6 +3,12 @@
 Whenever the write publishes its state, its new transitions and EHR exchanges go to the ledger
 in one local activity that runs beside the write's own steps; once more before the workflow
 ends. Entry keys (``{workflow id}/t{n}``, ``/x{n}``) make a repeated hand-over harmless.
+
+What else changes a chart or a write's fate goes to the ledger at once (``hand_over``), from any
+workflow: a person's decision, as it is taken (``decision_event``: who, which action, in which
+state, on what), and every withdrawal of a resource (``withdrawal_event``: a write's extra copy,
+a saga step, a finding's duplicate). Histories recorded before that replay without it
+(``workflow.patched(COVERAGE)``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from adapters.ids import tenant_of_workflow
-from workflows.contract import WriteCommand, WriteStatus
+from workflows.contract import Resolution, WriteCommand, WriteStatus
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps
@@ -22,6 +28,75 @@ with workflow.unsafe.imports_passed_through():
 #: The ledger must not lose a line: keep trying (appends are idempotent per entry key).
 _AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 _AUDIT_TIMEOUT = timedelta(seconds=10)
+#: ``workflow.patched`` id: decisions and withdrawals are handed to the ledger as they happen.
+COVERAGE = "audit-coverage"
+
+
+def decision_event(status: WriteStatus, resolution: Resolution) -> AuditEvent:
+    """A person's decision as it is taken: who, which action, in which state, on what. Keyed by
+    the transitions so far (every decision adds one, and they carry over continue-as-new). The
+    reason is free text and stays out."""
+    return AuditEvent(
+        entry_key=f"{status.workflow_id}/d{len(status.transitions)}",
+        tenant=tenant_of_workflow(status.workflow_id) or status.tenant,
+        correlation_id=status.workflow_id,
+        kind="decision",
+        at=workflow.now(),
+        requested_by=resolution.by,
+        resource_type=status.resource_type,
+        resource=resolution.reference or status.resource,
+        state=status.state.value,
+        step="resolve",
+        outcome=resolution.action.value,
+    )
+
+
+def withdrawal_event(
+    status: WriteStatus,
+    key: str,
+    requested_by: str,
+    target: str,
+    outcome: str,
+    error_class: str | None = None,
+) -> AuditEvent:
+    """A withdrawal of ``target`` (``withdrawn`` or ``failed``); ``key``: unique in the workflow."""
+    return AuditEvent(
+        entry_key=f"{status.workflow_id}/w{key}",
+        tenant=tenant_of_workflow(status.workflow_id) or status.tenant,
+        correlation_id=status.workflow_id,
+        kind="withdrawal",
+        at=workflow.now(),
+        requested_by=requested_by,
+        resource_type=target.split("/", 1)[0],
+        resource=target,
+        state=status.state.value,
+        step="withdraw",
+        outcome=outcome,
+        error_class=error_class,
+    )
+
+
+async def hand_over(events: list[AuditEvent]) -> None:
+    """These lines to the ledger now (histories from before ``COVERAGE`` replay without)."""
+    if events and workflow.patched(COVERAGE):
+        await _record(events)
+
+
+async def _record(events: list[AuditEvent]) -> bool:
+    """One local activity; False when the ledger refused the lines for good (never for an
+    outage: those retry), which the worker's log says; the workflow goes on."""
+    try:
+        await workflow.execute_local_activity_method(
+            AuditSteps.record,
+            AuditBatch(events=events),
+            start_to_close_timeout=_AUDIT_TIMEOUT,
+            retry_policy=_AUDIT_RETRY,
+        )
+    except (ActivityError, ApplicationError) as err:  # a local activity raises the latter
+        cause = err.cause if isinstance(err, ActivityError) else err
+        workflow.logger.error("audit ledger refused %d lines: %s", len(events), cause)
+        return False
+    return True
 
 
 def audit_events(
@@ -97,17 +172,8 @@ class AuditTrail:
             return
         self._busy = True
         try:
-            await workflow.execute_local_activity_method(
-                AuditSteps.record,
-                AuditBatch(events=events),
-                start_to_close_timeout=_AUDIT_TIMEOUT,
-                retry_policy=_AUDIT_RETRY,
-            )
-            self._transitions, self._exchanges = upto
-        except (ActivityError, ApplicationError) as err:  # a local activity raises the latter
-            # refused for good (never for an outage: those retry): the write goes on, the lines
-            # stay pending for the next hand-over, and the refusal is in the worker's log
-            cause = err.cause if isinstance(err, ActivityError) else err
-            workflow.logger.error("audit ledger refused %d lines: %s", len(events), cause)
+            # refused lines stay pending for the next hand-over
+            if await _record(events):
+                self._transitions, self._exchanges = upto
         finally:
             self._busy = False

@@ -28,6 +28,7 @@ from temporalio.workflow import ParentClosePolicy
 from adapters.ids import command_identifier
 from workflows import search_attributes as sa
 from workflows import write_metrics
+from workflows.audit_trail import hand_over, withdrawal_event
 from workflows.contract import (
     Resolution,
     ResolutionAction,
@@ -319,7 +320,17 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
             ):
                 continue
             await self._withdrawal.withdraw(step, self._spec(name).resource, self._command.urgency)
+            if step.compensation in ("withdrawn", "failed"):  # the EHR was asked to withdraw it
+                await self._audit_withdrawal(step)
         self._settle(failed)
+
+    async def _audit_withdrawal(self, step: SagaStepStatus) -> None:
+        assert step.resource is not None and step.compensation is not None
+        key = f"{step.name}.{len(self._status.transitions)}"  # a new round adds a transition
+        event = withdrawal_event(
+            self._status, key, self._command.requested_by, step.resource, step.compensation
+        )
+        await hand_over([event])
 
     def _settle(self, failed: str) -> None:
         """``compensated`` when every step the EHR may hold is out of the chart, as read back;
@@ -346,6 +357,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
     async def _await_decisions(self, failed: str) -> None:
         while self._status.state is WriteState.COMPENSATION_FAILED:
             async with self._decisions.next() as resolution:
+                await self._audit_decision(resolution)
                 await self._apply(resolution, failed)
         self._decisions.refuse_pending(f"not applied: the saga is {self._status.state.value}")
 

@@ -177,6 +177,7 @@ class ClinicalWrite(WriteSending):
             self._status.next_check_at = workflow.now() + delay if automatic else None
             try:
                 async with self._decisions.next(delay if automatic else None) as resolution:
+                    await self._audit_decision(resolution)
                     await self._apply(resolution)
             except TimeoutError:
                 self._record.rechecks += 1

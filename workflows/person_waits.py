@@ -25,6 +25,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from temporalio import workflow
 
+from workflows.audit_trail import decision_event, hand_over
 from workflows.contract import Resolution, Transition, WriteState, WriteStatus
 from workflows.decisions import DecisionInbox
 
@@ -103,6 +104,10 @@ class PersonWaits(Generic[S]):
     def _publish(self, state: WriteState, began_waiting: bool) -> None:
         """Search attributes, metrics, the audit: whatever else a move to ``state`` does
         (``began_waiting``: the workflow was not waiting for a person before this move)."""
+
+    async def _audit_decision(self, resolution: Resolution) -> None:
+        """A decision taken goes to the audit ledger before it is acted on (who decided what)."""
+        await hand_over([decision_event(self._status, resolution)])
 
     # --- moves --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
+from workflows.audit_trail import hand_over, withdrawal_event
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     Resolution,
@@ -23,7 +24,7 @@ from workflows.contract import (
     WriteStatus,
 )
 from workflows.decisions import DecisionInbox
-from workflows.kernel import SAGA_WITHDRAW_TIMEOUT, ehr_step, request_id
+from workflows.kernel import SAGA_WITHDRAW_TIMEOUT, ehr_step, reason_of, request_id
 from workflows.person_waits import PersonWaits
 from workflows.reconcile_contract import Finding, FindingKind
 
@@ -89,25 +90,29 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
         )
         write_metrics.settled(self._status)  # counted as a reconciliation mismatch, by kind
         if finding.kind is FindingKind.DUPLICATE and finding.auto_remediate:
-            await self._remediate("tenant policy: auto-remediate duplicates")
+            await self._remediate("tenant policy: auto-remediate duplicates", "tenant-policy")
         while self._status.state is WriteState.MISMATCH:
             async with self._decisions.next() as resolution:
+                await self._audit_decision(resolution)
                 note = f"{resolution.action.value} by {resolution.by}: {resolution.reason}"
                 if resolution.action is ResolutionAction.CONFIRM:
                     self._move(WriteState.RECONCILED, f"acknowledged: {note}")
                 elif resolution.action is ResolutionAction.ABANDON:
                     self._move(WriteState.ABANDONED, f"dismissed: {note}")
                 else:
-                    await self._remediate(note)
+                    await self._remediate(note, resolution.by)
         return self._status
 
-    async def _remediate(self, why: str) -> None:
-        """Withdraw every copy but the one the write verified (else the first by reference)."""
+    async def _remediate(self, why: str, by: str) -> None:
+        """Withdraw every copy but the one the write verified (else the first by reference);
+        ``by``: who asked (a person, or the tenant's policy), for the audit ledger."""
         finding = self._finding
         keep = finding.keep or sorted(finding.resources)[0]
         extra = [reference for reference in finding.resources if reference != keep]
         failures = []
-        for reference in extra:
+        audited = []
+        for index, reference in enumerate(extra):
+            key = f"{index}.{len(self._status.transitions)}"  # a new round adds a transition
             elements = withdrawal(reference.split("/")[0])
             if elements is None:
                 failures.append(f"{reference}: its type cannot be withdrawn")
@@ -128,6 +133,13 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
                 )
             except ActivityError as err:
                 failures.append(f"{reference}: {err.cause or err}")
+                failed = withdrawal_event(
+                    self._status, key, by, reference, "failed", reason_of(err)[0]
+                )
+                audited.append(failed)
+            else:
+                audited.append(withdrawal_event(self._status, key, by, reference, "withdrawn"))
+        await hand_over(audited)
         if failures:
             self._status.reason = "remediation failed: " + "; ".join(failures)
             self._note(self._status.reason)

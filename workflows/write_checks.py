@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from workflows.audit_trail import hand_over, withdrawal_event
 from workflows.budgets import BUDGETS
 from workflows.contract import WriteState
 
@@ -187,10 +188,19 @@ class WriteChecks(WriteKernel):
                 )
             except ActivityError as err:
                 failure = self._read_failed("withdraw", err)
+                await self._audit_withdrawal(reference, "failed", failure.error_class)
                 why = f"withdrawing {reference} failed ({failure.error_class}: {failure.reason})"
                 return self._duplicates(mine, others, why)
             self._log("withdraw", 1, f"extra copy {reference}: {', '.join(sorted(withdrawal))} set")
+            await self._audit_withdrawal(reference, "withdrawn")
         return None
+
+    async def _audit_withdrawal(
+        self, reference: str, outcome: str, error_class: str | None = None
+    ) -> None:
+        """The exchange just logged, as a withdrawal in the audit ledger (keyed by its place)."""
+        key, by = str(len(self._status.ehr_log) - 1), self._command.requested_by
+        await hand_over([withdrawal_event(self._status, key, by, reference, outcome, error_class)])
 
     async def _look(self) -> WriteReceipt | None:
         """Search for what an unacknowledged create may have left: its receipt, or None when

@@ -53,7 +53,8 @@ from support.smart_keys import make_key  # noqa: E402
 from support.worker_process import WorkerProcess  # noqa: E402
 
 from workers.client import WritebackClient  # noqa: E402
-from workers.keys import KEYS_FILE_ENV, create_key_file  # noqa: E402
+from workers.keys import create_key_file, keys_file_path  # noqa: E402
+from workers.settings import Settings  # noqa: E402
 from workers.temporal_client import connect  # noqa: E402
 from workflows.contract import WriteCommand  # noqa: E402
 from workflows.saga_contract import SagaCommand  # noqa: E402
@@ -89,6 +90,9 @@ class ChaosConfig:
     """Submissions in flight at once (not writes: every write is submitted within seconds)."""
     workers: int = 2
     kill_every: tuple[float, float] = (3.0, 8.0)
+    """Seconds between SIGKILLs (uniform). Each kill leaves its worker's attempts unanswered
+    until they time out, and their creates in a quiet period: at full size, kills every few
+    seconds keep most writes waiting on the last one (``--kill-every 20,40`` lets work move)."""
     restart_server: bool = True
     deadline_seconds: float = 600.0
 
@@ -135,8 +139,7 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
         phase = time.monotonic()
 
     # the run's payload keys, shared with its workers (no process makes up keys: workers/keys.py)
-    os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
-    create_key_file(Path(os.environ[KEYS_FILE_ENV]))
+    create_key_file(keys_file_path(Settings.from_env().state_dir))
     server = TemporalServer(workdir)
     personalities = [arg for t in tenants for arg in ("--personality", f"{t.id}={t.personality}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)
@@ -307,6 +310,20 @@ def print_report(report: ChaosReport) -> None:
         print(f"  {line}")
 
 
+def _run_in(config: ChaosConfig, workdir: Path) -> ChaosReport:
+    """A run whose processes keep their state (codec keys, audit ledger, crosswalk) in
+    ``workdir``, not in the checkout's ``state/``, where earlier runs left theirs."""
+    os.environ.setdefault("WRITEBACK_STATE_DIR", str(workdir / "state"))
+    return asyncio.run(run(config, workdir))
+
+
+def _seconds_range(text: str) -> tuple[float, float]:
+    low, high = (float(part) for part in text.split(","))
+    if not 0 < low <= high:
+        raise SystemExit(f"--kill-every: MIN,MAX with 0 < MIN <= MAX, not {text!r}")
+    return low, high
+
+
 def main() -> int:
     doc = __doc__ or ""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
@@ -327,6 +344,11 @@ def main() -> int:
     parser.add_argument("--crowd-size", type=int, default=defaults.crowd_size)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument(
+        "--kill-every",
+        default=",".join(f"{s:g}" for s in defaults.kill_every),
+        help="MIN,MAX seconds between worker SIGKILLs (default: %(default)s)",
+    )
+    parser.add_argument(
         "--deadline", type=float, help="seconds to wait for every write to settle (default: scales)"
     )
     parser.add_argument("--json", help="also write the report to this file")
@@ -346,14 +368,15 @@ def main() -> int:
         index_lag_seconds=args.index_lag,
         crowd_size=args.crowd_size,
         concurrency=args.concurrency,
+        kill_every=_seconds_range(args.kill_every),
         deadline_seconds=args.deadline or max(600.0, args.writes * 0.5),
     )
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(run(config, Path(args.workdir)))
+        report = _run_in(config, Path(args.workdir))
     else:
         with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
-            report = asyncio.run(run(config, Path(workdir)))
+            report = _run_in(config, Path(workdir))
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(report), indent=2, default=str))

@@ -16,7 +16,12 @@ import psycopg
 import pytest
 from support.cli import run_cli
 
+from activities.audit_anchor import AnchorStore
+from activities.audit_chain import LedgerKeys, chain_hash
 from activities.audit_ledger import AuditEvent, AuditLedger, PostgresLedger, SqliteLedger
+from workers.audit_config import CHECKPOINTS_ENV, open_configured
+
+KEYS = LedgerKeys((b"k" * 32,))
 
 Tamper = Callable[[str], None]  # runs one SQL statement with the append-only guard lifted
 
@@ -36,7 +41,7 @@ def ledger(
 ) -> Iterator[tuple[AuditLedger, Tamper]]:
     if request.param == "sqlite":
         path = tmp_path / "audit.db"
-        sqlite_ledger = SqliteLedger(path)
+        sqlite_ledger = SqliteLedger(path, KEYS, AnchorStore(tmp_path / "anchors", KEYS))
 
         def tamper_sqlite(sql: str) -> None:
             with sqlite3.connect(path) as conn:
@@ -51,7 +56,7 @@ def ledger(
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     url = f"{postgres_url}&options=-csearch_path%3D{schema}"
-    pg_ledger = PostgresLedger(url)
+    pg_ledger = PostgresLedger(url, KEYS, AnchorStore(tmp_path / "anchors", KEYS))
 
     def tamper_postgres(sql: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -149,9 +154,12 @@ def test_verify_notices_records_removed_at_the_end(ledger: tuple[AuditLedger, Ta
     assert "ends at record 4 but its head says 6" in (result.problem or "")
 
 
-def test_the_cli_verifies_and_names_the_first_bad_record(tmp_path: Path) -> None:
+def test_the_cli_verifies_and_names_the_first_bad_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "audit.db"
-    filled(SqliteLedger(path)).close()
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "anchors"))  # this ledger's own
+    filled(open_configured(str(path))).close()
     intact = run_cli("audit", "verify", "--db", str(path))
     assert intact.returncode == 0, intact.stderr
     assert "ok        acme: 6 records, chain intact" in intact.stdout
@@ -170,3 +178,55 @@ def test_the_cli_verifies_and_names_the_first_bad_record(tmp_path: Path) -> None
     unknown = run_cli("audit", "verify", "--db", str(path), "--tenant", "nobody")
     assert unknown.returncode == 2
     assert "no records for tenant 'nobody'" in unknown.stderr
+
+
+def test_a_ledger_from_before_the_key_is_declared_once_and_then_extended_keyed(
+    tmp_path: Path,
+) -> None:
+    """Records written before the chain was keyed (no key id, plain SHA-256) verify as what they
+    are, as far as the first checkpoint declared them; after that an unkeyed record is forged."""
+    path = tmp_path / "audit.db"
+    with sqlite3.connect(path) as conn:  # the ledger as the unkeyed code left it
+        conn.execute(
+            "CREATE TABLE audit_records (tenant TEXT NOT NULL, seq INTEGER NOT NULL, "
+            "entry_key TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, "
+            "hash TEXT NOT NULL, PRIMARY KEY (tenant, seq), UNIQUE (tenant, entry_key))"
+        )
+        conn.execute(
+            "CREATE TABLE audit_heads (tenant TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+            "hash TEXT NOT NULL)"
+        )
+        prev = "0" * 64
+        for n in (1, 2):
+            body = event(n).model_dump_json()
+            digest = chain_hash("acme", n, prev, body)
+            conn.execute(
+                "INSERT INTO audit_records VALUES ('acme', ?, ?, ?, ?, ?)",
+                (n, event(n).entry_key, body, prev, digest),
+            )
+            prev = digest
+        conn.execute("INSERT INTO audit_heads VALUES ('acme', 2, ?)", (prev,))
+    anchors = AnchorStore(tmp_path / "anchors", KEYS)
+    store = SqliteLedger(path, KEYS, anchors)  # opened with a key: the migration
+    (declared,) = anchors.all()
+    assert declared.legacy_through == {"acme": 2}
+    store.append([event(3), event(4)])
+    result = store.verify("acme")
+    assert (result.ok, result.records, result.unkeyed) == (True, 4, 2)
+    store.close()
+
+    with sqlite3.connect(path) as conn:  # a forged record, unkeyed, at the end
+        (prev,) = conn.execute("SELECT hash FROM audit_records WHERE seq = 4").fetchone()
+        body = event(5).model_dump_json()
+        conn.execute(
+            "INSERT INTO audit_records VALUES ('acme', 5, ?, ?, ?, ?, NULL)",
+            (event(5).entry_key, body, prev, chain_hash("acme", 5, prev, body)),
+        )
+    store = SqliteLedger(path, KEYS, anchors)  # reopening declares nothing more
+    assert len(anchors.all()) == 1
+    result = store.verify("acme")
+    assert (result.first_bad, result.problem) == (
+        5,
+        "record 5 carries no key (written without the ledger key)",
+    )
+    store.close()
