@@ -21,6 +21,7 @@ from temporalio import activity
 from activities.crosswalk_store import CrosswalkStore, Mapping
 from activities.ehr_client import EhrClient
 from activities.errors import ErrorClass, step_failure
+from activities.fhir_http import id_of
 from adapters.clinical_semantics import (
     ClinicalContext,
     EncounterPeriod,
@@ -89,9 +90,12 @@ class Crosswalk:
         token = quote(f"{system}|{ref.internal_id}", safe="")
         query = f"{ref.resource_type}?identifier={token}"
         tenant = self._ehr.tenant(order.tenant)
-        matches = await self._ehr.search(tenant, query, order.request_id)
-        if len(matches) != 1:
-            what = "no" if not matches else f"{len(matches)}"
+        found = await self._ehr.search(tenant, query, order.request_id)
+        # what the EHR answered is checked, not trusted: a match is of the type asked for, has a
+        # FHIR id, and carries the identifier searched for (a lenient server may ignore it)
+        matches = [m for m in found if _is_the_match(m, ref, system)]
+        if len(matches) != 1 or len(found) != 1:
+            what = "no" if not matches else f"{len(found)}"
             raise step_failure(
                 ErrorClass.UNMAPPED,
                 f"{ref.path}: {what} {ref.resource_type} in tenant '{order.tenant}' carries this "
@@ -104,7 +108,7 @@ class Crosswalk:
             tenant=order.tenant,
             resource_type=ref.resource_type,
             internal_id=ref.internal_id,
-            tenant_id=str(matches[0]["id"]),
+            tenant_id=matches[0]["id"],
             source=IDENTIFIER_SEARCH,
             learned_at=datetime.now(UTC),
             lookup=f"GET {ref.resource_type}?identifier={system}|<internal id>",
@@ -129,7 +133,8 @@ class Crosswalk:
                 hits = await self._ehr.search(
                     self._ehr.tenant(order.tenant), query, order.request_id
                 )
-                encounter = hits[0] if hits else {}
+                asked = {"resourceType": rtype, "id": tenant_id}
+                encounter = next((h for h in hits if asked.items() <= h.items()), {})
             period = encounter.get("period") or {}
             window = EncounterPeriod(
                 parse_fhir_time(period.get("start")), parse_fhir_time(period.get("end"))
@@ -137,3 +142,15 @@ class Crosswalk:
             context = ClinicalContext(now=order.requested_at, encounter=window)
             if problems := time_problems(resolved, context):
                 raise step_failure(ErrorClass.VALIDATION, "; ".join(str(p) for p in problems))
+
+
+def _is_the_match(resource: dict[str, Any], ref: InternalRef, system: str) -> bool:
+    identifiers = resource.get("identifier")
+    return (
+        resource.get("resourceType") == ref.resource_type
+        and id_of(resource) is not None
+        and any(
+            isinstance(i, dict) and i.get("system") == system and i.get("value") == ref.internal_id
+            for i in (identifiers if isinstance(identifiers, list) else [])
+        )
+    )

@@ -36,6 +36,7 @@ from activities.fhir_http import (
     error_class_for_status,
     ignored_criteria,
     json_body,
+    meta_of,
     next_page_path,
     outcome_summary,
     retry_after,
@@ -111,8 +112,17 @@ class EhrClient:
         if response.status_code != 200:
             raise self.failure(response, f"read {path.split('/')[0]}")
         resource = json_body(response) or {}
+        rtype, _, rest = path.partition("/")
+        if resource and (
+            resource.get("resourceType") != rtype
+            or resource.get("id", rest.split("/")[0]) != rest.split("/")[0]
+        ):
+            # a read answered by something else (a search Bundle for ``Observation/.``)
+            raise step_failure(
+                ErrorClass.EHR_REJECTED, f"read {rtype}: the EHR answered another resource"
+            )
         if version := version_of(resource, response):
-            resource.setdefault("meta", {})["versionId"] = version
+            resource["meta"] = {**meta_of(resource), "versionId": version}
         return resource
 
     async def vread(

@@ -17,7 +17,7 @@ from temporalio import activity
 from activities.deadline import attempt_deadline
 from activities.ehr_client import EhrClient, Revision
 from activities.errors import ErrorClass, step_failure
-from activities.fhir_http import json_body, parse_location, version_of
+from activities.fhir_http import id_of, json_body, meta_of, parse_location, version_of
 from activities.models import (
     Copies,
     EhrCopies,
@@ -127,7 +127,7 @@ class EhrWrites:
         location = parse_location(
             response.headers.get("Content-Location") or response.headers.get("Location") or ""
         )
-        resource_id = body.get("id") or (location[1] if location else None)
+        resource_id = id_of(body) or (location[1] if location else None)
         if not resource_id:
             # Acknowledged, but we cannot tell which resource: look for it.
             found = await self._find_existing(tenant, request, order.request_id)
@@ -187,7 +187,7 @@ class EhrWrites:
         live = sorted(
             (resource for resource in found if "id" in resource and not is_withdrawn(resource)),
             key=lambda resource: (
-                str((resource.get("meta") or {}).get("lastUpdated", "")),
+                str(meta_of(resource).get("lastUpdated", "")),
                 str(resource.get("id")),
             ),
         )
@@ -261,7 +261,7 @@ class EhrWrites:
         return Verification(
             found=True,
             version=version_of(stored),
-            last_updated=(stored.get("meta") or {}).get("lastUpdated"),
+            last_updated=_text(meta_of(stored).get("lastUpdated")),
             differences=mismatched,
             # a reviewer needs the EHR's version only when it differs from what we sent
             stored=stored if mismatched else None,
@@ -291,3 +291,8 @@ class EhrWrites:
         return await self._ehr.update_latest(
             tenant, order.target, order.request_id, change, "withdraw"
         )
+
+
+def _text(value: object) -> str | None:
+    """A string element of an EHR's answer, or None when it holds something else."""
+    return value if isinstance(value, str) else None

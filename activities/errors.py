@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from temporalio.exceptions import ApplicationError
 
+from adapters.reasons import safe_reason
 from adapters.tenants import Tenant, TenantRegistry
 
 
@@ -65,10 +66,11 @@ def step_failure(
     """The ApplicationError for a failed step: non-retryable unless its class is retryable.
     ``details[0]`` carries the EHR's Retry-After in seconds (or None) for workflow-paced retries;
     ``details[1]``, for an ambiguous outcome, the instant (ISO 8601) by which the unanswered
-    request had certainly been sent, if any: the quiet period after it counts from there."""
+    request had certainly been sent, if any: the quiet period after it counts from there.
+    The message passes ``safe_reason`` (adapters/reasons.py): one printable line, capped."""
     retryable = error_class in RETRYABLE
     return ApplicationError(
-        message,
+        safe_reason(message),
         retry_after.total_seconds() if retry_after else None,
         sent_at.isoformat() if sent_at else None,
         type=error_class.value,

@@ -15,11 +15,13 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urljoin, urlsplit
 import httpx
 
 from activities.errors import ErrorClass
+from adapters import reasons
 
 _LOCATION = re.compile(
     r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/(?P<vid>[^/]+))?/?$"
 )
 _ETAG = re.compile(r'^(?:W/)?"(?P<vid>[^"]+)"$')
+_VERSION = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def parse_location(location: str) -> tuple[str, str, str | None] | None:
@@ -37,12 +39,34 @@ def etag_version(etag: str | None) -> str | None:
     return match["vid"] if match else None
 
 
-def version_of(resource: dict[str, Any], response: httpx.Response | None = None) -> str | None:
-    """A resource's ``meta.versionId``, else the version in the answer's ETag."""
-    version = (resource.get("meta") or {}).get("versionId")
+def meta_of(resource: object) -> dict[str, Any]:
+    """A resource's ``meta`` when it is an object (an EHR's answer may hold anything there)."""
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def id_of(resource: object) -> str | None:
+    """A resource's ``id`` when it is a FHIR id (``[A-Za-z0-9-.]{1,64}``, not only dots)."""
+    value = resource.get("id") if isinstance(resource, dict) else None
+    return value if isinstance(value, str) and is_fhir_id(value) else None
+
+
+def is_fhir_id(value: str) -> bool:
+    return _VERSION.fullmatch(value) is not None and value.strip(".") != ""
+
+
+def version_of(resource: object, response: httpx.Response | None = None) -> str | None:
+    """A resource's ``meta.versionId``, else the version in the answer's ETag. A version that is
+    not a FHIR id (``[A-Za-z0-9-.]{1,64}``), or a ``meta`` that is not an object, counts as no
+    version: the answer is the EHR's, and a malformed one must not fail a write it committed."""
+    version = meta_of(resource).get("versionId")
+    if not (isinstance(version, str | int) and not isinstance(version, bool)):
+        version = None
     if version is None and response is not None:
         version = etag_version(response.headers.get("ETag"))
-    return str(version) if version is not None else None
+    if version is None or not _VERSION.fullmatch(str(version)):
+        return None
+    return str(version)
 
 
 def json_body(response: httpx.Response) -> dict[str, Any] | None:
@@ -69,26 +93,36 @@ def retry_after(response: httpx.Response) -> timedelta | None:
 
 
 def outcome_summary(response: httpx.Response) -> str:
-    """``HTTP 422 [invalid Observation.code; 59012]``: status, issue codes, detail codes and field
-    paths from an OperationOutcome. Diagnostics text is left out: EHRs echo submitted values there.
-    """
+    """``HTTP 422 [invalid Observation.code 59012]``: status, issue codes, detail codes and element
+    paths from an OperationOutcome, each in the grammar of adapters/reasons.py (anything else is
+    ``?``). Diagnostics and details text are left out: EHRs echo submitted values there."""
     parts: list[str] = []
     body = json_body(response)
     if body and body.get("resourceType") == "OperationOutcome":
-        for issue in body.get("issue", [])[:5]:
-            words = [str(issue.get("code", "?"))]
-            words += [str(expr) for expr in issue.get("expression", [])[:3]]
+        issues = body.get("issue")
+        for issue in (issues if isinstance(issues, list) else [])[:5]:
+            if not isinstance(issue, dict):
+                continue
+            expressions = issue.get("expression")
+            details = issue.get("details")
+            codings = details.get("coding") if isinstance(details, dict) else None
+            words = [reasons.issue_code(issue.get("code"))]
+            words += [reasons.fhir_path(e) for e in _listed(expressions)[:3]]
             words += [
-                str(coding.get("code"))
-                for coding in issue.get("details", {}).get("coding", [])[:2]
-                if coding.get("code")
+                reasons.detail_code(coding)
+                for coding in _listed(codings)[:2]
+                if isinstance(coding, dict) and coding.get("code")
             ]
             parts.append(" ".join(words))
     detail = f" [{'; '.join(parts)}]" if parts else ""
     if response.status_code == 403 and not response.content:
         # Epic's answer when the client is not registered for this API (docs/vendors.md quirk 5)
         detail = " [empty body: the client is probably not registered for this API at the EHR]"
-    return f"HTTP {response.status_code}{detail}"
+    return reasons.safe_reason(f"HTTP {response.status_code}{detail}")
+
+
+def _listed(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def error_class_for_status(status: int) -> ErrorClass:

@@ -7,6 +7,7 @@ It reads Temporal (the writes' outcomes and the visibility store), never the EHR
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import Candidate, ScannedResource
 from adapters.findings import Finding, FindingKind
-from adapters.ids import command_of, saga_step_of, saga_workflow_id, split_command, write_id_of
+from adapters.ids import (
+    command_of,
+    is_command_of,
+    saga_step_of,
+    saga_workflow_id,
+    split_command,
+    write_id_of,
+)
 
 #: Write states (workflows/contract.py) meaning "in the chart", and "nothing decided yet".
 _IN_CHART = frozenset({"verified", "reconciled"})
@@ -34,6 +42,17 @@ _UNDECIDED = frozenset(
 _STATE = SearchAttributeKey.for_keyword("WritebackState")
 #: Workflow ids per visibility query (``WorkflowId IN (...)``).
 _IDS_PER_QUERY = 200
+#: What a value in one of our visibility queries may hold: tenant ids, workflow ids, timestamps.
+_LITERAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,255}")
+
+
+def literal(value: str) -> str:
+    """``value`` as a string literal of a visibility query. Values come (indirectly) from the
+    EHR, so a value that could be anything but a literal — a quote, a backslash, a space — is
+    refused rather than escaped: the scan lets no such value through (issue 17, finding 6)."""
+    if not _LITERAL.fullmatch(value):
+        raise ValueError("not a value a visibility query may hold")
+    return f"'{value}'"
 
 
 @dataclass(frozen=True)
@@ -112,13 +131,13 @@ class Reconciler:
         """From visibility, a page per thousand writes: the writes verified in the window (for
         ``missing``), and those of the commands the scan found, whenever they started."""
         in_window = (
-            f"WritebackTenant = '{tenant}' AND WritebackState IN ('verified', 'reconciled') "
-            f"AND WorkflowType = 'ClinicalWrite' AND StartTime >= '{since.isoformat()}'"
+            f"WritebackTenant = {literal(tenant)} AND WritebackState IN ('verified', 'reconciled') "
+            f"AND WorkflowType = 'ClinicalWrite' AND StartTime >= {literal(since.isoformat())}"
         )
         writes = await self._summaries(in_window)
         unknown = [write_id_of(c) for c in commands if write_id_of(c) not in writes]
         for start in range(0, len(unknown), _IDS_PER_QUERY):
-            ids = ", ".join(f"'{i}'" for i in unknown[start : start + _IDS_PER_QUERY])
+            ids = ", ".join(literal(i) for i in unknown[start : start + _IDS_PER_QUERY])
             writes |= await self._summaries(f"WorkflowId IN ({ids})")
             activity.heartbeat(start)
         return writes
@@ -130,7 +149,8 @@ class Reconciler:
         none, or a copy changed after the write closed."""
         by_command: dict[str, list[ScannedResource]] = defaultdict(list)
         for resource in order.scanned:
-            by_command[resource.command].append(resource)
+            if is_command_of(order.tenant, resource.command):  # the scan checked it too
+                by_command[resource.command].append(resource)
         writes = await self._writes(order.tenant, order.since, sorted(by_command))
         commands = sorted(set(by_command) | {command_of(w) for w in writes})
         findings: list[Finding] = []

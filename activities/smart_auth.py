@@ -137,6 +137,8 @@ class SmartBackendAuth:
             endpoint = _json_field(response, "token_endpoint")
             if endpoint is None:  # e.g. a proxy's error page with status 200
                 raise step_failure(ErrorClass.TRANSIENT, f"{what}: no token_endpoint in the answer")
+            if not (endpoint.lower().startswith("https://") or tenant.allow_insecure_http):
+                raise step_failure(ErrorClass.AUTHORIZATION, f"{what}: token_endpoint not https")
             self._token_urls[tenant.id] = endpoint
         return self._token_urls[tenant.id]
 

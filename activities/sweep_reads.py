@@ -4,13 +4,12 @@ Same client, so the same breaker, pacer, token and taxonomy as the writes."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from temporalio import activity
 
 from activities.ehr_client import EhrClient
-from activities.fhir_http import json_body, version_of
+from activities.fhir_http import id_of, json_body, meta_of, version_of
 from activities.models import (
     ExamineOrder,
     Finding,
@@ -21,7 +20,7 @@ from activities.models import (
 )
 from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, TAGGED_TYPES, differences, identifier_values
-from adapters.ids import write_id_of
+from adapters.ids import is_command_of, write_id_of
 
 
 class SweepReads:
@@ -49,8 +48,10 @@ class SweepReads:
                 if response.status_code != 200:
                     raise self._ehr.failure(response, f"sweep search {resource_type}")
                 bundle = json_body(response) or {}
-                for entry in bundle.get("entry", []):
-                    if scanned := _scanned(entry.get("resource") or {}):
+                entries = bundle.get("entry")
+                for entry in entries if isinstance(entries, list) else []:
+                    resource = entry.get("resource") if isinstance(entry, dict) else None
+                    if scanned := _scanned(resource, tenant.id, resource_type):
                         found.append(scanned)
                 path = self._ehr.next_page(bundle, tenant)
         return ScanResult(resources=found, searchable=True)
@@ -102,15 +103,24 @@ class SweepReads:
         return findings
 
 
-def _scanned(resource: dict[str, Any]) -> ScannedResource | None:
-    commands = identifier_values(resource, COMMAND_IDENTIFIER_SYSTEM)
-    if not commands or "id" not in resource:
+def _scanned(resource: object, tenant: str, resource_type: str) -> ScannedResource | None:
+    """One of ours, from an entry of the scan's search; None for anything else. Every value is
+    the EHR's, and an EHR user can write an identifier: a command identifier counts only when it
+    is one of this tenant's (``{tenant}:{token}``, adapters/ids.py) and the resource only when it
+    is of the type searched, with a FHIR id. (Another tenant's prefix, quotes that would end a
+    visibility query, a patient's name as a "key": none of it goes further.)"""
+    if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         return None
-    last_updated = (resource.get("meta") or {}).get("lastUpdated")
+    resource_id = id_of(resource)
+    commands = identifier_values(resource, COMMAND_IDENTIFIER_SYSTEM)
+    ours = [c for c in commands if is_command_of(tenant, c)]
+    if not ours or resource_id is None:
+        return None
+    last_updated = meta_of(resource).get("lastUpdated")
     return ScannedResource(
-        reference=f"{resource['resourceType']}/{resource['id']}",
+        reference=f"{resource_type}/{resource_id}",
         version=version_of(resource),
-        command=commands[0],
+        command=ours[0],
         withdrawn=is_withdrawn(resource),
         last_updated=last_updated if isinstance(last_updated, str) else None,
     )

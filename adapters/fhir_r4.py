@@ -49,9 +49,14 @@ TAGGED_TYPES = frozenset({"Provenance"})
 def identifier_values(resource: dict[str, Any], system: str) -> list[str]:
     """Values ``resource`` carries under ``system``: in its identifiers, or (types without one,
     TAGGED_TYPES) as ``meta.tag`` codes."""
-    marks = resource.get("identifier", []) + [
+
+    def listed(value: object) -> list[dict[str, Any]]:  # an EHR's answer may hold anything
+        return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else []
+
+    meta = resource.get("meta")
+    marks = listed(resource.get("identifier")) + [
         {"system": tag.get("system"), "value": tag.get("code")}
-        for tag in (resource.get("meta") or {}).get("tag", [])
+        for tag in listed(meta.get("tag") if isinstance(meta, dict) else None)
     ]
     return [str(m["value"]) for m in marks if m.get("system") == system and m.get("value")]
 

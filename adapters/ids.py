@@ -15,7 +15,7 @@ saga                   ``wb-saga:{tenant}:{key}``                  ``saga_workfl
 saga step's write key  ``saga.{saga key}.{step}``                  ``saga_step_key``
 reconciliation sweep   ``wb-sweep:{tenant}:{run}``                 ``sweep_workflow_id``
 its Schedule           ``wb-reconcile:{tenant}``                   ``sweep_schedule_id``
-a sweep's finding      ``wb-finding:{tenant}:{kind}:{key}``        ``finding_workflow_id``
+a sweep's finding      ``wb-finding:{tenant}:{kind}:{digest}``     ``finding_workflow_id``
 capability discovery   ``wb-discovery:{tenant}:{run}``             ``discovery_workflow_id``
 its Schedule           ``wb-discovery:{tenant}``                   ``discovery_schedule_id``
 =====================  ==========================================  ==============================
@@ -24,13 +24,30 @@ The command identifier is the value stamped on every resource a write creates, u
 ``COMMAND_IDENTIFIER_SYSTEM`` (the second idempotency layer, adapters/fhir_r4.py); a write's
 workflow id is ``wb:`` and its command identifier (the first layer).
 
-Pure functions of strings (no imports beyond ``typing``): usable in workflow code (the sandbox),
-activities, adapters and the processes in workers/ alike.
+A key the caller does not bring is made from the command's content (``content_key``): an HMAC
+under the tenant's id secret (workers/keys.py), never a plain hash. A plain hash of a vital sign
+is as good as the value itself: 221 heart rates times the seconds of a few minutes are some 10^5
+guesses, checked against a workflow id in well under a second. Keyed, the same content still
+makes the same key (deduplication) for every process that holds the key file, and nobody without
+it can test a guess. Whatever the key is, it is what the workflow id, the command identifier (the
+EHR's identifier value and the ledger's correlation id) and ``X-Request-Id`` carry (issue 17,
+finding 2).
+
+A finding's id holds a digest of its command, not the command: the sweep reads commands from
+identifiers in the EHR, which anyone who can edit a chart can set (issue 17, finding 6); such
+values are also checked against ``is_command_of`` before anything uses them.
+
+Pure functions of strings (standard library only: ``re``, ``hashlib``, ``hmac``, ``json``): usable
+in workflow code (the sandbox), activities, adapters and the processes in workers/ alike.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+import hmac
+import json
+import re
+from typing import Any, Protocol
 
 #: FHIR identifier system of the command identifier stamped on the resources we create.
 COMMAND_IDENTIFIER_SYSTEM = "urn:writeback:command"
@@ -44,13 +61,37 @@ DISCOVERY_PREFIX = "wb-discovery"
 WORKFLOW_ID_PREFIXES = frozenset(
     {WRITE_PREFIX, SAGA_PREFIX, SWEEP_PREFIX, FINDING_PREFIX, DISCOVERY_PREFIX}
 )
+#: Tenant ids and idempotency keys: opaque tokens (``TOKEN_PATTERN`` in workflows/contract.py).
+TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: A saga step's write key: ``saga.{saga key}.{step}``.
 SAGA_STEP_PREFIX = "saga."
+
+
+#: Starts an idempotency key made by ``content_key`` (keyed: 128 bits of HMAC-SHA256, in hex).
+CONTENT_KEY_PREFIX = "hk-"
+
+
+def content_key(id_secret: bytes, tenant: str, content: Any) -> str:
+    """The idempotency key of a command whose caller brought none: HMAC-SHA256, under the
+    tenant's id secret, of the tenant and the content's canonical JSON. Same tenant + same
+    content (+ same key file) = same key, so resubmitting a file never writes twice."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    mac = hmac.new(id_secret, f"{tenant}\n{canonical}".encode(), hashlib.sha256)
+    return CONTENT_KEY_PREFIX + mac.hexdigest()[:32]
 
 
 def command_identifier(tenant: str, idempotency_key: str) -> str:
     """``{tenant}:{key}``: stamped on the resources a command creates."""
     return f"{tenant}:{idempotency_key}"
+
+
+def is_command_of(tenant: str, value: object) -> bool:
+    """Whether ``value`` (read from an EHR) is a command identifier of ``tenant``: the tenant
+    itself, then a token. Anything else is not ours, whatever it looks like."""
+    if not isinstance(value, str):
+        return False
+    owner, _, key = value.partition(":")
+    return owner == tenant and TOKEN.fullmatch(key) is not None
 
 
 def split_command(command: str) -> tuple[str, str]:
@@ -113,7 +154,14 @@ class FindingLike(Protocol):
 
 
 def finding_workflow_id(finding: FindingLike) -> str:
-    """``wb-finding:{tenant}:{kind}:{key}``: one per write and kind of difference."""
+    """``wb-finding:{tenant}:{kind}:{digest}``: one per write and kind of difference; the digest
+    (SHA-256 of tenant and command, 128 bits) names the command without showing it."""
+    digest = hashlib.sha256(f"{finding.tenant}\n{finding.command}".encode()).hexdigest()[:32]
+    return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{digest}"
+
+
+def legacy_finding_workflow_id(finding: FindingLike) -> str:
+    """``wb-finding:{tenant}:{kind}:{key}``: the id sweeps recorded before the digest (replay)."""
     key = finding.command.split(":", 1)[-1]
     return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{key}"
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-#: What an object key must look like to be shown in a path (FHIR element names, our field names):
-#: any other key is shown as ``?``, since a key can carry anything.
-_ELEMENT_NAME = re.compile(r"_?[a-z][A-Za-z0-9_]{0,62}")
+from adapters import reasons
 
 
 @dataclass(frozen=True)
@@ -36,21 +33,18 @@ class ResourceInvalid(Exception):
 
 def element_path(parts: Iterable[str | int], root: str) -> str:
     """FHIRPath style: ``component[1].code.coding[0]``, relative to ``root``; ``root`` itself
-    for the root."""
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            name = part if _ELEMENT_NAME.fullmatch(part) else "?"
-            path += f".{name}" if path else name
-    return path if path and not path.startswith("[") else root + path
+    for the root. A key that is not a known element name is ``?`` (adapters/reasons.py)."""
+    return reasons.element_path(parts, root)
 
 
-def validation_problems(error: ValidationError, root: str) -> list[Problem]:
+def validation_problems(
+    error: ValidationError, root: str, also: frozenset[str] = frozenset()
+) -> list[Problem]:
     """A pydantic validation error as path and error code: pydantic's messages may quote the
-    input (fhir.resources: "but got ``…``"), its error types never do."""
+    input (fhir.resources: "but got ``…``"), its error types never do; and its locations name
+    the input's own keys (``extra_forbidden``), so they show known element names only (or one
+    of ``also``: the fields of the model validated)."""
     return [
-        Problem(element_path(err["loc"], root), err["type"])
+        Problem(reasons.element_path(err["loc"], root, also), err["type"])
         for err in error.errors(include_input=False, include_url=False, include_context=False)
     ]

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
+from adapters.tenant_ids import TenantId
 from adapters.vendor import Vendor as Vendor  # re-exported: tenant files name one
 from adapters.vendor import VendorAdapter, adapter_for
 from adapters.vendor import VendorApiSettings as VendorApiSettings  # re-exported
@@ -182,23 +183,17 @@ class CrosswalkSettings(BaseModel):
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    id: TenantId  # a token, never a reserved name (system, root)
     vendor: Vendor
     fhir_base_url: str = Field(pattern=r"^https?://")
     auth: AuthSettings = AuthSettings()
     capabilities: Capabilities = Capabilities()
-    allowed_callers: list[str] = Field(
-        default_factory=list,
-        description="calling services allowed to write ('*' = any proved caller); none: nobody",
-    )
-    caller_auth: Literal["credential", "unauthenticated"] = Field(
-        default="credential",
-        description="callers prove who they are with a signed credential (adapters/callers.py); "
-        "'unauthenticated' takes their word for it: the demo tenants only",
-    )
-    policy: AccessPolicy | None = Field(
-        default=None, description="who may write what (adapters/policy.py); default: callers"
-    )
+    #: who may write what: ``policy`` (adapters/policy.py), else ``allowed_callers`` ("*": any
+    #: proved caller; none: nobody); callers prove who they are (adapters/callers.py) unless
+    #: ``caller_auth = "unauthenticated"`` takes their word for it: the demo tenants only
+    allowed_callers: list[str] = Field(default_factory=list)
+    caller_auth: Literal["credential", "unauthenticated"] = "credential"
+    policy: AccessPolicy | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
     rate_limit_per_second: float | None = Field(
         default=None, gt=0, description="EHR requests/s across all workers (server-enforced)"
@@ -225,6 +220,7 @@ class Tenant(BaseModel):
         ge=1,
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
+    allow_insecure_http: bool = Field(default=False, description="accept http:// URLs (tests)")
 
     @field_validator("vendor_api", mode="before")
     @classmethod
@@ -285,6 +281,21 @@ class Tenant(BaseModel):
     def resends_after_quiet(self, resource_type: str) -> bool:
         """Whether an unanswered create of this type may ever be re-sent automatically."""
         return self.searchable(resource_type) and self.ambiguity.resend == "after_quiet"
+
+    @model_validator(mode="after")
+    def _urls_are_https(self) -> Tenant:
+        """Tokens, Unity passwords and clinical data travel to these URLs: plain http only where
+        the tenant says so (issue 17). A discovered token endpoint is checked when it is used."""
+        urls = {"fhir_base_url": self.fhir_base_url, "auth.token_url": self.auth.token_url}
+        urls["vendor_api.base_url"] = getattr(self.vendor_api, "base_url", None)
+        for name, url in urls.items():
+            if url and not (url.lower().startswith("https://") or self.allow_insecure_http):
+                raise PydanticCustomError(
+                    "insecure_url",
+                    "{name} is not https:// (set allow_insecure_http = true for a test EHR)",
+                    {"name": name},
+                )
+        return self
 
     @model_validator(mode="after")
     def _updates_are_guarded(self) -> Tenant:

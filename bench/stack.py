@@ -29,7 +29,7 @@ from bench.procs import Child, spawn
 from workers.audit_cli import AUDIT_DB_ENV
 from workers.client import WritebackClient
 from workers.devstack import temporal_dev_server_command
-from workers.keys import KEYS_FILE_ENV
+from workers.keys import KEYS_FILE_ENV, create_key_file
 from workers.temporal_client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ class TenantSpec:
             f'id = "{self.id}"\n'
             'vendor = "generic_r4"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{self.id}"\n'
+            "allow_insecure_http = true\n"
             f"timeout_seconds = {self.timeout_seconds}\n"
             "capabilities = { conditional_create = true, if_match = true, "
             'writable = { Observation = ["create"] } }\n'
@@ -185,6 +186,7 @@ async def open_stack(
     workdir = Path(tempfile.mkdtemp(prefix="writeback-bench-"))
     # the run's own payload keys and audit ledger, shared with the worker processes (env)
     os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
+    create_key_file(Path(os.environ[KEYS_FILE_ENV]))  # no process makes one on its own
     os.environ.setdefault(AUDIT_DB_ENV, str(workdir / "audit.db"))
     _bench_caller(workdir)
     children: dict[str, Child] = {}

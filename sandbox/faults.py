@@ -15,8 +15,10 @@ faults that happened, by kind), DELETE clears it.
 
 A fault is ``{"kind": ..., "method"?: "POST", "type"?: "Observation", ...}``:
 
-* ``status`` (``status``, ``retry_after``): answer that status with an
-  OperationOutcome (and Retry-After) without touching the store;
+* ``status`` (``status``, ``retry_after``, ``outcome``): answer that status with an
+  OperationOutcome (and Retry-After) without touching the store; ``outcome`` is the
+  OperationOutcome to answer with, as given (an EHR that echoes what it was sent, or
+  anything else, in its issues), instead of the personality's;
 * ``connection_reset``: close the TCP connection (RST) before doing anything;
 * ``commit_then_drop``: perform and commit the request, then close the
   connection without an answer;
@@ -65,6 +67,7 @@ every run.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -117,6 +120,8 @@ class Fault:
     seconds: float = 30.0
     parts: tuple[Fault, ...] = ()
     """A ``combo``'s faults (each without matchers); empty for every other kind."""
+    outcome: str | None = None
+    """A ``status`` fault's own OperationOutcome (JSON text), answered as given."""
 
     @property
     def effects(self) -> tuple[Fault, ...]:
@@ -143,6 +148,8 @@ class Fault:
             data["status"] = self.status
             if self.retry_after is not None:
                 data["retry_after"] = self.retry_after
+            if self.outcome is not None:
+                data["outcome"] = json.loads(self.outcome)
         if self.kind in TIMED_KINDS:
             data["seconds"] = self.seconds
         if self.kind == "combo":
@@ -266,13 +273,20 @@ def parse_fault(raw: Any) -> Fault:
         raise ValueError(f"fault kind must be one of {list(KINDS)}")
     if kind == "combo":
         return _parse_combo(raw)
-    unknown = set(raw) - {"kind", "method", "type", "status", "retry_after", "seconds"}
+    unknown = set(raw) - {"kind", "method", "type", "status", "retry_after", "seconds", "outcome"}
     if unknown:
         raise ValueError(f"unknown fault fields: {sorted(unknown)}")
     method = _opt(raw, "method", str)
     status = _opt(raw, "status", int)
     if status is not None and not 400 <= status <= 599:
         raise ValueError("fault status must be 400..599")
+    outcome = raw.get("outcome")
+    if outcome is not None and (
+        kind != "status"
+        or not isinstance(outcome, dict)
+        or outcome.get("resourceType") != "OperationOutcome"
+    ):
+        raise ValueError("fault outcome is an OperationOutcome, for a status fault")
     return Fault(
         kind=cast(FaultKind, kind),
         method=method.upper() if method else None,
@@ -280,6 +294,7 @@ def parse_fault(raw: Any) -> Fault:
         status=503 if status is None else status,
         retry_after=_opt(raw, "retry_after", int),
         seconds=_seconds(raw.get("seconds"), "fault 'seconds'", 30.0),
+        outcome=None if outcome is None else json.dumps(outcome),
     )
 
 

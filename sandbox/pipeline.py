@@ -13,6 +13,7 @@ the connection instead of answering; vendor correlation headers are added. A
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from sandbox.context import Env
 from sandbox.faults import Fault
 from sandbox.personalities import Personality
 from sandbox.resources import model_class
-from sandbox.responses import FhirError, error_response, parse_prefer
+from sandbox.responses import FhirError, error_response, fhir_response, parse_prefer
 from sandbox.state import Sandbox
 
 ABORT_KEY = "sandbox.abort"
@@ -137,6 +138,9 @@ async def _serve(
         if (status := fault.effect("status")) is not None:
             retry_after = status.retry_after
             headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+            if status.outcome is not None:
+                body = json.loads(status.outcome)
+                return fhir_response(status.status, body, headers)
             return error_response(
                 p, FhirError(status.status, "transient", "Injected fault", headers=headers)
             )

@@ -23,11 +23,11 @@ from adapters.caller_keys import CALLER_KEYS_ENV
 from adapters.callers import CALLER_KEY_ENV
 from adapters.tenants import TenantRegistry, load_tenants
 from workers.audit_config import AUDIT_DB_ENV, AUDIT_KEY_FILE_ENV, CHECKPOINTS_ENV
-from workers.keys import KEYS_FILE_ENV
+from workers.keys import KEYS_FILE_ENV, create_key_file
 
 #: One payload key file and one audit ledger (with its key and checkpoints) for the test process
-#: and every worker or CLI process it starts (they inherit the environment), created on first use
-#: like a dev stack's.
+#: and every worker or CLI process it starts (they inherit the environment). The payload key file
+#: is made here, as `writeback keys init` would: no process generates one on its own.
 _STATE = Path(tempfile.mkdtemp(prefix="wb-test-state-"))
 os.environ.setdefault(KEYS_FILE_ENV, str(_STATE / "keys.json"))
 os.environ.setdefault(AUDIT_DB_ENV, str(_STATE / "audit.db"))
@@ -39,6 +39,7 @@ if CALLER_KEYS_ENV not in os.environ:
     os.environ.setdefault(CALLER_KEY_ENV, str(_caller_key))
 os.environ.setdefault(AUDIT_KEY_FILE_ENV, str(_STATE / "audit-key.json"))
 os.environ.setdefault(CHECKPOINTS_ENV, str(_STATE / "audit-checkpoints"))
+create_key_file(Path(os.environ[KEYS_FILE_ENV]))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.errors import EXIT_FAILED, EXIT_OK, WritebackError
+from adapters.ids import content_key
 from adapters.tenants import load_tenants, resolve_tenants_path
 from workers.audit_cli import add_audit_commands
 from workers.callers_cli import add_callers_commands
@@ -29,6 +29,8 @@ from workers.cli_support import UsageError, add_caller_key, connect_client, exit
 from workers.client import WriteNotFound
 from workers.codec_server import add_codec_server_command
 from workers.devstack import StackConfig, running_stack, sandbox_command
+from workers.hygiene import install_log_filters
+from workers.keys import load_key_provider
 from workers.keys_cli import add_keys_commands
 from workers.reconcile_cli import add_reconcile_commands
 from workers.render import as_json, status_text, transition_printer
@@ -47,9 +49,11 @@ from workflows.input_limits import check_command
 
 
 def default_idempotency_key(tenant: str, resource: dict[str, Any]) -> str:
-    """Same tenant + same content = same command, so resubmitting a file never writes twice."""
-    canonical = json.dumps(resource, sort_keys=True, separators=(",", ":"))
-    return "sha-" + hashlib.sha256(f"{tenant}\n{canonical}".encode()).hexdigest()[:32]
+    """Same tenant + same content = same command, so resubmitting a file never writes twice: an
+    HMAC under the tenant's id secret from the key file (adapters/ids.py ``content_key``), so
+    the workflow id does not let anyone guess the content back."""
+    keys = load_key_provider(Settings.from_env().state_dir)
+    return content_key(keys.id_secret(tenant), tenant, resource)
 
 
 def read_resource(path: Path) -> dict[str, Any]:
@@ -84,7 +88,7 @@ def build_command(args: argparse.Namespace) -> WriteCommand:
             base_version=args.base_version,
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid command: {problems(exc)}") from None
+        raise UsageError(f"invalid command: {problems(exc, WriteCommand)}") from None
     check_command(command)  # the client checks again; here it is said before connecting
     return command
 
@@ -151,6 +155,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
         ui_port=args.ui_port,
         sandbox_port=args.sandbox_port,
         codec_port=args.codec_port,
+        codec_token_in_url=args.codec_token_in_url,
     )
 
 
@@ -161,6 +166,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"Temporal   {config.temporal_address}")
         print(f"Web UI     {config.ui_url}")
         print(f"Codec      {config.codec_url} (token in {config.state_dir / 'codec_dev_token'})")
+        if config.codec_token_in_url:
+            print("           the Web UI's codec URL holds the token (--codec-token-in-url)")
+        else:
+            print(f"           Web UI: sign in once at {config.codec_url}/wb-codec/login, then in")
+            print("           the UI's codec settings turn on 'Include cross-origin credentials'")
         print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
         print(f"Tenants    {config.tenants_path}")
         print(f"Logs       {config.state_dir / 'logs'}")
@@ -210,6 +220,12 @@ def parser() -> argparse.ArgumentParser:
             "--sandbox-port", type=int, default=8090, help="the tenants' base URLs must match"
         )
         p.add_argument("--codec-port", type=int, default=8234, help="codec server for the UI")
+        p.add_argument(
+            "--codec-token-in-url",
+            action="store_true",
+            help="give the Web UI a codec URL holding the dev token (no sign-in; the token then "
+            "shows in process arguments and URLs)",
+        )
 
     dev = sub.add_parser("dev", help="run the embedded stack in the foreground")
     with_stack(dev)
@@ -231,7 +247,9 @@ def parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="write a FHIR resource from a JSON file")
     submit.add_argument("file")
     submit.add_argument("--tenant", required=True)
-    submit.add_argument("--key", help="idempotency key (default: hash of tenant + content)")
+    submit.add_argument(
+        "--key", help="idempotency key, opaque (default: keyed hash of tenant + content)"
+    )
     submit.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")
     submit.add_argument("--requested-by", default="cli", help="calling service id")
     submit.add_argument("--on-behalf-of", help="user reference, e.g. Practitioner/123")
@@ -272,6 +290,7 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("WRITEBACK_LOG_LEVEL", "WARNING"))
+    install_log_filters()
     args = parser().parse_args(argv)
     try:
         result = args.run(args)

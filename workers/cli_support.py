@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from adapters.callers import CALLER_KEY_ENV, CallerSigner
 from adapters.errors import EXIT_FAILED, EXIT_OK, EXIT_WAITING, WritebackError
+from adapters.reasons import element_path, field_names
 from workers.client import WritebackClient
 from workers.settings import Settings
 from workflows.contract import WriteState
@@ -20,10 +21,12 @@ class UsageError(WritebackError):
     """Bad input from the person at the terminal, or nothing to talk to: print, exit 2."""
 
 
-def problems(error: ValidationError) -> str:
-    """Field paths and messages of a validation error, without the submitted values."""
+def problems(error: ValidationError, *models: type) -> str:
+    """Field paths and messages of a validation error of ``models``, without the submitted values
+    and without keys the input made up (``?``: adapters/reasons.py)."""
+    known = field_names(*models)
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        f"{element_path(err['loc'], '(input)', known)}: {err['msg']}"
         for err in error.errors(include_input=False, include_url=False)
     )
 

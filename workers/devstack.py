@@ -1,5 +1,11 @@
 """The embedded stack for one machine: Temporal dev server (+ Web UI), sandbox EHR, and a worker,
-each a child process, started in order and stopped in reverse on exit."""
+each a child process, started in order and stopped in reverse on exit.
+
+The stack is the one place that creates a payload key file on its own (and says so): the local
+stack's, in its state directory. The codec server's dev token stays out of every URL and process
+argument: the dev server's Web UI gets the codec's cookie endpoint (``…/wb-codec``, sign in there
+once with the token from ``codec_dev_token``; workers/codec_server.py), unless
+``codec_token_in_url`` asks for the old ``/t/{token}`` form."""
 
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from pathlib import Path
 import httpx
 
 from adapters.tenants import TenantConfigError, load_tenants
-from workers.codec_server import dev_token
-from workers.keys import KEYS_FILE_ENV, keys_file_path, load_key_provider
+from workers.codec_server import UI_PREFIX, dev_token
+from workers.keys import KEYS_FILE_ENV, KEYS_JSON_ENV, create_key_file, keys_file_path
 from workers.settings import venv_binary
 from workers.worker import WORKER_READY
 from workflows import search_attributes as sa
@@ -33,6 +39,9 @@ class StackConfig:
     sandbox_port: int = 8090
     codec_port: int = 8234
     start_worker: bool = True
+    #: The Web UI's codec endpoint carries the dev token (``/t/{token}``): visible in the dev
+    #: server's arguments and the UI's settings. Off: the UI signs in at ``/wb-codec/login``.
+    codec_token_in_url: bool = False
 
     @property
     def temporal_address(self) -> str:
@@ -49,6 +58,12 @@ class StackConfig:
     @property
     def codec_url(self) -> str:
         return f"http://127.0.0.1:{self.codec_port}"
+
+    def ui_codec_endpoint(self, token: str) -> str:
+        """What the Web UI is told to call: the cookie endpoint, or (opted in) the token's URL."""
+        if self.codec_token_in_url:
+            return f"{self.codec_url}/t/{token}"
+        return f"{self.codec_url}{UI_PREFIX}"
 
     def environment(self) -> dict[str, str]:
         """What a process needs to reach this stack (demo tenants read the sandbox URL) and to
@@ -98,11 +113,22 @@ def temporal_dev_server_command(
 
 
 def codec_server_command(config: StackConfig) -> list[str]:
-    return [
+    command = [
         *(sys.executable, "-m", "workers", "codec-server", "--port", str(config.codec_port)),
         *("--tokens", str(config.state_dir / "codec_tokens.json")),
         *("--ui-origin", config.ui_url, "--ui-origin", f"http://localhost:{config.ui_port}"),
     ]
+    return command + (["--allow-url-token"] if config.codec_token_in_url else [])
+
+
+def ensure_dev_keys(state_dir: Path) -> None:
+    """The local stack's payload key file: created when missing, and said so (no other process
+    ever creates one: workers/keys.py)."""
+    if os.environ.get(KEYS_JSON_ENV):
+        return
+    path = keys_file_path(state_dir)
+    if create_key_file(path):
+        print(f"created a payload key file for this local stack: {path}", file=sys.stderr)
 
 
 def sandbox_command(port: int, db_file: Path, tenants_path: Path | None = None) -> list[str]:
@@ -210,9 +236,10 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
         stack.processes.append((name, process))
         return process
 
-    load_key_provider(config.state_dir)  # generate the stack's key file before any child
-    # the dev UI cannot send an Authorization header: the token is the endpoint's first segment
-    codec_endpoint = f"{config.codec_url}/t/{dev_token(config.state_dir)}"
+    ensure_dev_keys(config.state_dir)  # before any child: they all read it
+    # the dev UI sends no header of ours: it signs in at the codec server (a cookie), unless the
+    # token in the URL was asked for
+    codec_endpoint = config.ui_codec_endpoint(dev_token(config.state_dir))
     try:
         codec = spawn("codec-server", codec_server_command(config))
         temporal = spawn(

@@ -9,6 +9,18 @@ per name. A tenant with a keyring of its own uses it (key ids ``{tenant}.k{n}``)
 tenant uses a key derived from the ``root`` keyring with HKDF-SHA256 and the tenant id as info
 (key ids ``{tenant}.r{n}``), so adding a tenant needs no key ceremony in dev while a production
 tenant can still get keys nobody else's derive from.
+
+The same file holds each tenant's *id secret*: the HMAC key that turns a command's content into its
+default idempotency key (adapters/ids.py ``content_key``), so that workflow ids, ledger lines,
+``X-Request-Id`` and the EHR identifier carry a value nobody can recompute by guessing the
+content. It is derived (HKDF, its own info label) from the *first* root key, which rotation never
+removes or replaces: the same content keeps the same key across rotations and across every process
+that shares the file.
+
+No process generates keys on its own: without ``$WRITEBACK_KEYS`` or a key file it fails, naming
+both (a worker that made up its own keys would write history no other process can read). The key
+file is created explicitly, by ``writeback keys init`` or, for the local stack only, by
+``writeback dev`` / ``writeback demo`` (workers/devstack.py), which say so.
 """
 
 from __future__ import annotations
@@ -26,7 +38,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from adapters.errors import WritebackError
+from adapters.tenant_ids import RESERVED_TENANT_IDS as RESERVED_TENANT_IDS  # re-exported
 
+#: Owner of the payloads that belong to no tenant, and the keyring tenants' keys derive from:
+#: neither may be a tenant's id (adapters/tenant_ids.py ``RESERVED_TENANT_IDS``).
 SYSTEM_TENANT = "system"
 ROOT_RING = "root"
 KEYS_FILE_ENV = "WRITEBACK_KEYS_FILE"
@@ -63,6 +78,11 @@ class KeyProvider(Protocol):
         """The key named in a payload's metadata; ``UnknownKey`` when there is none."""
         ...
 
+    def id_secret(self, tenant: str) -> bytes:
+        """The tenant's HMAC key for content-derived idempotency keys: the same for every process
+        of a deployment and for ever (changing it makes resubmitted content a new command)."""
+        ...
+
 
 def tenant_of_key(key_id: str) -> str:
     """The tenant a key id belongs to (key ids are ``{tenant}.{k|r}{version}``)."""
@@ -72,10 +92,11 @@ def tenant_of_key(key_id: str) -> str:
     return match["tenant"]
 
 
-def _derive(root: bytes, tenant: str) -> bytes:
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=f"writeback/{tenant}".encode()
-    ).derive(root)
+def _derive(root: bytes, tenant: str, purpose: str = "") -> bytes:
+    """Payload keys use info ``writeback/{tenant}`` (unchanged since the first release); other
+    purposes ``writeback/{purpose}/{tenant}``, so no two uses share key material."""
+    info = f"writeback/{purpose}/{tenant}" if purpose else f"writeback/{tenant}"
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info.encode()).derive(root)
 
 
 class LocalKeyProvider:
@@ -91,6 +112,7 @@ class LocalKeyProvider:
         self._rings = keyrings
         self.source = source
         self._derived_keys: dict[tuple[str, int], DataKey] = {}
+        self._id_secrets: dict[str, bytes] = {}
 
     # --- KeyProvider ---------------------------------------------------------------------------
 
@@ -110,6 +132,14 @@ class LocalKeyProvider:
         if match["kind"] == "k":
             return self._own(tenant, version)
         return self._derived(tenant, version)
+
+    def id_secret(self, tenant: str) -> bytes:
+        """From the first root key, which every rotation keeps (``rotated`` only appends)."""
+        secret = self._id_secrets.get(tenant)
+        if secret is None:
+            secret = _derive(self._rings[ROOT_RING][0], tenant, purpose="idempotency")
+            self._id_secrets[tenant] = secret
+        return secret
 
     # --- the file -------------------------------------------------------------------------------
 
@@ -181,24 +211,30 @@ def keys_file_path(state_dir: Path) -> Path:
     return Path(os.environ.get(KEYS_FILE_ENV) or state_dir / "keys.json")
 
 
-def load_key_provider(state_dir: Path, create: bool = True) -> LocalKeyProvider:
-    """``$WRITEBACK_KEYS`` (the JSON itself, e.g. from a secret store), else the key file; in dev
-    a missing key file is generated on first use."""
+def load_key_provider(state_dir: Path) -> LocalKeyProvider:
+    """``$WRITEBACK_KEYS`` (the JSON itself, e.g. from a secret store), else the key file. Never
+    generates one: a missing key file is an error that says how to provide it."""
     if text := os.environ.get(KEYS_JSON_ENV):
         return LocalKeyProvider.from_json(text, f"${KEYS_JSON_ENV}")
     path = keys_file_path(state_dir)
-    if not path.exists() and create:
-        _create_once(path)
+    if not path.exists():
+        raise KeyFileError(
+            f"no payload key file at {path}: set ${KEYS_JSON_ENV} (the key JSON, e.g. from a "
+            f"secret store) or ${KEYS_FILE_ENV} (its path), or create one with `writeback keys "
+            "init`; every process of a deployment needs the same keys (none are generated)"
+        )
     return LocalKeyProvider.from_file(path)
 
 
-def _create_once(path: Path) -> None:
-    """Generate a key file unless another process just did (link is atomic, never overwrites)."""
+def create_key_file(path: Path) -> bool:
+    """Generate a key file at ``path`` unless one exists (also when another process creates it at
+    the same moment: link is atomic and never overwrites). True when this call created it."""
     draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     LocalKeyProvider.generate(str(path)).save(draft)
     try:
         os.link(draft, path)
     except FileExistsError:
-        pass
+        return False
     finally:
         draft.unlink()
+    return True

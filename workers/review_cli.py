@@ -48,7 +48,7 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
             reference=args.reference,
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid decision: {problems(exc)}") from None
+        raise UsageError(f"invalid decision: {problems(exc, Resolution)}") from None
     client = await connect_client(args.caller_key)
     try:
         status = await client.resolve(

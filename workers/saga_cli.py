@@ -4,7 +4,6 @@ Provenance, a vitals panel), or have the earlier ones withdrawn if a later one f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.errors import EXIT_OK
+from adapters.ids import content_key
 from workers.cli_support import UsageError, add_caller_key, connect_client, exit_code_for, problems
+from workers.keys import load_key_provider
 from workers.render import as_json, saga_text, transition_printer
+from workers.settings import Settings
 from workflows.contract import Urgency
 from workflows.saga_contract import SagaCommand
 
@@ -30,10 +32,15 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
+def _default_key(tenant: str, data: dict[str, Any]) -> str:
+    """Same tenant + same file = same saga: keyed (adapters/ids.py ``content_key``)."""
+    keys = load_key_provider(Settings.from_env().state_dir)
+    return content_key(keys.id_secret(tenant), tenant, ["saga", data])
+
+
 def build_saga(args: argparse.Namespace) -> SagaCommand:
     data = _read(Path(args.file))
-    canonical = json.dumps([args.tenant, data], sort_keys=True, separators=(",", ":"))
-    key = args.key or "sha-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    key = args.key or _default_key(args.tenant, data)
     try:
         return SagaCommand(
             tenant=args.tenant,
@@ -45,7 +52,7 @@ def build_saga(args: argparse.Namespace) -> SagaCommand:
             urgency=Urgency(args.urgency),
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid saga: {problems(exc)}") from None
+        raise UsageError(f"invalid saga: {problems(exc, SagaCommand)}") from None
 
 
 async def cmd_saga(args: argparse.Namespace) -> int:
@@ -73,7 +80,9 @@ def add_saga_commands(sub: Any) -> None:
     )
     saga.add_argument("file", help='JSON: {"kind": "referral", "steps": [{"name", "resource"}]}')
     saga.add_argument("--tenant", required=True)
-    saga.add_argument("--key", help="idempotency key (default: a hash of tenant + file)")
+    saga.add_argument(
+        "--key", help="idempotency key, opaque (default: keyed hash of tenant + file)"
+    )
     saga.add_argument("--requested-by", default="cli")
     saga.add_argument("--on-behalf-of")
     saga.add_argument("--urgency", choices=[u.value for u in Urgency], default="routine")

@@ -7,7 +7,8 @@ Exporters, chosen by the environment:
   OTLP/HTTP (the standard ``OTEL_*`` variables apply: headers, per-signal endpoints);
 - ``WRITEBACK_METRICS_PORT``: a Prometheus scrape endpoint on that port (``/metrics``);
 - ``WRITEBACK_TELEMETRY_CONSOLE=1``: spans and metrics printed to stderr, for local looking.
-With none of these, instruments are no-ops and nothing is exported.
+With none of these, instruments are no-ops and nothing is exported. Spans are exported through
+``ScrubbedSpans`` (workers/hygiene.py): no exception text leaves in a status or an event.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from opentelemetry.sdk.trace.export import (
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
+from workers.hygiene import ScrubbedSpans
 from workers.settings import Settings
 
 
@@ -86,7 +88,7 @@ def configure_from_env(settings: Settings, service_name: str = "writeback-worker
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        span_processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+        span_processors.append(BatchSpanProcessor(ScrubbedSpans(OTLPSpanExporter())))
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
         exporters.append(f"otlp {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}")
     if settings.metrics_port is not None:
@@ -97,7 +99,9 @@ def configure_from_env(settings: Settings, service_name: str = "writeback-worker
         readers.append(PrometheusMetricReader())
         exporters.append(f"prometheus :{settings.metrics_port}/metrics")
     if os.environ.get("WRITEBACK_TELEMETRY_CONSOLE") == "1":
-        span_processors.append(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+        span_processors.append(
+            SimpleSpanProcessor(ScrubbedSpans(ConsoleSpanExporter(out=sys.stderr)))
+        )
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
         exporters.append("console")
     telemetry = install(span_processors, readers, os.environ.get("OTEL_SERVICE_NAME", service_name))

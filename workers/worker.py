@@ -26,9 +26,11 @@ from activities.ehr_writes import EhrWrites
 from activities.reconciliation import Reconciler
 from activities.sweep_reads import SweepReads
 from adapters.caller_keys import CALLER_KEYS_ENV, CallerKeysError, load_callers
+from adapters.reasons import known_element_name
 from adapters.tenants import TenantRegistry
 from workers.audit_cli import ledger_location, shared_ledger
 from workers.health import Health, serving_health
+from workers.hygiene import install_log_filters
 from workers.rate_share import ehr_activity_slots, keep_sharing_limits
 from workers.settings import Settings
 from workers.telemetry import configure_from_env
@@ -83,7 +85,10 @@ def build_workers(
 ) -> list[Worker]:
     """The workflow worker (workflows + pure steps + the audit ledger) and one EHR worker per
     tenant, whose task queue carries the tenant's rate limit (enforced by the Temporal server for
-    all workers)."""
+    all workers). Installs the log filters (workers/hygiene.py) and learns the element names a
+    reason may show (adapters/reasons.py) before any task runs."""
+    install_log_filters()
+    known_element_name("resource")  # reads the vocabulary once, outside any workflow task
     command_steps = CommandSteps(tenants, load_callers())
     audit = AuditSteps(ledger or shared_ledger(ledger_location()))
     ehr = ehr or EhrClient(tenants, http)

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from adapters.callers import MAX_CREDENTIAL_CHARS
@@ -24,7 +31,19 @@ from adapters.tenants import Interaction as Interaction  # re-exported: part of 
 #: Tenant ids and idempotency keys end up in workflow ids, which are plain text on the Temporal
 #: server. They are restricted to opaque tokens so that patient data cannot ride along by accident.
 TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: ``Type/id``: a FHIR id (``[A-Za-z0-9-.]{1,64}``), which may hold dots but is not only dots
+#: (``Observation/.`` and ``Observation/..`` are URLs of a search, not of a resource: issue 17).
 REFERENCE_PATTERN = r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
+
+
+def _names_a_resource(reference: str | None) -> str | None:
+    if reference is not None and not reference.split("/", 1)[-1].strip("."):
+        raise PydanticCustomError("reference_id_only_dots", "the id is only dots")
+    return reference
+
+
+#: A reference to one resource, as commands and decisions name it.
+Reference = Annotated[str | None, AfterValidator(_names_a_resource)]
 
 
 class WriteState(StrEnum):
@@ -98,7 +117,7 @@ class WriteCommand(BaseModel):
     idempotency_key: str = Field(pattern=TOKEN_PATTERN)
     interaction: Interaction = Interaction.CREATE
     resource: dict[str, Any]
-    target: str | None = Field(default=None, pattern=REFERENCE_PATTERN)
+    target: Reference = Field(default=None, pattern=REFERENCE_PATTERN)
     base_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.\-]{1,64}$")
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
@@ -232,7 +251,7 @@ class Resolution(BaseModel):
     action: ResolutionAction
     by: str = Field(pattern=TOKEN_PATTERN, description="operator id, not a name")
     reason: str = Field(min_length=1, max_length=500)
-    reference: str | None = Field(
+    reference: Reference = Field(
         default=None,
         pattern=REFERENCE_PATTERN,
         description="for confirm: the resource the person found, e.g. 'Observation/123'",

@@ -10,8 +10,9 @@ parser take: the parser stops at ~200 levels, the server refuses payloads over 2
 above 512 KB.
 
 A refusal names the limit and the element's path, FHIRPath style (``resource.note[0].text``),
-never the value: object keys appear in a path only when they look like an element name, others
-as ``?`` (a key can carry anything).
+never the value: object keys appear in a path only when they are known element names (of the
+command, or of the R4 models we write: adapters/reasons.py), others as ``?`` (a key can carry
+anything).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from adapters.errors import WritebackError
-from adapters.problems import element_path as _element_path
 from adapters.problems import validation_problems
+from adapters.reasons import element_path as _element_path
+from workflows.contract import WriteCommand
 
 #: Containers (objects, arrays) from the command down; the command itself is level 1.
 MAX_DEPTH = 32
@@ -46,6 +48,8 @@ LIMITS = {
 ROOT = "command"
 #: At most this many problems in a reason (a hostile input can have thousands).
 MAX_PROBLEMS = 10
+#: Names a path may show besides the R4 element names: the command's own fields.
+COMMAND_FIELDS = frozenset(WriteCommand.model_fields)
 
 #: Beyond this the text is not even parsed to say which string is too long: the check stays well
 #: under a second, and Temporal's deadlock detector (2 s) far away, whatever the input.
@@ -59,7 +63,7 @@ Part = str | int
 
 def element_path(parts: Iterable[Part]) -> str:
     """A path in the command: ``resource.note[0].text``; ``command`` for the command itself."""
-    return _element_path(parts, ROOT)
+    return _element_path(parts, ROOT, COMMAND_FIELDS)
 
 
 class CommandRefused(WritebackError, ValueError):
@@ -91,7 +95,7 @@ class NotJson(CommandRefused):
 
 def problems_of(error: ValidationError) -> str:
     """A validation error of the command as ``path: code`` pairs (adapters/problems.py)."""
-    problems = [str(p) for p in validation_problems(error, ROOT)]
+    problems = [str(p) for p in validation_problems(error, ROOT, COMMAND_FIELDS)]
     shown = "; ".join(dict.fromkeys(problems[:MAX_PROBLEMS]))
     more = len(problems) - MAX_PROBLEMS
     return f"{shown}; and {more} more" if more > 0 else shown

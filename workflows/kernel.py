@@ -21,6 +21,7 @@ from workflows.task_queues import ehr_task_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE_TYPES, RETRYABLE, TAXONOMY, ErrorClass
+    from adapters.reasons import safe_reason
 
 #: The pure steps retry only on infrastructure hiccups, never on a decided failure.
 PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)
@@ -115,14 +116,15 @@ def failure_of(
     it says nothing about what the EHR did, so it is never a reason to stop for good."""
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.type:
-        if unclassified is not None and cause.type not in TAXONOMY:
-            return StepFailed(unclassified.value, f"the step failed unexpectedly ({cause.type})")
+        if cause.type not in TAXONOMY:  # its message is an exception's text: anything at all
+            unexpected = f"the step failed unexpectedly ({safe_reason(cause.type, 64)})"
+            return StepFailed((unclassified.value if unclassified else cause.type), unexpected)
         details = list(cause.details)
         seconds = details[0] if details else None
         retry_after = timedelta(seconds=seconds) if isinstance(seconds, int | float) else None
         sent = details[1] if len(details) > 1 else None
         sent_at = datetime.fromisoformat(sent) if isinstance(sent, str) else None
-        return StepFailed(cause.type, cause.message, retry_after, sent_at)
+        return StepFailed(cause.type, safe_reason(cause.message), retry_after, sent_at)
     return StepFailed(unanswered.value, f"no answer from the step ({type(cause).__name__})")
 
 

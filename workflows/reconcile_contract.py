@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from adapters.findings import Finding as Finding  # re-exported
 from adapters.findings import FindingKind as FindingKind  # re-exported
 from adapters.ids import finding_workflow_id as finding_workflow_id  # re-exported
+from adapters.ids import legacy_finding_workflow_id as legacy_finding_workflow_id  # re-exported
 from adapters.ids import sweep_schedule_id as sweep_schedule_id  # re-exported
 from workflows.contract import TOKEN_PATTERN
 

@@ -24,7 +24,12 @@ from workflows.kernel import (
     ehr_step,
     request_id,
 )
-from workflows.reconcile_contract import SweepReport, SweepRequest, finding_workflow_id
+from workflows.reconcile_contract import (
+    SweepReport,
+    SweepRequest,
+    finding_workflow_id,
+    legacy_finding_workflow_id,
+)
 from workflows.reconcile_finding import ReconcileFinding
 
 with workflow.unsafe.imports_passed_through():
@@ -86,6 +91,12 @@ class ReconcileSweep:
                 "the tenant drops our identifiers: duplicates and orphans cannot be searched for; "
                 "only verified writes were re-read (missing, drift)"
             )
+        # a finding's id shows a digest of its command, not the command (issue 17, finding 6)
+        finding_id = (
+            finding_workflow_id
+            if not findings or workflow.patched("finding-id-digest")
+            else legacy_finding_workflow_id
+        )
         for finding in findings:
             finding = finding.model_copy(
                 update={"auto_remediate": settings.auto_remediate_duplicates}
@@ -94,11 +105,11 @@ class ReconcileSweep:
                 await workflow.start_child_workflow(
                     ReconcileFinding.run,
                     finding,
-                    id=finding_workflow_id(finding),
+                    id=finding_id(finding),
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     parent_close_policy=ParentClosePolicy.ABANDON,
                 )
             except WorkflowAlreadyStartedError:
                 continue  # an earlier sweep already raised it
-            report.raised.append(finding_workflow_id(finding))
+            report.raised.append(finding_id(finding))
         return report

@@ -28,6 +28,10 @@ from workflows.input_limits import ROOT, CommandRefused, check_json, problems_of
 NO_ARGUMENT = RawValue(Payload())
 
 JSON_ENCODING = b"json/plain"
+#: What the payload codec (workers/codec.py) hands a workflow instead of a payload it refused (not
+#: encrypted, another tenant's or workflow's, tampered...): no content, a code under REFUSED_CODE.
+REFUSED_ENCODING = b"binary/writeback-refused"
+REFUSED_CODE = "writeback-refused"
 
 M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", bound=BaseModel)
@@ -67,6 +71,9 @@ def _open(raw: RawValue, model: type[M], converter: PayloadConverter, limits: bo
     payload = raw.payload
     if not payload.metadata and not payload.data:
         return Refused(f"{ROOT}: missing")
+    if payload.metadata.get("encoding") == REFUSED_ENCODING:  # made by the codec, never the sender
+        code = payload.metadata.get(REFUSED_CODE, b"").decode(errors="replace")
+        return Refused(f"{ROOT}: {code if code.isidentifier() and len(code) <= 32 else 'refused'}")
     if payload.metadata.get("encoding") != JSON_ENCODING:
         return Refused(f"{ROOT}: not_json")  # the encoding is not named: anyone can set it
     if limits:

@@ -107,6 +107,7 @@ def tenants_toml(
         block = (
             f'[[tenant]]\nid = "{t.id}"\nvendor = "{t.vendor}"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{t.id}"\ntimeout_seconds = {TIMEOUT_SECONDS}\n'
+            "allow_insecure_http = true\n"
             "breaker = { failures = 8, cooldown_seconds = 2 }\n"
             'allowed_callers = ["*"]\n'
             f"capabilities = {{ conditional_create = {str(t.conditional_create).lower()}, "

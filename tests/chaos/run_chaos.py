@@ -56,6 +56,8 @@ from support.worker_process import WorkerProcess  # noqa: E402
 from adapters.caller_keys import CALLER_KEYS_ENV  # noqa: E402
 from adapters.callers import CALLER_KEY_ENV  # noqa: E402
 from workers.client import WritebackClient  # noqa: E402
+from workers.keys import create_key_file, keys_file_path  # noqa: E402
+from workers.settings import Settings  # noqa: E402
 from workers.temporal_client import connect  # noqa: E402
 from workflows.contract import WriteCommand  # noqa: E402
 from workflows.saga_contract import SagaCommand  # noqa: E402
@@ -142,6 +144,8 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
         report.phases[name] = round(time.monotonic() - phase, 1)
         phase = time.monotonic()
 
+    # the run's payload keys, shared with its workers (no process makes up keys: workers/keys.py)
+    create_key_file(keys_file_path(Settings.from_env().state_dir))
     server = TemporalServer(workdir)
     personalities = [arg for t in tenants for arg in ("--personality", f"{t.id}={t.personality}")]
     ehr = SandboxProcess(workdir / "ehr.db", workdir / "ehr.log", *personalities)
@@ -312,6 +316,13 @@ def print_report(report: ChaosReport) -> None:
         print(f"  {line}")
 
 
+def _run_in(config: ChaosConfig, workdir: Path) -> ChaosReport:
+    """A run whose processes keep their state (codec keys, audit ledger, crosswalk) in
+    ``workdir``, not in the checkout's ``state/``, where earlier runs left theirs."""
+    os.environ.setdefault("WRITEBACK_STATE_DIR", str(workdir / "state"))
+    return asyncio.run(run(config, workdir))
+
+
 def _seconds_range(text: str) -> tuple[float, float]:
     low, high = (float(part) for part in text.split(","))
     if not 0 < low <= high:
@@ -368,10 +379,10 @@ def main() -> int:
     )
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(run(config, Path(args.workdir)))
+        report = _run_in(config, Path(args.workdir))
     else:
         with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
-            report = asyncio.run(run(config, Path(workdir)))
+            report = _run_in(config, Path(workdir))
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(report), indent=2, default=str))

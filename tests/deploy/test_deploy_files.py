@@ -86,12 +86,19 @@ def test_pdb_selects_the_worker_pods() -> None:
 
 def test_probes_use_the_paths_the_worker_serves() -> None:
     (container,) = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["health"] == int(env["WRITEBACK_HEALTH_PORT"])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] in HEALTH_PATHS
         assert container[probe]["httpGet"]["port"] == "health"
+
+
+def test_workers_get_the_shared_payload_keys_from_a_secret() -> None:
+    """No worker makes up keys (workers/keys.py): the keys come from one Secret for all pods."""
+    (container,) = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    (keys,) = [e for e in container["env"] if e["name"] == "WRITEBACK_KEYS"]
+    assert keys["valueFrom"]["secretKeyRef"]["name"] == "writeback-payload-keys"
 
 
 def test_tenants_configmap_is_a_valid_tenant_file(tmp_path: Path) -> None:

@@ -188,7 +188,9 @@ def test_dev_serves_writes_and_stops_cleanly_on_ctrl_c(
     )
     try:
         assert dev.stdout is not None
-        banner = [dev.stdout.readline() for _ in range(8)]
+        banner = [dev.stdout.readline()]
+        while not banner[-1].startswith("Ctrl-C") and len(banner) < 20:
+            banner.append(dev.stdout.readline())
         assert any(f"127.0.0.1:{ports['ui']}" in line for line in banner), banner
         sweeps = next(line for line in banner if line.startswith("Sweeps"))
         assert int(sweeps.split()[1]) >= 3, "one reconciliation schedule per tenant"
@@ -204,11 +206,18 @@ def test_dev_serves_writes_and_stops_cleanly_on_ctrl_c(
         )
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["state"] == "verified"
-        # the UI's codec server: a token is needed, the dev token (a path segment) decodes
+        # the UI's codec server: a token is needed; the dev token decodes as a bearer token or
+        # through a signed-in session, never from a URL
         codec = f"http://127.0.0.1:{ports['codec']}"
         token = (tmp_path / "state" / "codec_dev_token").read_text()
-        assert httpx.post(f"{codec}/decode", json={"payloads": []}).status_code == 401
-        assert httpx.post(f"{codec}/t/{token}/decode", json={"payloads": []}).status_code == 200
+        empty = {"payloads": []}
+        assert httpx.post(f"{codec}/decode", json=empty).status_code == 401
+        assert httpx.post(f"{codec}/t/{token}/decode", json=empty).status_code == 404
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{codec}/decode", json=empty, headers=bearer).status_code == 200
+        with httpx.Client(base_url=codec) as browser:
+            assert browser.post("/wb-codec/login", data={"token": token}).status_code == 200
+            assert browser.post("/wb-codec/decode", json=empty).status_code == 200
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=60)

@@ -1,6 +1,8 @@
 """Hostile commands end to end (property-based): mutated heart-rate commands (tests/support/
 hostile.py) go through WritebackClient or, bypassing it, straight to Temporal as another tool
-would send them (so does a body the client cannot even build as a WriteCommand), to a real
+holding the payload keys would send them (so does a body the client cannot even build as a
+WriteCommand; a tool without the keys gets nothing read at all: the codec refuses plain
+payloads, tests/security/test_codec.py, and so do the `temporal` CLI starts below), to a real
 `writeback worker` process on the Temporal dev server, writing into the sandbox EHR. Every
 command is refused by the client (naming a limit and a path), or its write ends ``rejected``
 with a reason or ``verified``: none stays Running, no reason or transition quotes the input, the
@@ -32,7 +34,6 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from support.callers import signed_text
 from support.hostile import CANARY, TAKEN_AT, Case, hostile_cases
 from support.temporal import temporal_address
 from support.worker_process import WorkerProcess
@@ -43,6 +44,7 @@ from temporalio.testing import WorkflowEnvironment
 from workers import samples
 from workers.client import NoWorker, WritebackClient
 from workers.settings import venv_binary
+from workers.temporal_client import default_data_converter
 from workflows.contract import WriteCommand, WriteState, workflow_id_for
 from workflows.input_limits import CommandRefused
 
@@ -59,7 +61,7 @@ SETTLE_SECONDS = 120
 @dataclass
 class Stack:
     client: WritebackClient
-    by_hand: Client  # no codec: what `temporal workflow start --input …` sends
+    by_hand: Client  # not WritebackClient: another tool, with the codec (or nothing is read)
     worker: WorkerProcess
     log: Path
     outcomes: collections.Counter[str]
@@ -84,7 +86,9 @@ async def stack(
     dev_server: WorkflowEnvironment, worker: tuple[WorkerProcess, Path, str]
 ) -> AsyncIterator[Stack]:
     process, log, task_queue = worker
-    by_hand = await Client.connect(temporal_address(dev_server))
+    by_hand = await Client.connect(
+        temporal_address(dev_server), data_converter=default_data_converter()
+    )
     client = WritebackClient(dev_server.client, task_queue)
     yield Stack(client, by_hand, process, log, collections.Counter(), time.monotonic())
 
@@ -226,18 +230,19 @@ def hand_typed(key: str, resource: str) -> str:
 @pytest.mark.parametrize(
     ("typed", "state", "reason"),
     [
-        # with the credential its caller signs (tests/support/callers.py)
-        (lambda key: [signed_text(hand_typed(key, json.dumps(HEART_RATE)))], "verified", None),
+        # the CLI has no payload keys: what it types is plain JSON, which no worker reads
+        # (issue #17, finding 4); before, a well-formed command was written
         (
-            lambda key: ['{"tenant": 5, "resource": "x"}'],
+            lambda key: [hand_typed(key, json.dumps(HEART_RATE))],
             "rejected",
-            "tenant: string_type; idempotency_key: missing; resource: dict_type",
+            "command: not_encrypted",
         ),
+        (lambda key: ['{"tenant": 5, "resource": "x"}'], "rejected", "command: not_encrypted"),
         (lambda key: [], "rejected", "command: missing"),
         (
             lambda key: [hand_typed(key, "[" * 300 + "]" * 300)],
             "rejected",
-            "resource" + "[0]" * 31 + ": max_depth exceeded (limit 32)",
+            "command: not_encrypted",
         ),
     ],
 )

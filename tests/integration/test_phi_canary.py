@@ -4,8 +4,12 @@ printed outside the encrypted payloads is scanned for them. The same history the
 through the codec server.
 
 Scanned: the raw Temporal history (a client without the codec), visibility (search attributes,
-memo), the worker's and the sandbox's logs, CLI output, the audit ledger's files, and the
-worker's exported spans and metrics (its OpenTelemetry console exporters write them into its log).
+memo), the worker's (at INFO, so WARNING too: failed activities) and the sandbox's logs, CLI
+output, the audit ledger's files, and the worker's exported spans (their status text included)
+and metrics (its OpenTelemetry console exporters write them into its log). Issue 17 adds canaries
+the EHR sends back (an OperationOutcome echoing them in diagnostics, details and expression), a
+made-up key in a command, and an EHR-planted command identifier whose finding workflow ids are
+scanned.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from support.worker_process import WorkerProcess
 from temporalio.api.common.v1 import Payloads
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
+from adapters.ids import FINDING_PREFIX
 from workers import samples
 from workers.audit_cli import ledger_location
 from workers.client import WritebackClient
@@ -44,6 +50,21 @@ pytestmark = pytest.mark.integration
 
 TOKEN = f"CNRY{uuid.uuid4().hex[:10]}"  # every canary carries it; scanning for it finds them all
 VALUE = 71.3917  # a canary value too
+
+
+#: An EHR's answer echoing what it was sent, where EHRs do: diagnostics, details, expression.
+OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [
+        {
+            "severity": "error",
+            "code": "invalid",
+            "diagnostics": f"value {TOKEN} for patient Zyxwo {TOKEN} is not allowed",
+            "details": {"text": f"Zyxwo {TOKEN} Quillbert", "coding": [{"code": f"x{TOKEN}"}]},
+            "expression": [f"Observation.x{TOKEN}", f"Patient.name.where(given='{TOKEN}')"],
+        }
+    ],
+}
 
 
 def canary_observation(path: str) -> dict[str, Any]:
@@ -98,6 +119,25 @@ async def exported_telemetry(worker_log: Path) -> bytes:
             return data
         await asyncio.sleep(0.3)
     raise AssertionError("the worker exported no EHR spans or write metrics")
+
+
+async def finding_sinks(
+    raw: Any, fhir: httpx.AsyncClient, cli_env: dict[str, str]
+) -> dict[str, bytes]:
+    """An orphan planted in the EHR with a command identifier carrying the canary (a token, so the
+    sweep takes it as one of ours): the finding it raises is listed in visibility by its id."""
+    orphan = samples.heart_rate("orphan", 70)
+    orphan["identifier"] = [{"system": COMMAND_IDENTIFIER_SYSTEM, "value": f"demo-r4:x{TOKEN}"}]
+    assert (await fhir.post("/fhir/demo-r4/Observation", json=orphan)).status_code == 201
+    swept = await asyncio.to_thread(run_cli, "reconcile", "run", "--tenant", "demo-r4", env=cli_env)
+    assert swept.returncode == 3, swept.stderr  # findings, the orphan among them
+    query = f"WorkflowId STARTS_WITH '{FINDING_PREFIX}:demo-r4:'"
+    found = [e async for e in raw.list_workflows(query)]
+    assert found, "the sweep raised no finding"
+    return {
+        "finding workflow ids": "\n".join(e.id for e in found).encode(),
+        "finding visibility": b"".join(e.raw_info.SerializeToString() for e in found),
+    }
 
 
 async def settle(client: WritebackClient, command: WriteCommand) -> WriteStatus:
@@ -158,9 +198,10 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
 
     invalid = canary_observation("validation")
     invalid["valueQuantity"]["value"] = f"seventy {TOKEN}"
+    invalid[f"x{TOKEN}"] = "a made-up key: its name must not be echoed (issue 17)"
     await faults.post(
         "/_admin/faults/demo-cerner",
-        json={"queue": [{"kind": "status", "status": 422, "method": "POST"}]},
+        json={"queue": [{"kind": "status", "status": 422, "method": "POST", "outcome": OUTCOME}]},
     )
     await faults.post(
         "/_admin/faults/demo-epic",
@@ -214,6 +255,8 @@ async def test_no_canary_outside_encrypted_payloads_on_every_path(
         if part.exists():
             sinks[f"audit ledger {part.name}"] = part.read_bytes()
     sinks.update(outputs)
+
+    sinks.update(await finding_sinks(raw, faults, cli_env))
 
     assert scan_for_canaries(sinks) == {}
     # control: the EHR itself holds the canaries, so the scan can see them where they are

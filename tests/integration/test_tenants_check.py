@@ -29,6 +29,7 @@ def tenants_toml(path: Path, ehr: SandboxProcess, tenant: str, capabilities: str
     path.write_text(
         f'[[tenant]]\nid = "{tenant}"\nvendor = "generic_r4"\n'
         f'fhir_base_url = "{ehr.url}/fhir/{tenant}"\ncapabilities = {{ {capabilities} }}\n'
+        "allow_insecure_http = true\n"
     )
     return path
 
@@ -140,6 +141,7 @@ def test_unknown_tenant_and_unreachable_server_are_usage_errors(tmp_path: Path) 
     tenants = tmp_path / "t.toml"
     tenants.write_text(
         '[[tenant]]\nid = "gone"\nvendor = "generic_r4"\nfhir_base_url = "http://127.0.0.1:9/fhir/x"\n'
+        "allow_insecure_http = true\n"
     )
     done = run_cli(
         "tenants", "check", "nope", "--tenants", str(tenants), "--state-dir", str(tmp_path)

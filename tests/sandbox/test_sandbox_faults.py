@@ -61,6 +61,20 @@ def test_status_fault_503_retry_after_writes_nothing(client: httpx.Client, tenan
     assert client.post(url, json=observation(cmd)).status_code == 201
 
 
+def test_status_fault_answers_its_own_outcome(client: httpx.Client, tenant: str) -> None:
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "invalid", "diagnostics": "echo: Zyx"}],
+    }
+    fault = {"kind": "status", "status": 422, "method": "POST", "outcome": outcome}
+    assert client.post(f"/_admin/faults/{tenant}", json={"queue": [fault]}).status_code == 200
+    assert client.get(f"/_admin/faults/{tenant}").json()["queue"] == [fault]
+    answer = client.post(f"/fhir/{tenant}/Observation", json=observation())
+    assert (answer.status_code, answer.json()) == (422, outcome)
+    bad = {"kind": "status", "outcome": {"resourceType": "Patient"}}
+    assert client.post(f"/_admin/faults/{tenant}", json={"queue": [bad]}).status_code == 400
+
+
 def test_fault_type_match(client: httpx.Client, tenant: str) -> None:
     client.post(
         f"/_admin/faults/{tenant}",

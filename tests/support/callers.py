@@ -6,7 +6,6 @@ the registry and the key through the environment (``$WRITEBACK_CALLER_KEYS``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -57,16 +56,6 @@ def write_test_callers(directory: Path) -> tuple[Path, Path]:
         )
     )
     return registry, key_path
-
-
-def signed_text(text: str) -> str:
-    """A command typed as JSON (for ``temporal workflow start --input``) with the ``credential``
-    its caller adds: made with the test key, as the command's requested_by, for its own id."""
-    command = WriteCommand.model_validate_json(text)
-    signer = CallerSigner.from_env()
-    assert signer is not None, "the test caller key is set up by tests/conftest.py"
-    credential = signer.sign(write_binding(command))
-    return json.dumps({**json.loads(text), "credential": credential})
 
 
 class SigningInterceptor(Interceptor):

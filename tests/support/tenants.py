@@ -193,6 +193,7 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
             f'id = "{t.id}"\n'
             f'vendor = "{t.vendor}"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{t.id}"\n'
+            "allow_insecure_http = true\n"  # the sandbox is http
             f"timeout_seconds = {t.timeout}\n"
             f"capabilities = {{ conditional_create = {_toml(t.conditional_create)}, "
             f"if_match = {_toml(t.if_match)}, drops_identifiers = {_toml(t.drops_identifiers)}, "

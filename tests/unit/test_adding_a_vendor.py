@@ -87,6 +87,7 @@ TOY_TENANTS = """
 id = "toy-clinic"
 vendor = "toy"
 fhir_base_url = "http://toy.test/fhir"
+allow_insecure_http = true
 capabilities = { writable = { Observation = ["create", "update"] }, if_match = true }
 vendor_api = { base_url = "http://toy.test/api", clinic = "42" }
 """
@@ -197,6 +198,7 @@ def test_a_plain_fhir_vendor_needs_no_more_than_its_name(monkeypatch: pytest.Mon
     """The smallest adapter module: ``ADAPTER = FhirVendor(Vendor("name"))`` (generic_r4.py)."""
     adapter: VendorAdapter = FhirVendor(Vendor("plain"))
     monkeypatch.setitem(VENDORS, adapter.vendor, adapter)
-    tenant = Tenant(id="p", vendor=Vendor("plain"), fhir_base_url="http://plain.test/fhir")
+    url = "http://plain.test/fhir"
+    tenant = Tenant(id="p", vendor=Vendor("plain"), fhir_base_url=url, allow_insecure_http=True)
     request = prepare_create(tenant, samples.heart_rate("p1", 72), "p:k")
     assert request.vendor_call is None and request.dedup is DedupStrategy.SEARCH_BEFORE_CREATE

@@ -1,5 +1,5 @@
 """The payload codec and the local key provider: ciphertext only, per-tenant keys, rotation,
-tampering and cross-tenant decoding refused."""
+tampering and cross-tenant decoding refused. (The attacks of issue #17 are in tests/security/.)"""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ from workers.keys import (
     KeyFileError,
     LocalKeyProvider,
     UnknownKey,
+    create_key_file,
     load_key_provider,
 )
+from workflows.write_start import REFUSED_CODE
 
 CANARY = "CANARY-codec-7f3a Zzyzx Quuxley"
 
@@ -95,11 +97,17 @@ async def test_a_workflow_never_decodes_another_tenants_payload(keys: LocalKeyPr
         )
     )
     with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'"):
-        await activity_of_beta.decode([acme])
-    # system payloads (no workflow context) decode everywhere
+        activity_of_beta.decrypt(acme)
+    # in a workflow, a refused payload becomes a marker with no content (workers/codec.py)
+    [marker] = await activity_of_beta.decode([acme])
+    assert marker.metadata[REFUSED_CODE] == b"wrong_tenant" and not marker.data
+    # payloads sealed without a workflow context use the system key: no tenant's workflow opens them
     [system] = await codec.encode([plain()])
     assert system.metadata[KEY_ID] == b"system.r1"
-    assert (await activity_of_beta.decode([system])) == [plain()]
+    with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'"):
+        activity_of_beta.decrypt(system)
+    # ...while a context-free reader (the codec server, whose tokens decide) opens both
+    assert (await codec.decode([acme, system])) == [plain(), plain()]
 
 
 async def test_tampered_ciphertext_is_refused(keys: LocalKeyProvider) -> None:
@@ -131,8 +139,13 @@ async def test_a_payload_under_an_unknown_key_is_refused_by_name(keys: LocalKeyP
         await EncryptionCodec(keys).decode([encoded])
 
 
-async def test_unencrypted_payloads_pass_through(keys: LocalKeyProvider) -> None:
+async def test_unencrypted_payloads_pass_through_only_without_a_workflow(
+    keys: LocalKeyProvider,
+) -> None:
     assert (await EncryptionCodec(keys).decode([plain()])) == [plain()]
+    with pytest.raises(PayloadRefused) as refused:
+        in_workflow(EncryptionCodec(keys), "wb:acme:k").decrypt(plain())
+    assert refused.value.code == "not_encrypted"
 
 
 async def test_failure_messages_are_encrypted(keys: LocalKeyProvider) -> None:
@@ -157,13 +170,15 @@ def test_workflow_ids_name_their_tenant() -> None:
     assert tenant_of_workflow(None) is None
 
 
-def test_key_file_is_generated_once_owner_only(
+def test_key_file_is_created_once_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(KEYS_FILE_ENV, raising=False)
     monkeypatch.delenv(KEYS_JSON_ENV, raising=False)
-    first = load_key_provider(tmp_path)
     path = tmp_path / "keys.json"
+    assert create_key_file(path)
+    assert not create_key_file(path)  # never over an existing one
+    first = load_key_provider(tmp_path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     second = load_key_provider(tmp_path)
     assert first.current("acme").material == second.current("acme").material
@@ -217,3 +232,78 @@ async def test_keys_rotate_adds_a_newest_key_and_keeps_the_old(tmp_path: Path) -
     assert new.metadata[KEY_ID] == b"acme.k1"
     assert after.current("beta").key_id == "beta.r2"
     assert (await EncryptionCodec(after).decode([old, new])) == [plain(), plain()]
+
+
+def sealed_by_scheme_1(keys: LocalKeyProvider, tenant: str, payload: Payload) -> Payload:
+    """A payload as the codec wrote it before payloads were bound to their workflow."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from workers.codec import _associated_data
+
+    key = keys.current(tenant)
+    nonce = os.urandom(12)
+    data = AESGCM(key.material).encrypt(
+        nonce, payload.SerializeToString(), _associated_data(key.key_id.encode(), b"", None)
+    )
+    metadata = {
+        "encoding": b"binary/encrypted",
+        KEY_ID: key.key_id.encode(),
+        "encryption-cipher": b"AES-256-GCM",
+    }
+    return Payload(metadata=metadata, data=nonce + data)
+
+
+async def test_payloads_from_before_the_workflow_binding_still_open_for_their_tenant(
+    keys: LocalKeyProvider,
+) -> None:
+    """Recorded histories keep replaying: scheme 1 (no encryption-scheme metadata) opens under
+    the tenant rule, anywhere in the tenant's workflows; never for another tenant or as system."""
+    old = sealed_by_scheme_1(keys, "acme", plain())
+    assert in_workflow(EncryptionCodec(keys), "wb:acme:k1").decrypt(old) == plain()
+    assert in_workflow(EncryptionCodec(keys), "wb:acme:k2").decrypt(old) == plain()
+    for refused in ("wb:beta:k1", "elsewhere"):
+        with pytest.raises(PayloadRefused):
+            in_workflow(EncryptionCodec(keys), refused).decrypt(old)
+    with pytest.raises(PayloadRefused):  # the system key, scheme 1, in a tenant's workflow
+        in_workflow(EncryptionCodec(keys), "wb:acme:k1").decrypt(
+            sealed_by_scheme_1(keys, "system", plain())
+        )
+    strict = EncryptionCodec(keys, accept_unbound=False)
+    with pytest.raises(PayloadRefused) as refused_unbound:
+        in_workflow(strict, "wb:acme:k1").decrypt(old)
+    assert refused_unbound.value.code == "unbound"
+    # downgrading a scheme-2 payload to scheme 1 (dropping its metadata) fails authentication
+    [bound] = await in_workflow(EncryptionCodec(keys), "wb:acme:k1").encode([plain()])
+    stripped = Payload()
+    stripped.CopyFrom(bound)
+    del stripped.metadata["encryption-scheme"]
+    del stripped.metadata["encryption-workflow-id"]
+    with pytest.raises(PayloadRefused, match="fails authentication"):
+        in_workflow(EncryptionCodec(keys), "wb:acme:k1").decrypt(stripped)
+
+
+async def test_a_payload_too_large_to_inflate_safely_is_stored_uncompressed(
+    keys: LocalKeyProvider,
+) -> None:
+    """The codec never writes what it would refuse to read: past MAX_INFLATED_BYTES no zlib."""
+    from workers.codec import MAX_INFLATED_BYTES
+
+    huge = Payload(metadata={"encoding": b"json/plain"}, data=b"7" * (MAX_INFLATED_BYTES + 1))
+    codec = in_workflow(EncryptionCodec(keys), "wb:acme:k1")
+    [sealed] = await codec.encode([huge])
+    assert "compression" not in sealed.metadata
+    assert codec.decrypt(sealed) == huge
+
+
+async def test_a_refusal_reads_as_the_refusal_through_the_data_converter(
+    keys: LocalKeyProvider,
+) -> None:
+    """A client (or workflow code) converting a refused payload gets PayloadRefused with the
+    reason and code, not a converter's 'unknown encoding'."""
+    [acme] = await in_workflow(EncryptionCodec(keys), "wb:acme:k1").encode([plain()])
+    converter = writeback_data_converter(keys.rotated("beta")).with_context(
+        WorkflowSerializationContext(namespace="default", workflow_id="wb:beta:k1")
+    )
+    with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'") as refused:
+        await converter.decode([acme], [dict])
+    assert refused.value.code == "wrong_tenant"

@@ -25,6 +25,7 @@ def tenant(vendor: Vendor = Vendor.GENERIC_R4, conditional: bool = True) -> Tena
         id="t1",
         vendor=vendor,
         fhir_base_url="http://ehr.test/fhir",
+        allow_insecure_http=True,
         capabilities=Capabilities(conditional_create=conditional),
     )
 

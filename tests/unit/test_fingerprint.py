@@ -169,6 +169,7 @@ def test_a_request_recorded_with_an_older_fingerprint_still_recognises_its_copy(
         id="t1",
         vendor=Vendor.GENERIC_R4,
         fhir_base_url="http://ehr.test/fhir",
+        allow_insecure_http=True,
         capabilities=Capabilities(drops_identifiers=True),
     )
     request = prepare_create(r4, reading(), "t1:k")

@@ -17,6 +17,7 @@ TENANT = """
 id = "t1"
 vendor = "generic_r4"
 fhir_base_url = "http://ehr.test/fhir"
+allow_insecure_http = true
 """
 
 

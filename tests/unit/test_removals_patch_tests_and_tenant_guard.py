@@ -120,6 +120,7 @@ def tenant(**capabilities: Any) -> Tenant:
         id="acme-r4",
         vendor=Vendor.GENERIC_R4,
         fhir_base_url="http://ehr.test/fhir",
+        allow_insecure_http=True,
         capabilities=Capabilities(**capabilities),
     )
 
@@ -151,6 +152,7 @@ def test_the_tenant_file_names_the_refused_tenant(tmp_path: Path) -> None:
     path = tmp_path / "tenants.toml"
     path.write_text(
         '[[tenant]]\nid = "acme-r4"\nvendor = "generic_r4"\nfhir_base_url = "http://ehr.test"\n'
+        "allow_insecure_http = true\n"
         'capabilities = { writable = { Observation = ["create", "update"] } }\n'
     )
     with pytest.raises(TenantConfigError, match=r"tenant #1: .*tenant 'acme-r4'.*if_match"):

@@ -51,7 +51,11 @@ def test_flag_beats_environment_beats_default(
             "tenant #1: colour",
         ),
         (
-            '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "http://x"\n' * 2,
+            (
+                '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "http://x"\n'
+                "allow_insecure_http = true\n"
+            )
+            * 2,
             "duplicate tenant ids",
         ),
     ],
@@ -75,6 +79,7 @@ def test_environment_variables_expand_with_defaults(
     path.write_text(
         '[[tenant]]\nid = "a"\nvendor = "epic"\n'
         'fhir_base_url = "${EHR_HOST:-http://fallback}/fhir/${EHR_SITE}"\n'
+        "allow_insecure_http = true\n"
     )
     monkeypatch.delenv("EHR_HOST", raising=False)
     monkeypatch.setenv("EHR_SITE", "site-1")
@@ -97,7 +102,7 @@ def test_unset_variable_without_default_is_named(
 
 
 def test_adapter_version_is_pinned_per_tenant_and_checked(tmp_path: Path) -> None:
-    base = '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "http://x/fhir"\n'
+    base = '[[tenant]]\nid = "a"\nvendor = "epic"\nfhir_base_url = "https://x/fhir"\n'
     path = tmp_path / "t.toml"
     path.write_text(base)
     (tenant,) = load_tenants(path)

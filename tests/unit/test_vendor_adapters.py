@@ -28,6 +28,7 @@ def tenant(vendor: Vendor, *, updates: bool = True) -> Tenant:
         id="t1",
         vendor=vendor,
         fhir_base_url="http://ehr.test/fhir",
+        allow_insecure_http=True,
         # a tenant that updates needs a guard against lost updates (Tenant refuses it otherwise)
         capabilities=Capabilities(if_match=updates, writable={"Observation": writable}),
         vendor_api=API,

@@ -249,6 +249,7 @@ async def test_an_update_with_no_version_to_match_is_not_sent(key: str) -> None:
         id="versionless",
         vendor=Vendor.GENERIC_R4,
         fhir_base_url="http://ehr.test/fhir",
+        allow_insecure_http=True,
         capabilities=Capabilities(
             if_match=True, writable={"Observation": [Interaction.CREATE, Interaction.UPDATE]}
         ),
