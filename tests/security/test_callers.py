@@ -358,7 +358,7 @@ async def listing_nobody(
     for tenant, callers in (("nobody-r4", ""), ("empty-list-r4", "allowed_callers = []\n")):
         blocks.append(
             f'[[tenant]]\nid = "{tenant}"\nvendor = "generic_r4"\n'
-            f'fhir_base_url = "{ehr.url}/fhir/{tenant}"\n'
+            f'fhir_base_url = "{ehr.url}/fhir/{tenant}"\nallow_insecure_http = true\n'
             "capabilities = { conditional_create = true, if_match = true }\n" + callers
         )
     path = tmp_path / "tenants.toml"
