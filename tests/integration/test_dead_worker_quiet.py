@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 
 #: lag-epic: search before create, 1 s request timeout, 2 s late-commit window
 TENANT = "lag-epic"
-START_TO_CLOSE = 3 * 1 + 5  # seconds: workflows/write_sending.py, three requests and 5 s
 QUIET = 2 + 5  # the late-commit window and the 5 s margin (adapters/tenants.py)
+# a write attempt's start-to-close there: 3 requests of 1 s + 5 s = 8 s (workflows/write_sending.py)
 
 
 async def test_a_dead_workers_attempt_is_waited_out_from_its_timeout(
@@ -63,8 +63,7 @@ async def test_a_dead_workers_attempt_is_waited_out_from_its_timeout(
     assert status.state is WriteState.VERIFIED
     assert resources_for_command(ehr.db, TENANT, cmd.command_identifier) == 1
     log = status.ehr_log
-    assert any(e.step == "write" and "TimeoutError" in e.outcome for e in log)
-    sent_to_the_ehr_step = next(t.at for t in status.transitions if t.state is WriteState.IN_FLIGHT)
+    timed_out = next(e for e in log if e.step == "write" and "TimeoutError" in e.outcome)
     # the first look after the quiet period: the search that allows a re-send (nothing had
     # landed) or the count of copies (the dead attempt's create had landed and was found)
     after_quiet = next(
@@ -72,10 +71,9 @@ async def test_a_dead_workers_attempt_is_waited_out_from_its_timeout(
         for e in log
         if e.step == "copies" or e.outcome.startswith("nothing found after the quiet period")
     )
-    waited = (after_quiet.at - sent_to_the_ehr_step).total_seconds()
-    # counted from the timeout: start-to-close, the clock-skew second, the quiet period (and the
-    # time a new worker takes to pick the write up); counted from the attempt's send-by bound
-    # (twice start-to-close) it would be 2 * 8 + 7 = 23 s at least
-    assert START_TO_CLOSE + QUIET <= waited < 2 * START_TO_CLOSE + QUIET - 2, [
-        (e.step, e.outcome) for e in log
-    ]
+    waited = (after_quiet.at - timed_out.at).total_seconds()
+    # counted from the moment the workflow learned of the timeout: the quiet period and the
+    # clock-skew second (+ a search's time). Counted from the attempt's send-by bound (twice
+    # start-to-close after it began) it would be 2 * 8 - 8 + 7 = 15 s when the new worker picks
+    # the write up at once (a slow pick-up shortens that difference, never this wait)
+    assert QUIET <= waited <= QUIET + 1 + 4, [(e.step, e.outcome) for e in log]
