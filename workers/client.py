@@ -147,6 +147,7 @@ class WritebackClient:
         """Start the write, or join the one already started for the same tenant + key. A command
         over the input limits (workflows/input_limits.py) raises LimitExceeded, naming the limit
         and the element's path (CommandRefused for one JSON cannot carry), and starts nothing."""
+        check_command(command)  # before signing: a command too deep to serialize cannot be signed
         if self.signer and not command.credential:
             credential = await self._sign(write_binding(command))
             command = command.model_copy(update={"credential": credential})
@@ -155,6 +156,7 @@ class WritebackClient:
     async def submit_saga(self, command: SagaCommand) -> Submission:
         """Start a multi-resource saga (or join the one with the same tenant + key). Its id works
         with status, wait and the review commands like a single write's."""
+        check_command(command)  # before signing (as for a write)
         if self.signer and not command.credential:
             credential = await self._sign(saga_binding(command))
             command = command.model_copy(update={"credential": credential})
