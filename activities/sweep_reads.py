@@ -11,6 +11,7 @@ from temporalio import activity
 from activities.ehr_client import EhrClient
 from activities.fhir_http import id_of, json_body, meta_of, version_of
 from activities.models import (
+    Candidate,
     ExamineOrder,
     Finding,
     FindingKind,
@@ -65,19 +66,10 @@ class SweepReads:
         for candidate in order.candidates:
             activity.heartbeat(len(findings))
             current = await self._ehr.read(tenant, candidate.reference, order.request_id)
-            write_id = write_id_of(candidate.command)
             if current is None or is_withdrawn(current):
                 what = "gone" if current is None else "entered-in-error"
-                findings.append(
-                    Finding(
-                        kind=FindingKind.MISSING,
-                        tenant=tenant.id,
-                        command=candidate.command,
-                        write_id=write_id,
-                        resources=[candidate.reference],
-                        detail=f"{candidate.reference} was verified, and is now {what}",
-                    )
-                )
+                detail = f"{candidate.reference} was verified, and is now {what}"
+                findings.append(_finding(tenant.id, candidate, FindingKind.MISSING, detail))
                 continue
             version = version_of(current)
             if version == candidate.version or candidate.version is None:
@@ -89,18 +81,23 @@ class SweepReads:
                 )
             changed = differences(ours, current) if ours else ["(version history unavailable)"]
             if changed:
-                findings.append(
-                    Finding(
-                        kind=FindingKind.DRIFT,
-                        tenant=tenant.id,
-                        command=candidate.command,
-                        write_id=write_id,
-                        resources=[candidate.reference],
-                        detail=f"{candidate.reference} changed since version {candidate.version} "
-                        f"we verified (now {version}) at: {', '.join(changed[:10])}",
-                    )
+                detail = (
+                    f"{candidate.reference} changed since version {candidate.version} "
+                    f"we verified (now {version}) at: {', '.join(changed[:10])}"
                 )
+                findings.append(_finding(tenant.id, candidate, FindingKind.DRIFT, detail))
         return findings
+
+
+def _finding(tenant: str, candidate: Candidate, kind: FindingKind, detail: str) -> Finding:
+    return Finding(
+        kind=kind,
+        tenant=tenant,
+        command=candidate.command,
+        write_id=write_id_of(candidate.command),
+        resources=[candidate.reference],
+        detail=detail,
+    )
 
 
 def _scanned(resource: object, tenant: str, resource_type: str) -> ScannedResource | None:
