@@ -3,12 +3,15 @@ for workflow tests, the dev server for integration tests."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import google.protobuf.empty_pb2
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -18,11 +21,41 @@ from workers.temporal_client import default_data_converter
 from workflows import search_attributes as sa
 
 
+class _SharedClockUnlock:
+    """The time-skipping server's clock unlocked while at least one caller waits on it.
+
+    The SDK unlocks the test server's clock when a ``handle.result()`` starts and locks it when
+    that result arrives. The server keeps no count of overlapping unlocks: with several results
+    awaited at once, the first to arrive locked the clock again and it stayed locked for the
+    rest of the session (every later timer ran in real time). Here the first waiter unlocks, the
+    last one locks, and the two RPCs never overtake each other."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._waiters = 0
+        self._transition = asyncio.Lock()
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        async with self._transition:
+            self._waiters += 1
+            if self._waiters == 1:
+                await self._client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+        try:
+            yield
+        finally:
+            async with self._transition:
+                self._waiters -= 1
+                if self._waiters == 0:
+                    await self._client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+
+
 async def time_skipping_environment() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(venv_binary("temporal-test-server")),
         data_converter=default_data_converter(),
     )
+    setattr(env, "time_skipping_unlocked", _SharedClockUnlock(env.client))  # noqa: B010 (SDK hook)
     # The test server knows no custom search attributes until told (docs/toolchain.md).
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
