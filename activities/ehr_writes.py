@@ -33,10 +33,12 @@ from activities.vendor_api import VendorApi
 from adapters.clinical_notes import comparable
 from adapters.compensation import is_withdrawn
 from adapters.fhir_r4 import (
+    COMMAND_IDENTIFIER_SYSTEM,
     NARROWING_PARAMETERS,
     CreateRequest,
     DedupStrategy,
     differences,
+    identifier_values,
     with_removals,
 )
 from adapters.merge import three_way_merge
@@ -274,8 +276,20 @@ class EhrWrites:
         withdrawn is left as it is, so a retry after an ambiguous answer is safe."""
         tenant = self._ehr.tenant(order.tenant)
         resource_type = order.target.split("/", 1)[0]
+        if order.by_tenant_policy and not tenant.reconcile.auto_remediate_duplicates:
+            raise step_failure(
+                ErrorClass.AUTHORIZATION, "this tenant does not auto-remediate duplicates"
+            )
+        if order.extra_copy_of is not None:
+            await self._check_the_copy_that_stays(tenant, order, order.extra_copy_of)
 
         async def change(current: dict[str, Any]) -> Revision:
+            if order.extra_copy_of is not None and not _carries(current, order.extra_copy_of):
+                raise step_failure(
+                    ErrorClass.CONFLICT,
+                    f"{resource_type} does not carry the finding's command identifier: "
+                    "not an extra copy of it",
+                )
             if is_withdrawn(current) or not differences(order.withdrawal, current):
                 return Revision(None, order.withdrawal)
             changed = [key for key, value in order.written.items() if current.get(key) != value]
@@ -291,6 +305,26 @@ class EhrWrites:
         return await self._ehr.update_latest(
             tenant, order.target, order.request_id, change, "withdraw"
         )
+
+    async def _check_the_copy_that_stays(
+        self, tenant: Tenant, order: EhrWithdraw, command: str
+    ) -> None:
+        """A finding's extra copy goes only while another copy of the same command stays in the
+        chart: ``keep`` is read first, and must be live and carry the command identifier (a
+        finding, which anyone with the payload key could start, cannot empty a write)."""
+        kept = None
+        if order.keep and order.keep != order.target:
+            kept = await self._ehr.read(tenant, order.keep, order.request_id)
+        if kept is None or is_withdrawn(kept) or not _carries(kept, command):
+            raise step_failure(
+                ErrorClass.CONFLICT,
+                "the copy that stays is not a live copy of the finding's command: "
+                "nothing withdrawn",
+            )
+
+
+def _carries(resource: dict[str, Any], command: str) -> bool:
+    return command in identifier_values(resource, COMMAND_IDENTIFIER_SYSTEM)
 
 
 def _text(value: object) -> str | None:

@@ -103,6 +103,17 @@ class EhrWithdraw(BaseModel):
     target: str = Field(description="e.g. 'ServiceRequest/123'")
     withdrawal: dict[str, Any]
     written: dict[str, Any]
+    extra_copy_of: str | None = Field(
+        default=None,
+        description="a reconciliation finding's withdrawal of an extra copy: the command "
+        "identifier the target must carry, as must ``keep``, the copy that stays (live)",
+    )
+    keep: str | None = None
+    by_tenant_policy: bool = Field(
+        default=False,
+        description="asked by the tenant's auto-remediation: the tenant's settings (as the worker "
+        "reads them, not as the finding says) must allow it",
+    )
 
 
 class WriteReceipt(BaseModel):

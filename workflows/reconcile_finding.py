@@ -33,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import EhrWithdraw
     from adapters.compensation import withdrawal
 
+#: who asks for an automatic remediation (in the ledger, and checked against the tenant's settings)
+TENANT_POLICY = "tenant-policy"
+
 
 @workflow.defn(name="ReconcileFinding")
 class ReconcileFinding(PersonWaits[WriteStatus]):
@@ -90,7 +93,7 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
         )
         write_metrics.settled(self._status)  # counted as a reconciliation mismatch, by kind
         if finding.kind is FindingKind.DUPLICATE and finding.auto_remediate:
-            await self._remediate("tenant policy: auto-remediate duplicates", "tenant-policy")
+            await self._remediate("tenant policy: auto-remediate duplicates", TENANT_POLICY)
         while self._status.state is WriteState.MISMATCH:
             async with self._decisions.next() as resolution:
                 await self._audit_decision(resolution)
@@ -126,6 +129,9 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
                         target=reference,
                         withdrawal=elements,
                         written={},
+                        extra_copy_of=finding.command,
+                        keep=keep,
+                        by_tenant_policy=by == TENANT_POLICY,
                     ),
                     finding.tenant,
                     SAGA_WITHDRAW_TIMEOUT,

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from support.sandbox_process import SandboxProcess
+from support.sandbox_seed import planted_copy
 from support.workers import running_worker
 from support.workflow_runs import command, result_of, run_to_end, wait_until_settled
 from temporalio.testing import WorkflowEnvironment
 
 from activities.audit_ledger import AuditEvent
+from adapters.ids import command_identifier
 from adapters.tenants import TenantRegistry
 from workers import samples
 from workers.audit_cli import ledger_location, shared_ledger
@@ -72,15 +74,15 @@ async def test_a_finding_s_withdrawal_and_who_asked_for_it_are_in_the_ledger(
     time_skipping: WorkflowEnvironment, writeback: WritebackClient, ehr: SandboxProcess, key: str
 ) -> None:
     """A duplicate finding; a person decides ``retry``: the extra copy is withdrawn."""
-    first = await run_to_end(writeback, command("demo-r4", f"{key}-a"))
-    second = await run_to_end(writeback, command("demo-r4", f"{key}-b"))
-    assert first.resource and second.resource
+    first = await run_to_end(writeback, command("demo-r4", key))
+    assert first.resource
+    copy = await planted_copy(ehr, "demo-r4", first.resource)
     finding = Finding(
         kind=FindingKind.DUPLICATE,
         tenant="demo-r4",
-        command=f"demo-r4:{key}-a",
+        command=command_identifier("demo-r4", key),
         write_id=first.workflow_id,
-        resources=[first.resource, second.resource],
+        resources=[first.resource, copy],
         keep=first.resource,
         detail="two copies of one command (planted)",
     )
@@ -94,7 +96,7 @@ async def test_a_finding_s_withdrawal_and_who_asked_for_it_are_in_the_ledger(
     assert final.state is WriteState.COMPENSATED
 
     (withdrawal,) = ledger_lines("demo-r4", finding_id, "withdrawal")
-    assert (withdrawal.resource, withdrawal.outcome) == (second.resource, "withdrawn")
+    assert (withdrawal.resource, withdrawal.outcome) == (copy, "withdrawn")
     assert withdrawal.requested_by == "op-9"
     (decision,) = ledger_lines("demo-r4", finding_id, "decision")
     assert decision.requested_by == "op-9"

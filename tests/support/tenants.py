@@ -84,6 +84,15 @@ TEST_TENANTS = [
     TenantSpec("patch-only-r4", "generic_r4", "r4", True, False, patch=True),
     TenantSpec("outage-r4", "generic_r4", "r4", True, True, rate_limit=20.0),
     TenantSpec("reconcile-r4", "generic_r4", "r4", True, True, reconcile_hours=24.0),
+    # reconciliation withdraws extra copies without asking (tests/security/test_forged_findings.py)
+    TenantSpec(
+        "remedy-r4",
+        "generic_r4",
+        "r4",
+        True,
+        True,
+        extra="reconcile = { auto_remediate_duplicates = true }\n",
+    ),
     # reconciliation sweeps: one tenant with planted differences, one left clean
     TenantSpec("sweep-r4", "generic_r4", "r4", True, True),
     TenantSpec("sweep-clean", "generic_r4", "r4", True, True),
