@@ -175,6 +175,7 @@ class Reconciler:
                             write_id=write_id,
                             resources=refs,
                             detail=f"{', '.join(refs)} carries our identifier but {why}",
+                            write_exists=summary is not None,
                         )
                     )
                 continue

@@ -31,3 +31,14 @@ class Finding(BaseModel):
     auto_remediate: bool = Field(
         default=False, description="tenant policy: withdraw extra copies without asking"
     )
+    write_exists: bool = Field(
+        default=True,
+        description="False: an orphan whose command no write of ours has; its key was written "
+        "in the EHR by someone, so the reason does not show it",
+    )
+
+    @property
+    def reason(self) -> str:
+        """What the review queue says: the kind, the detail and the write, where one exists."""
+        write = f"write {self.write_id}" if self.write_exists else "no write of ours"
+        return f"{self.kind.value}: {self.detail} ({write})"

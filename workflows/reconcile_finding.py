@@ -51,7 +51,7 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
             resource_type=finding.resources[0].split("/")[0] if finding.resources else None,
             resource=finding.resources[0] if finding.resources else None,
             error_class=finding.kind.value,
-            reason=f"{finding.kind.value}: {finding.detail} (write {finding.write_id})",
+            reason=finding.reason,
             waiting_since=workflow.now(),
             transitions=[Transition(state=WriteState.MISMATCH, at=workflow.now())],
         )

@@ -81,6 +81,29 @@ async def test_a_hostile_command_neither_blinds_nor_widens_the_visibility_query(
     assert comparison.findings == []
 
 
+async def test_an_orphan_without_a_write_shows_no_ehr_written_key_in_its_reason(
+    dev_server: WorkflowEnvironment,
+) -> None:
+    """A well-formed key that someone wrote into our identifier system in the EHR (a patient's
+    name where the key goes) raises an orphan finding: its reason, which the review queue and
+    logs show, says that no write exists without repeating the key."""
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    scanned = [
+        ScannedResource(
+            reference="Observation/o1", version="1", command=f"{tenant}:{NAME}", withdrawn=False
+        )
+    ]
+    order = CompareOrder(
+        tenant=tenant, since=datetime.now(UTC) - timedelta(hours=1), scanned=scanned
+    )
+    comparison = await activity_environment().run(Reconciler(dev_server.client).compare, order)
+    (orphan,) = comparison.findings
+    assert orphan.kind is FindingKind.ORPHAN
+    assert "no write" in orphan.reason
+    assert NAME not in orphan.reason
+    assert NAME not in finding_workflow_id(orphan)
+
+
 def test_a_finding_id_shows_no_ehr_text() -> None:
     finding = Finding(
         kind=FindingKind.ORPHAN,
