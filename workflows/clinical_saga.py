@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import RawValue, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -32,11 +32,9 @@ from workflows.audit_trail import hand_over, withdrawal_event
 from workflows.contract import (
     Resolution,
     ResolutionAction,
-    Transition,
     WriteCommand,
     WriteState,
     WriteStatus,
-    workflow_id_for,
 )
 from workflows.decisions import DecisionInbox
 from workflows.kernel import pure_step, reason_of, request_id
@@ -49,6 +47,7 @@ from workflows.saga_contract import (
     resolve_step_references,
 )
 from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, may_land
+from workflows.write_start import NO_ARGUMENT, Refused, open_saga, unread_saga
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_steps import CommandSteps
@@ -72,6 +71,8 @@ _COMPENSATION_ACTIONS = frozenset(
 WITHDRAWS_WHAT_THE_EHR_MAY_HOLD = "saga-withdraws-what-the-ehr-may-hold"
 #: A person's ``confirm`` is read back before a step counts as withdrawn by hand.
 CONFIRM_READS_BACK = "saga-confirm-reads-back"
+#: The saga opens its argument within the input limits (before: Temporal decoded it).
+OPENS = "saga-opens-its-argument"
 
 
 @workflow.defn(name="ClinicalSaga")
@@ -80,25 +81,15 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
     _wait_restarts = True
 
     @workflow.init
-    def __init__(self, command: SagaCommand) -> None:
-        self._command = command
-        self._status = SagaStatus(
-            workflow_id=workflow.info().workflow_id,
-            tenant=command.tenant,
-            kind=command.kind,
-            resource_type=f"saga:{command.kind}",
-            state=WriteState.REQUESTED,
-            transitions=[Transition(state=WriteState.REQUESTED, at=workflow.now())],
-            steps=[
-                SagaStepStatus(
-                    name=step.name,
-                    resource_type=step.resource_type,
-                    write_id=workflow_id_for(command.tenant, command.step_key(step.name)),
-                    compensable=False,
-                )
-                for step in command.steps
-            ],
+    def __init__(self, start: RawValue = NO_ARGUMENT) -> None:
+        # opened here, as a write's is: no input can fail the workflow task (write_start.py)
+        opened = open_saga(start, workflow.payload_converter(), limits=workflow.patched(OPENS))
+        self._refused = opened if isinstance(opened, Refused) else None
+        command = (
+            opened if isinstance(opened, SagaCommand) else unread_saga(workflow.info().workflow_id)
         )
+        self._command = command
+        self._status = SagaStatus.requested(command, workflow.info().workflow_id, workflow.now())
         self._plan: SagaPlan | None = None
         #: steps the EHR may hold, newest first: the compensation order
         self._written: list[str] = []
@@ -177,7 +168,13 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
     # --- the saga -------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, command: SagaCommand) -> SagaStatus:
+    async def run(self, start: RawValue = NO_ARGUMENT) -> SagaStatus:
+        command = self._command
+        if self._refused:  # not a saga: nothing to write, nobody to wait for
+            self._status.error_class = ErrorClass.VALIDATION.value
+            self._status.reason = self._refused.reason
+            self._move(WriteState.REJECTED, self._refused.reason)
+            return self._status
         workflow.upsert_search_attributes(
             [
                 sa.STATE.value_set(WriteState.REQUESTED.value),

@@ -13,14 +13,15 @@ whole context.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from adapters.callers import MAX_CREDENTIAL_CHARS
-from adapters.ids import saga_step_key
+from adapters.ids import saga_step_key, workflow_id_for
 from adapters.ids import saga_workflow_id as saga_workflow_id  # re-exported
-from workflows.contract import TOKEN_PATTERN, Urgency, WriteState, WriteStatus
+from workflows.contract import TOKEN_PATTERN, Transition, Urgency, WriteState, WriteStatus
 
 #: Prefix of a Reference.reference value naming another step of the same saga.
 STEP_REFERENCE = "saga:"
@@ -158,3 +159,24 @@ class SagaStatus(WriteStatus):
 
     kind: str
     steps: list[SagaStepStatus] = Field(default_factory=list)
+
+    @classmethod
+    def requested(cls, command: SagaCommand, workflow_id: str, now: datetime) -> SagaStatus:
+        """A saga's status as it starts: requested, no step started."""
+        return cls(
+            workflow_id=workflow_id,
+            tenant=command.tenant,
+            kind=command.kind,
+            resource_type=f"saga:{command.kind}",
+            state=WriteState.REQUESTED,
+            transitions=[Transition(state=WriteState.REQUESTED, at=now)],
+            steps=[
+                SagaStepStatus(
+                    name=step.name,
+                    resource_type=step.resource_type,
+                    write_id=workflow_id_for(command.tenant, command.step_key(step.name)),
+                    compensable=False,
+                )
+                for step in command.steps
+            ],
+        )

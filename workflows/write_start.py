@@ -1,4 +1,4 @@
-"""How a ClinicalWrite opens its start argument.
+"""How a ClinicalWrite (and a ClinicalSaga) opens its start argument.
 
 Temporal decodes a workflow's arguments before any workflow code runs, and a decoding failure
 fails the workflow *task*, which the server retries forever: the write would stay Running, with
@@ -23,6 +23,7 @@ from temporalio.converter import PayloadConverter
 from adapters.ids import key_of_workflow, tenant_of_workflow
 from workflows.contract import WriteCommand
 from workflows.input_limits import ROOT, CommandRefused, check_json, problems_of
+from workflows.saga_contract import SagaCommand
 
 #: What ClinicalWrite receives when it was started with no argument at all.
 NO_ARGUMENT = RawValue(Payload())
@@ -88,6 +89,25 @@ def _open(raw: RawValue, model: type[M], converter: PayloadConverter, limits: bo
     except Exception as exc:  # the converter's own failures: name the kind, not the text
         return Refused(f"{ROOT}: undecodable ({type(exc).__name__})")
     return opened
+
+
+def open_saga(raw: RawValue, converter: PayloadConverter, *, limits: bool) -> SagaCommand | Refused:
+    """A saga's command, opened as a write's is (``limits``: histories recorded before sagas
+    opened their argument replay without them)."""
+    return _open(raw, SagaCommand, converter, limits=limits)
+
+
+def unread_saga(workflow_id: str) -> SagaCommand:
+    """Stands in for the command of a saga whose argument was refused, for its status."""
+    tenant = tenant_of_workflow(workflow_id) or "unknown"
+    return SagaCommand.model_construct(
+        tenant=tenant,
+        idempotency_key=key_of_workflow(workflow_id),
+        kind="unknown",
+        steps=[],
+        requested_by="unknown",
+        credential=None,
+    )
 
 
 def unread_command(workflow_id: str) -> WriteCommand:

@@ -31,13 +31,16 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.ids import command_identifier
 from adapters.tenants import TenantConfigError, TenantRegistry, load_tenants
 from workers import samples
 from workers.codec import EncryptionCodec, PayloadRefused, writeback_data_converter
 from workers.codec_server import CodecTokens, create_app
 from workers.keys import KEYS_FILE_ENV, KEYS_JSON_ENV, KeyFileError, LocalKeyProvider
+from workflows.clinical_saga import ClinicalSaga
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import WriteState
+from workflows.saga_contract import SagaCommand
 
 CANARY = "CANARY-codec-attack-5e1b Zzyzx Quuxley"
 
@@ -103,6 +106,32 @@ async def test_a_write_started_without_the_codec_is_refused_and_nothing_is_writt
     assert status.state is WriteState.REJECTED
     assert status.reason == "command: not_encrypted"
     assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 0
+
+
+async def test_a_saga_started_without_the_codec_is_refused_not_stuck(
+    time_skipping: WorkflowEnvironment, tenants: TenantRegistry, ehr: SandboxProcess, key: str
+) -> None:
+    """The same for a saga: its argument failed to decode before any saga code ran, which
+    failed the workflow task, and the server retried that forever (Running, no state)."""
+    saga = SagaCommand(
+        tenant="demo-r4", idempotency_key=key, kind="referral", steps=samples.referral("p-canary")
+    )
+    async with running_worker(time_skipping.client, tenants) as writeback:
+        by_hand = await raw_client(temporal_address(time_skipping))
+        await by_hand.start_workflow(
+            "ClinicalSaga",
+            saga.model_dump(mode="json"),
+            id=saga.workflow_id,
+            task_queue=writeback.task_queue,
+        )
+        status = await result_of(
+            writeback.temporal.get_workflow_handle_for(ClinicalSaga.run, saga.workflow_id)
+        )
+    assert status.state is WriteState.REJECTED
+    assert status.reason == "command: not_encrypted"
+    for step in saga.steps:
+        identifier = command_identifier("demo-r4", saga.step_key(step.name))
+        assert resources_for_command(ehr.db, "demo-r4", identifier) == 0
 
 
 # --- the system key in a tenant's workflow --------------------------------------------------------
