@@ -18,6 +18,7 @@ import yaml
 
 from adapters.tenants import TenantConfigError, load_tenants
 from workers.cli import parser
+from workers.codec_server import UI_PREFIX
 from workers.health import HEALTH_PATHS
 from workflows import search_attributes as sa
 
@@ -171,3 +172,21 @@ def test_collector_pipelines_use_declared_components() -> None:
     for pipeline in config["service"]["pipelines"].values():
         for part in ("receivers", "processors", "exporters"):
             assert set(pipeline[part]) <= config[part].keys()
+
+
+def test_compose_ui_reaches_the_codec_server_the_way_it_authenticates_a_browser() -> None:
+    """The UI decodes through the codec server's browser endpoint (its session cookie, so
+    cross-origin credentials on; the UI has no access token of its own to pass), from the one
+    origin the codec server allows. Before: the UI pointed at the bearer-token root with
+    "pass access token" on, and every decode was refused."""
+    services = compose()["services"]
+    ui = services["temporal-ui"]["environment"]
+    codec = services["codec-server"]
+    command = codec["command"]
+    port = command[command.index("--port") + 1]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{port}{UI_PREFIX}"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    assert ui.get("TEMPORAL_CODEC_PASS_ACCESS_TOKEN", "false") == "false"
+    ui_port = services["temporal-ui"]["ports"][0].split(":")[0]
+    assert ui["TEMPORAL_CORS_ORIGINS"] == f"http://localhost:{ui_port}"
+    assert codec["environment"]["WRITEBACK_CODEC_CORS_ORIGIN"] == ui["TEMPORAL_CORS_ORIGINS"]
