@@ -60,7 +60,12 @@ async def codec_seconds(command: WriteCommand, rounds: int) -> tuple[float, int]
     return best, size
 
 
-async def main(rounds: int, write_cpu_ms: float) -> None:
+Costs = dict[str, float]
+
+
+async def caller_costs(rounds: int) -> tuple[Costs, Costs, tuple[int, int]]:
+    """Seconds per write of each part of proving the caller, the client's and the worker's, and
+    the command payload's size without and with its credential."""
     key = new_private_key()
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "callers.toml"
@@ -95,6 +100,11 @@ async def main(rounds: int, write_cpu_ms: float) -> None:
     # the command is encoded or decoded ~4 times per write (start, first task, details queries)
     worker["command payload x4 (codec)"] = 4 * (signed_codec - plain_codec)
 
+    return client, worker, (plain_size, signed_size)
+
+
+async def main(rounds: int, write_cpu_ms: float) -> None:
+    client, worker, (plain_size, signed_size) = await caller_costs(rounds)
     for name, seconds in {**client, **worker}.items():
         print(f"{name:<36}{seconds * 1e6:>9.1f} µs")
     worker_total = sum(worker.values())
