@@ -295,6 +295,14 @@ def test_a_bad_transaction_entry_is_refused_at_its_element(
         (
             1,
             "for",
+            f"Patient?family={INTERNAL}|{CANARY}",
+            "Bundle.entry[1].resource.for.reference",
+            "not-supported",
+        ),
+        (1, "for", "Patient?", "Bundle.entry[1].resource.for.reference", "not-supported"),
+        (
+            1,
+            "for",
             f"Group?identifier={INTERNAL}|{CANARY}",
             "Bundle.entry[1].resource.for.reference",
             "not-supported",
@@ -343,6 +351,10 @@ def test_an_element_name_the_caller_made_up_stays_out_of_the_path() -> None:
 def test_a_bad_key_or_tenant_is_refused_naming_the_argument() -> None:
     problem = refusal(transaction, referral(), "x" * 87)
     assert (problem.expression, problem.code) == ("idempotency_key", "value")
+    one_entry = bundle("batch", post({"resourceType": "Task"}))
+    problem = refusal(batch, one_entry, "x" * 87)  # its writes' keys would fit: a Bundle's key
+    assert (problem.expression, problem.code) == ("idempotency_key", "value")
+    assert "1 to 86" in str(problem)
     with pytest.raises(BundleProblem) as caught:
         saga_of_transaction("bad tenant", referral(), "k", requested_by="svc", crosswalk=CROSSWALK)
     assert caught.value.expression == "tenant"

@@ -113,11 +113,11 @@ class BundleReferences:
         resolves it as FHIR says (see the module's docstring)."""
         resource_type, _, query = reference.partition("?")
         params = parse_qsl(query, keep_blank_values=True)
-        system, _, value = params[0][1].partition("|") if len(params) == 1 else ("", "", "")
+        name, search = params[0] if len(params) == 1 else ("", "")
+        system, _, value = search.partition("|")
         if (
             _TYPE.fullmatch(resource_type) is None
-            or len(params) != 1
-            or params[0][0] != "identifier"
+            or name != "identifier"
             or system != self.crosswalk.identifier_system
             or resource_type not in self.crosswalk.types
         ):
