@@ -375,6 +375,18 @@ def test_an_entry_over_the_input_limits_is_refused_at_its_element() -> None:
     assert writes_problem.expression.startswith("Bundle.entry[1].resource.note[0]")
 
 
+def test_a_resource_nested_deeper_than_python_recurses_is_refused_not_crashed() -> None:
+    deep: dict[str, Any] = {"resourceType": "Task"}
+    node = deep
+    for _ in range(5000):
+        node["extension"] = [{}]
+        node = node["extension"][0]
+    for translate, kind in ((transaction, "transaction"), (batch, "batch")):
+        problem = refusal(translate, bundle(kind, post(deep)))
+        assert problem.code == "too-costly"
+        assert problem.expression.startswith("Bundle.entry[0].resource.extension[0]")
+
+
 # --- batches -------------------------------------------------------------------------------------
 
 

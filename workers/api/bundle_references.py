@@ -31,6 +31,7 @@ from adapters.internal_refs import ID_PATTERN
 from adapters.reasons import element_path
 from adapters.tenants import CrosswalkSettings
 from workers.api.bundle_problem import BundleProblem
+from workflows.input_limits import MAX_DEPTH
 from workflows.saga_contract import STEP_REFERENCE
 
 BundleKind = Literal["transaction", "batch"]
@@ -63,6 +64,9 @@ class BundleReferences:
         return result
 
     def _walk(self, index: int, value: Any, root: str, parts: list[str | int]) -> Any:
+        if len(parts) > MAX_DEPTH:  # over the commands' limit anyway: never as deep as Python
+            where = f"{root}.{element_path(parts, root='')}"
+            raise BundleProblem(where, "too-costly", f"max_depth exceeded (limit {MAX_DEPTH})")
         if isinstance(value, list):
             return [self._walk(index, item, root, [*parts, n]) for n, item in enumerate(value)]
         if not isinstance(value, dict):
