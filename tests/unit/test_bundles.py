@@ -361,18 +361,22 @@ def test_a_bad_key_or_tenant_is_refused_naming_the_argument() -> None:
 
 
 def test_an_entry_over_the_input_limits_is_refused_at_its_element() -> None:
-    deep: dict[str, Any] = {"resourceType": "Task", "status": "requested"}
-    node = deep
-    for _ in range(40):
-        node["note"] = [{"text": "x"}]
-        node = node["note"][0]
-    raw = bundle("transaction", post({"resourceType": "Task"}), post(deep))
-    problem = refusal(transaction, raw)
-    assert problem.code == "too-costly"
-    assert problem.expression.startswith("Bundle.entry[1].resource.note[0]")
-    assert "max_depth" in str(problem)
-    writes_problem = refusal(batch, {**raw, "type": "batch"})
-    assert writes_problem.expression.startswith("Bundle.entry[1].resource.note[0]")
+    """The limits the client applies before it starts anything (workflows/input_limits.py)."""
+    long_name = {"resourceType": "Task", "status": "requested", CANARY * 8: True}
+    raw = bundle("transaction", post({"resourceType": "Task"}), post(long_name))
+    for translate, kind in ((transaction, "transaction"), (batch, "batch")):
+        problem = refusal(translate, {**raw, "type": kind})
+        assert (problem.expression, problem.code) == ("Bundle.entry[1].resource.?", "too-costly")
+        assert "max_name_chars" in str(problem)
+
+
+def test_a_transaction_over_the_size_of_one_command_is_refused() -> None:
+    """Each entry is small enough, the saga of them all is not."""
+    notes = [{"resourceType": "Task", "note": [{"text": "x" * 100_000}]} for _ in range(3)]
+    problem = refusal(transaction, bundle("transaction", *map(post, notes)))
+    assert (problem.expression, problem.code) == ("Bundle", "too-costly")
+    assert "max_command_bytes" in str(problem)
+    assert len(batch(bundle("batch", *map(post, notes)))) == 3
 
 
 def test_a_resource_nested_deeper_than_python_recurses_is_refused_not_crashed() -> None:
