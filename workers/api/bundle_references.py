@@ -1,6 +1,7 @@
 """A Bundle entry's references, in the forms writeback's commands carry (workers/api/bundles.py).
 
-FHIR's rules for references inside a Bundle (R4 http.html#trules), and what each becomes:
+FHIR's rules for references inside a Bundle (R4, RESTful API: transaction processing rules),
+and what each becomes:
 
 - ``urn:uuid:…``, the ``fullUrl`` of another entry: in a transaction, the saga's placeholder
   ``saga:<step>`` of an *earlier* entry (the saga puts in the id the EHR assigned once that step is
