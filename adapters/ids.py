@@ -13,6 +13,7 @@ command identifier     ``{tenant}:{key}``                          ``command_ide
 write                  ``wb:{tenant}:{key}``                       ``workflow_id_for``
 saga                   ``wb-saga:{tenant}:{key}``                  ``saga_workflow_id``
 saga step's write key  ``saga.{saga key}.{step}``                  ``saga_step_key``
+batch entry's key      ``batch.{Bundle's key}.e{entry index}``     ``batch_entry_key``
 reconciliation sweep   ``wb-sweep:{tenant}:{run}``                 ``sweep_workflow_id``
 its Schedule           ``wb-reconcile:{tenant}``                   ``sweep_schedule_id``
 a sweep's finding      ``wb-finding:{tenant}:{kind}:{digest}``     ``finding_workflow_id``
@@ -65,6 +66,8 @@ WORKFLOW_ID_PREFIXES = frozenset(
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: A saga step's write key: ``saga.{saga key}.{step}``.
 SAGA_STEP_PREFIX = "saga."
+#: A batch Bundle entry's write key: ``batch.{Bundle's key}.e{index}``.
+BATCH_ENTRY_PREFIX = "batch."
 
 
 #: Starts an idempotency key made by ``content_key`` (keyed: 128 bits of HMAC-SHA256, in hex).
@@ -130,6 +133,12 @@ def saga_step_of(idempotency_key: str) -> tuple[str, str] | None:
         return None
     saga_key, step = idempotency_key.removeprefix(SAGA_STEP_PREFIX).rsplit(".", 1)
     return saga_key, step
+
+
+def batch_entry_key(bundle_key: str, index: int) -> str:
+    """Idempotency key of the write of a batch Bundle's ``entry[index]`` (workers/api/bundles.py):
+    the same Bundle under the same key is the same writes, entry by entry."""
+    return f"{BATCH_ENTRY_PREFIX}{bundle_key}.e{index}"
 
 
 def sweep_workflow_id(tenant: str, run: str) -> str:

@@ -28,6 +28,8 @@ STEP_REFERENCE = "saga:"
 STEP_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 #: Saga keys are shorter than write keys: each step's write key is ``saga.{key}.{step}``.
 SAGA_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,85}$"
+#: The most steps one saga has.
+MAX_STEPS = 20
 
 
 def step_references(value: Any) -> set[str]:
@@ -82,7 +84,7 @@ class SagaCommand(BaseModel):
     tenant: str = Field(pattern=TOKEN_PATTERN)
     idempotency_key: str = Field(pattern=SAGA_KEY_PATTERN)
     kind: str = Field(pattern=TOKEN_PATTERN, description="e.g. referral, note-with-provenance")
-    steps: list[SagaStep] = Field(min_length=1, max_length=20)
+    steps: list[SagaStep] = Field(min_length=1, max_length=MAX_STEPS)
     requested_by: str = Field(default="cli", pattern=TOKEN_PATTERN)
     on_behalf_of: str | None = Field(default=None, max_length=256)
     urgency: Urgency = Urgency.ROUTINE
