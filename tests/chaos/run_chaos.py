@@ -5,7 +5,7 @@ Health index with a lag longer than the product's retry delay, athenaOne and Ver
 more than 200 Observations already, workers are SIGKILLed at random and the Temporal server is
 restarted once; then an independent audit of the sandbox's database (chaos_audit.py).
 
-    python tests/chaos/run_chaos.py --writes 10000        # full size (locally)
+    python tests/chaos/run_chaos.py --writes 10000 --in-flight 200 --kill-every 20,40  # full size
     python tests/chaos/run_chaos.py --writes 60           # CI size (what tests/chaos runs)
     python tests/chaos/run_chaos.py --writes 120 --tenants epic,cerner
 
@@ -91,6 +91,11 @@ class ChaosConfig:
     crowd_size: int = 230
     concurrency: int = 50
     """Submissions in flight at once (not writes: every write is submitted within seconds)."""
+    in_flight: int | None = None
+    """Writes (and sagas) not yet settled at once: a write is submitted when an earlier one has
+    settled, as a hospital's steady load arrives. None: all submitted at once (a burst). At full
+    size a burst puts thousands of writes on two cores, where every worker kill makes its
+    replacement replay them all; a window lets the run measure faults rather than its backlog."""
     workers: int = 2
     kill_every: tuple[float, float] = (3.0, 8.0)
     """Seconds between SIGKILLs (uniform). Each kill leaves its worker's attempts unanswered
@@ -203,18 +208,35 @@ async def run(config: ChaosConfig, workdir: Path) -> ChaosReport:
             collector = asyncio.create_task(trails.keep_collecting(stop))
             gate = asyncio.Semaphore(config.concurrency)
 
+            window = asyncio.Semaphore(config.in_flight or len(planned))
+
             async def submit(command: WriteCommand | SagaCommand) -> None:
-                async with gate:
-                    for _ in range(30):  # the server may be restarting: the command must land
-                        try:
-                            if isinstance(command, SagaCommand):
-                                await client.submit_saga(command)
-                            else:
-                                await client.submit(command)
-                            return
-                        except Exception:
-                            await asyncio.sleep(1)
-                    raise RuntimeError(f"could not submit {command.workflow_id}")
+                async with window:
+                    async with gate:
+                        await land(command)
+                    if config.in_flight:
+                        await settled(command.workflow_id)
+
+            async def land(command: WriteCommand | SagaCommand) -> None:
+                for _ in range(30):  # the server may be restarting: the command must land
+                    try:
+                        if isinstance(command, SagaCommand):
+                            await client.submit_saga(command)
+                        else:
+                            await client.submit(command)
+                        return
+                    except Exception:
+                        await asyncio.sleep(1)
+                raise RuntimeError(f"could not submit {command.workflow_id}")
+
+            async def settled(workflow_id: str) -> None:
+                """Until the write is settled (workers die, the server restarts: ask again)."""
+                while True:
+                    try:
+                        await client.wait(workflow_id)
+                        return
+                    except Exception:
+                        await asyncio.sleep(1)
 
             half = len(planned) // 2
             await asyncio.gather(*(submit(p.command) for p in planned[:half]))
@@ -350,6 +372,12 @@ def main() -> int:
     parser.add_argument("--crowd-size", type=int, default=defaults.crowd_size)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        help="writes not yet settled at once: the next is submitted as one settles "
+        "(default: all at once)",
+    )
+    parser.add_argument(
         "--kill-every",
         default=",".join(f"{s:g}" for s in defaults.kill_every),
         help="MIN,MAX seconds between worker SIGKILLs (default: %(default)s)",
@@ -374,6 +402,7 @@ def main() -> int:
         index_lag_seconds=args.index_lag,
         crowd_size=args.crowd_size,
         concurrency=args.concurrency,
+        in_flight=args.in_flight,
         kill_every=_seconds_range(args.kill_every),
         deadline_seconds=args.deadline or max(600.0, args.writes * 0.5),
     )
