@@ -23,7 +23,7 @@ from adapters.ids import tenant_of_workflow
 from workflows.contract import Resolution, WriteCommand, WriteStatus
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps
+    from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps, Notice
 
 #: The ledger must not lose a line: keep trying (appends are idempotent per entry key).
 _AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -129,6 +129,7 @@ def audit_events(
             state=transition.state.value,
             outcome=transition.state.value,
             error_class=status.error_class if transition.state is status.state else None,
+            notice=_notice(status, index),
             **common,
         )
         for index, transition in enumerate(status.transitions)
@@ -148,6 +149,15 @@ def audit_events(
         if index >= exchanges_from
     ]
     return events
+
+
+def _notice(status: WriteStatus, index: int) -> Notice | None:
+    """A move into another state (a note in the same state is none) carries the status's reason
+    while the state is still the one moved into, for the webhooks."""
+    transitions = status.transitions
+    if index and transitions[index - 1].state is transitions[index].state:
+        return None
+    return Notice(reason=status.reason if transitions[index].state is status.state else None)
 
 
 class AuditTrail:
