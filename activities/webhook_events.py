@@ -2,9 +2,9 @@
 
 Every write (and saga, and finding) hands its transitions to the ledger in a local activity
 (workflows/audit_trail.py → activities/audit_ledger.py). Once a batch is recorded,
-``WebhookHandOff`` turns each move into a state a subscriber can be told of into one ``WebhookDelivery`` workflow
-per subscribed endpoint, under an id fixed by endpoint and event (adapters/ids.py
-``webhook_delivery_id``): a batch handed over again (a local activity may run twice) starts
+``WebhookHandOff`` turns each move into a state a subscriber can be told of into one
+``WebhookDelivery`` workflow per subscribed endpoint, under an id fixed by endpoint and event
+(adapters/ids.py ``webhook_delivery_id``): a batch handed over again (a local activity may run twice) starts
 nothing new, so a healthy receiver hears of each event once. The writes' own histories gain
 nothing, and nothing is started where nobody subscribed.
 
@@ -21,8 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.audit_ledger import AuditEvent
 from adapters.ids import FINDING_PREFIX, SAGA_PREFIX, webhook_delivery_id
