@@ -3,10 +3,10 @@
 Every write (and saga, and finding) hands its transitions to the ledger in a local activity
 (workflows/audit_trail.py → activities/audit_ledger.py). Once a batch is recorded,
 ``WebhookHandOff`` turns each move into a state a subscriber can be told of into one
-``WebhookDelivery`` workflow per subscribed endpoint, under an id fixed by endpoint and event
-(adapters/ids.py ``webhook_delivery_id``): a batch handed over again (a local activity may run twice) starts
-nothing new, so a healthy receiver hears of each event once. The writes' own histories gain
-nothing, and nothing is started where nobody subscribed.
+``WebhookDelivery`` workflow per subscribed endpoint, under an id fixed by endpoint and
+event (adapters/ids.py ``webhook_delivery_id``): a batch handed over again (a local activity
+may run twice) starts nothing new, so a healthy receiver hears of each event once. The writes'
+own histories gain nothing, and nothing is started where nobody subscribed.
 
 An event holds ids, codes and the reason (whose grammar keeps values out: adapters/reasons.py,
 and it passes ``safe_reason`` again here): never resource content.
