@@ -121,24 +121,24 @@ class WebhookHandOff:
                         endpoint=endpoint.id, tenant=line.tenant, event=event, retry=endpoint.retry
                     )
                 )
-        await asyncio.gather(*(self.start(order) for order in orders))
+        await asyncio.gather(
+            *(start_delivery(self._client, self._task_queue, order) for order in orders)
+        )
 
-    async def start(
-        self,
-        order: DeliveryOrder,
-        reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    ) -> str:
-        """Start one delivery; one already started (running, or closed) is left as it is.
-        ``reuse``: ``ALLOW_DUPLICATE_FAILED_ONLY`` for a resend of a failed one."""
-        delivery_id = webhook_delivery_id(order.tenant, order.endpoint, order.event.data.event_id)
-        try:
-            await self._client.start_workflow(
-                DELIVERY_WORKFLOW,
-                order,
-                id=delivery_id,
-                task_queue=self._task_queue,
-                id_reuse_policy=reuse,
-            )
-        except WorkflowAlreadyStartedError:
-            log.debug("webhook delivery %s already started", delivery_id)
-        return delivery_id
+
+async def start_delivery(
+    client: Client,
+    task_queue: str,
+    order: DeliveryOrder,
+    reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+) -> str:
+    """Start one delivery; one already started (running, or closed) is left as it is.
+    ``reuse``: ``ALLOW_DUPLICATE_FAILED_ONLY`` for a resend of a failed one."""
+    delivery_id = webhook_delivery_id(order.tenant, order.endpoint, order.event.data.event_id)
+    try:
+        await client.start_workflow(
+            DELIVERY_WORKFLOW, order, id=delivery_id, task_queue=task_queue, id_reuse_policy=reuse
+        )
+    except WorkflowAlreadyStartedError:
+        log.debug("webhook delivery %s already started", delivery_id)
+    return delivery_id
