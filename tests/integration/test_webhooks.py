@@ -34,7 +34,8 @@ from adapters.tenants import TenantRegistry
 from adapters.webhooks import WEBHOOKS_ENV
 from workers import samples
 from workers.client import WritebackClient
-from workflows.contract import WriteCommand, WriteState
+from workflows.contract import WriteCommand, WriteState, workflow_id_for
+from workflows.saga_contract import SagaCommand
 from workflows.webhook_delivery import WebhookDelivery
 
 pytestmark = pytest.mark.integration
@@ -306,3 +307,38 @@ def test_the_receiver_refuses_what_its_library_cannot_verify(tmp_path: Path) -> 
     finally:
         receiver.stop()
     assert (good.status_code, bad.status_code) == (204, 401)
+
+
+async def test_a_saga_that_is_compensated_says_so_and_so_does_its_refused_step(
+    monkeypatch: pytest.MonkeyPatch,
+    dev_server: WorkflowEnvironment,
+    tenants: TenantRegistry,
+    tmp_path: Path,
+    secret: str,
+    receivers: list[ReceiverProcess],
+    faults: httpx.AsyncClient,
+) -> None:
+    receiver = ReceiverProcess(free_port(), secret, tmp_path / "got.jsonl")
+    receivers.append(receiver)
+    config = write_config(tmp_path / "webhooks.toml", receiver.url, secret)
+    refuse_notify = {"kind": "status", "status": 422, "method": "POST", "type": "Communication"}
+    await faults.post("/_admin/faults/demo-r4", json={"queue": [refuse_notify]})
+    command = SagaCommand(
+        tenant="demo-r4",
+        idempotency_key=f"sg-{uuid.uuid4().hex[:12]}",
+        kind="referral",
+        steps=samples.referral(f"{CANARY}-pt"),
+    )
+    async with subscribed_worker(monkeypatch, dev_server, tenants, config) as client:
+        submission = await client.submit_saga(command)
+        status = await client.wait(submission.workflow_id)
+        saga = await eventually(lambda: bodies_for(receiver, submission.workflow_id))
+        notify_id = workflow_id_for("demo-r4", command.step_key("notify"))
+        notify = await eventually(lambda: bodies_for(receiver, notify_id))
+
+    assert status.state is WriteState.COMPENSATED
+    [saga_body] = [json.loads(entry["body"]) for entry in saga]
+    assert saga_body["type"] == "saga.compensated"
+    assert saga_body["data"]["subject"] == "saga"
+    assert [json.loads(entry["body"])["type"] for entry in notify] == ["write.rejected"]
+    assert CANARY not in json.dumps(receiver.received())
