@@ -28,10 +28,12 @@ from support.workers import running_worker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from activities.audit_ledger import AuditEvent, Notice
+from activities.webhook_events import WebhookHandOff
 from activities.webhook_post import signed_headers
 from adapters.ids import webhook_delivery_id
 from adapters.tenants import TenantRegistry
-from adapters.webhooks import WEBHOOKS_ENV
+from adapters.webhooks import WEBHOOKS_ENV, load_webhooks
 from workers import samples
 from workers.client import WritebackClient
 from workflows.contract import WriteCommand, WriteState, workflow_id_for
@@ -342,3 +344,46 @@ async def test_a_saga_that_is_compensated_says_so_and_so_does_its_refused_step(
     assert saga_body["data"]["subject"] == "saga"
     assert [json.loads(entry["body"])["type"] for entry in notify] == ["write.rejected"]
     assert CANARY not in json.dumps(receiver.received())
+
+
+async def test_an_event_handed_over_again_is_delivered_once(
+    monkeypatch: pytest.MonkeyPatch,
+    dev_server: WorkflowEnvironment,
+    tenants: TenantRegistry,
+    tmp_path: Path,
+    secret: str,
+    receivers: list[ReceiverProcess],
+    key: str,
+) -> None:
+    """The ledger's local activity may run twice (and a write hands over again after a retry):
+    the delivery id, fixed per endpoint and event, keeps a second hand-over from sending."""
+    receiver = ReceiverProcess(free_port(), secret, tmp_path / "got.jsonl")
+    receivers.append(receiver)
+    config = write_config(tmp_path / "webhooks.toml", receiver.url, secret)
+    write_id = workflow_id_for("demo-r4", key)
+    line = AuditEvent(
+        entry_key=f"{write_id}/t5",
+        tenant="demo-r4",
+        correlation_id=write_id,
+        kind="transition",
+        at=datetime.now(UTC),
+        requested_by="cli",
+        resource="Observation/123",
+        state="verified",
+        outcome="verified",
+        notice=Notice(),
+    )
+    async with subscribed_worker(monkeypatch, dev_server, tenants, config) as client:
+        hand_off = WebhookHandOff(client.temporal, load_webhooks(config), client.task_queue)
+        await asyncio.gather(hand_off([line]), hand_off([line]))  # at the same time
+        handle = client.temporal.get_workflow_handle(
+            webhook_delivery_id("demo-r4", "crm", line.entry_key)
+        )
+        first = await handle.result()
+        first_run = (await handle.describe()).run_id
+        await hand_off([line])  # and after it was delivered
+        latest_run = (await handle.describe()).run_id
+
+    assert first["outcome"] == "delivered"
+    assert latest_run == first_run
+    assert len(bodies_for(receiver, write_id)) == 1
