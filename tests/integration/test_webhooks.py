@@ -22,6 +22,7 @@ import httpx
 import pytest
 from support.cli import ROOT, WRITEBACK
 from support.ports import free_port
+from support.sandbox_process import SandboxProcess
 from support.temporal import temporal_address
 from support.webhook_receiver import ReceiverProcess, eventually
 from support.workers import running_worker
@@ -31,12 +32,20 @@ from temporalio.testing import WorkflowEnvironment
 from activities.audit_ledger import AuditEvent, Notice
 from activities.webhook_events import WebhookHandOff
 from activities.webhook_post import signed_headers
-from adapters.ids import webhook_delivery_id
+from adapters.ids import sweep_workflow_id, webhook_delivery_id
 from adapters.tenants import TenantRegistry
 from adapters.webhooks import WEBHOOKS_ENV, load_webhooks
 from workers import samples
 from workers.client import WritebackClient
-from workflows.contract import WriteCommand, WriteState, workflow_id_for
+from workflows.contract import (
+    Resolution,
+    ResolutionAction,
+    WriteCommand,
+    WriteState,
+    workflow_id_for,
+)
+from workflows.reconcile_contract import SweepRequest, finding_workflow_id
+from workflows.reconcile_sweep import ReconcileSweep
 from workflows.saga_contract import SagaCommand
 from workflows.webhook_delivery import WebhookDelivery
 
@@ -387,3 +396,47 @@ async def test_an_event_handed_over_again_is_delivered_once(
     assert first["outcome"] == "delivered"
     assert latest_run == first_run
     assert len(bodies_for(receiver, write_id)) == 1
+
+
+async def test_a_reconciliation_finding_says_mismatch_and_then_how_a_person_settled_it(
+    monkeypatch: pytest.MonkeyPatch,
+    dev_server: WorkflowEnvironment,
+    tenants: TenantRegistry,
+    tmp_path: Path,
+    secret: str,
+    receivers: list[ReceiverProcess],
+    ehr: SandboxProcess,
+    key: str,
+) -> None:
+    receiver = ReceiverProcess(free_port(), secret, tmp_path / "got.jsonl")
+    receivers.append(receiver)
+    config = write_config(tmp_path / "webhooks.toml", receiver.url, secret)
+    command = WriteCommand(tenant="sweep-r4", idempotency_key=key, resource=canary_heart_rate(key))
+    async with subscribed_worker(monkeypatch, dev_server, tenants, config) as client:
+        written = await client.wait((await client.submit(command)).workflow_id)
+        async with httpx.AsyncClient(base_url=f"{ehr.url}/fhir/sweep-r4") as fhir:
+            assert (await fhir.delete(str(written.resource))).status_code == 204
+
+        async def missing_found() -> list[str]:
+            report = await client.temporal.execute_workflow(
+                ReconcileSweep.run,
+                SweepRequest(tenant="sweep-r4"),
+                id=sweep_workflow_id("sweep-r4", uuid.uuid4().hex[:12]),
+                task_queue=client.task_queue,
+            )  # the sweep reads the writes from visibility, which may lag
+            found = [f for f in report.findings if f.write_id == command.workflow_id]
+            return [finding_workflow_id(f) for f in found if f.kind.value == "missing"]
+
+        [finding_id] = await eventually(missing_found)
+        mismatch = await eventually(lambda: bodies_for(receiver, finding_id))
+        decision = Resolution(action=ResolutionAction.CONFIRM, by="op-1", reason="gone on purpose")
+        await client.resolve(finding_id, decision, f"d-{key}")
+        settled = await eventually(lambda: len(bodies_for(receiver, finding_id)) == 2)
+
+    assert settled
+    types = [json.loads(entry["body"])["type"] for entry in bodies_for(receiver, finding_id)]
+    assert types == ["finding.mismatch", "finding.reconciled"]
+    first = json.loads(mismatch[0]["body"])["data"]
+    assert first["error_class"] == "missing" and first["resource"] == written.resource
+    assert "gone on purpose" not in json.dumps(receiver.received())  # a person's words stay out
+    assert CANARY not in json.dumps(receiver.received())
