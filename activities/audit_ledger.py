@@ -27,7 +27,7 @@ import asyncio
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,13 @@ from activities.audit_schema import (
 )
 
 __all__ = ["GENESIS", "AuditBatch", "AuditEvent", "AuditLedger", "AuditSteps", "LedgerRecord"]
+
+
+class Notice(BaseModel, frozen=True):
+    """On a transition that moved the state (not a note in the same state): what the webhooks
+    beside the ledger tell (activities/webhook_events.py). Never stored in the ledger."""
+
+    reason: str | None = None  # the status's reason, gated again before it leaves
 
 
 class AuditEvent(BaseModel):
@@ -83,6 +90,7 @@ class AuditEvent(BaseModel):
     outcome: str
     error_class: str | None = None
     policy: str | None = None  # e.g. "allow nursing-vitals@2026-11 scopes system/Observation.c"
+    notice: Notice | None = None  # for the webhooks; left out of the record (its body)
 
 
 class AuditBatch(BaseModel):
@@ -144,7 +152,7 @@ class AuditLedger(ABC):
                     if cursor.fetchone():
                         continue
                     seq += 1
-                    body = event.model_dump_json()
+                    body = event.model_dump_json(exclude={"notice"})
                     digest = keyed_hash(key, tenant, seq, prev, body)
                     cursor.execute(
                         self._q(
@@ -371,13 +379,21 @@ def open_ledger(
     return SqliteLedger(Path(location), keys, anchors, checkpoint_every, read_only)
 
 
+#: Told of every batch once the ledger holds it (the webhooks' hand-off); must be idempotent.
+AfterRecord = Callable[[list[AuditEvent]], Awaitable[None]]
+
+
 class AuditSteps:
     """The ledger as a (local) activity: the workflow hands over its new transitions and
-    exchanges whenever it publishes its state."""
+    exchanges whenever it publishes its state; ``after`` hears of each batch once recorded."""
 
-    def __init__(self, ledger: AuditLedger) -> None:
+    def __init__(self, ledger: AuditLedger, after: AfterRecord | None = None) -> None:
         self._ledger = ledger
+        self._after = after
 
     @activity.defn(name="record_audit")
     async def record(self, batch: AuditBatch) -> int:
-        return await asyncio.to_thread(self._ledger.append, batch.events)
+        added = await asyncio.to_thread(self._ledger.append, batch.events)
+        if self._after is not None:
+            await self._after(batch.events)
+        return added

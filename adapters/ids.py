@@ -58,9 +58,10 @@ SAGA_PREFIX = "wb-saga"
 SWEEP_PREFIX = "wb-sweep"
 FINDING_PREFIX = "wb-finding"
 DISCOVERY_PREFIX = "wb-discovery"
+WEBHOOK_PREFIX = "wb-webhook"
 #: Prefixes of every workflow id the product starts; the tenant always comes second.
 WORKFLOW_ID_PREFIXES = frozenset(
-    {WRITE_PREFIX, SAGA_PREFIX, SWEEP_PREFIX, FINDING_PREFIX, DISCOVERY_PREFIX}
+    {WRITE_PREFIX, SAGA_PREFIX, SWEEP_PREFIX, FINDING_PREFIX, DISCOVERY_PREFIX, WEBHOOK_PREFIX}
 )
 #: Tenant ids and idempotency keys: opaque tokens (``TOKEN_PATTERN`` in workflows/contract.py).
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -177,6 +178,12 @@ def legacy_finding_workflow_id(finding: FindingLike) -> str:
 
 def discovery_workflow_id(tenant: str, run: str) -> str:
     return f"{DISCOVERY_PREFIX}:{tenant}:{run}"
+
+
+def webhook_delivery_id(tenant: str, endpoint: str, event_id: str) -> str:
+    """``wb-webhook:{tenant}:{endpoint}:{event id}``: one delivery per endpoint and event, so a
+    repeated hand-over of the same event never delivers it twice."""
+    return f"{WEBHOOK_PREFIX}:{tenant}:{endpoint}:{event_id}"
 
 
 def discovery_schedule_id(tenant: str) -> str:

@@ -40,6 +40,7 @@ from workers.schedules import register_sweep_schedules
 from workers.settings import Settings
 from workers.temporal_client import connect
 from workers.tenants_cli import add_tenants_commands
+from workers.webhooks_cli import add_webhooks_commands
 from workflows.contract import (
     Interaction,
     Urgency,
@@ -275,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
     add_audit_commands(sub)
     add_keys_commands(sub)
     add_callers_commands(sub)
+    add_webhooks_commands(sub)
     return top
 
 

@@ -25,9 +25,12 @@ from activities.ehr_client import EhrClient
 from activities.ehr_writes import EhrWrites
 from activities.reconciliation import Reconciler
 from activities.sweep_reads import SweepReads
+from activities.webhook_events import WebhookHandOff
+from activities.webhook_post import WebhookPost
 from adapters.caller_keys import CALLER_KEYS_ENV, CallerKeysError, load_callers
 from adapters.reasons import known_element_name
 from adapters.tenants import TenantRegistry
+from adapters.webhooks import configured_webhooks
 from workers.audit_cli import ledger_location, shared_ledger
 from workers.health import Health, serving_health
 from workers.hygiene import install_log_filters
@@ -43,6 +46,7 @@ from workflows.reconcile_finding import ReconcileFinding
 from workflows.reconcile_sweep import ReconcileSweep
 from workflows.task_queues import ehr_task_queue
 from workflows.tenant_discovery import TenantDiscovery
+from workflows.webhook_delivery import WebhookDelivery
 
 log = logging.getLogger("writeback.worker")
 
@@ -90,7 +94,9 @@ def build_workers(
     install_log_filters()
     known_element_name("resource")  # reads the vocabulary once, outside any workflow task
     command_steps = CommandSteps(tenants, load_callers())
-    audit = AuditSteps(ledger or shared_ledger(ledger_location()))
+    webhooks = configured_webhooks()  # $WRITEBACK_WEBHOOKS (README: Webhooks)
+    hand_off = WebhookHandOff(client, webhooks, task_queue)
+    audit = AuditSteps(ledger or shared_ledger(ledger_location()), after=hand_off)
     ehr = ehr or EhrClient(tenants, http)
     writes, sweep = EhrWrites(ehr), SweepReads(ehr)
     crosswalk = Crosswalk(ehr, crosswalk_store())
@@ -105,6 +111,7 @@ def build_workers(
                 ReconcileSweep,
                 ReconcileFinding,
                 TenantDiscovery,
+                WebhookDelivery,
             ],
             activities=[
                 command_steps.validate,
@@ -115,6 +122,7 @@ def build_workers(
                 command_steps.sweep_settings,
                 Reconciler(client).compare,
                 audit.record,
+                WebhookPost(webhooks, http).post,
             ],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(

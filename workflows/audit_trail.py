@@ -23,13 +23,15 @@ from adapters.ids import tenant_of_workflow
 from workflows.contract import Resolution, WriteCommand, WriteStatus
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps
+    from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps, Notice
 
 #: The ledger must not lose a line: keep trying (appends are idempotent per entry key).
 _AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 _AUDIT_TIMEOUT = timedelta(seconds=10)
 #: ``workflow.patched`` id: decisions and withdrawals are handed to the ledger as they happen.
 COVERAGE = "audit-coverage"
+#: ``workflow.patched`` id: sagas and findings hand their moves into settled states over too.
+SETTLED_MOVES = "settled-moves"
 
 
 def decision_event(status: WriteStatus, resolution: Resolution) -> AuditEvent:
@@ -129,6 +131,7 @@ def audit_events(
             state=transition.state.value,
             outcome=transition.state.value,
             error_class=status.error_class if transition.state is status.state else None,
+            notice=_notice(status, index),
             **common,
         )
         for index, transition in enumerate(status.transitions)
@@ -148,6 +151,15 @@ def audit_events(
         if index >= exchanges_from
     ]
     return events
+
+
+def _notice(status: WriteStatus, index: int) -> Notice | None:
+    """A move into another state (a note in the same state is none) carries the status's reason
+    while the state is still the one moved into, for the webhooks."""
+    transitions = status.transitions
+    if index and transitions[index - 1].state is transitions[index].state:
+        return None
+    return Notice(reason=status.reason if transitions[index].state is status.state else None)
 
 
 class AuditTrail:
@@ -177,3 +189,42 @@ class AuditTrail:
                 self._transitions, self._exchanges = upto
         finally:
             self._busy = False
+
+
+class SettledMoves:
+    """A saga's or a finding's moves into settled states (verified, rejected, waiting for a
+    person, compensated, abandoned, reconciled…), as ledger lines — and so as webhooks
+    (activities/webhook_events.py): what ``AuditTrail`` is for a write, for workflows whose
+    other transitions stay in their status. ``moved`` when the workflow publishes a state;
+    ``hand_over`` wherever it then stops or waits. Histories from before replay without it."""
+
+    def __init__(self, requested_by: str) -> None:
+        self._requested_by = requested_by
+        self._pending: list[AuditEvent] = []
+
+    def moved(self, status: WriteStatus) -> None:
+        if not status.state.is_settled:
+            return
+        index = len(status.transitions) - 1
+        transition = status.transitions[index]
+        self._pending.append(
+            AuditEvent(
+                entry_key=f"{status.workflow_id}/t{index}",
+                tenant=tenant_of_workflow(status.workflow_id) or status.tenant,
+                correlation_id=status.workflow_id,
+                kind="transition",
+                at=transition.at,
+                requested_by=self._requested_by,
+                resource_type=status.resource_type,
+                resource=status.resource,
+                state=transition.state.value,
+                outcome=transition.state.value,
+                error_class=status.error_class,
+                notice=Notice(reason=status.reason),
+            )
+        )
+
+    async def hand_over(self) -> None:
+        events, self._pending = self._pending, []
+        if events and workflow.patched(SETTLED_MOVES):
+            await _record(events)

@@ -28,7 +28,7 @@ from temporalio.workflow import ParentClosePolicy
 from adapters.ids import command_identifier
 from workflows import search_attributes as sa
 from workflows import write_metrics
-from workflows.audit_trail import hand_over, withdrawal_event
+from workflows.audit_trail import SettledMoves, hand_over, withdrawal_event
 from workflows.contract import (
     Resolution,
     ResolutionAction,
@@ -46,7 +46,7 @@ from workflows.saga_contract import (
     SagaStepStatus,
     resolve_step_references,
 )
-from workflows.saga_withdrawal import OUT_OF_CHART, StepWithdrawal, may_land
+from workflows.saga_withdrawal import COMPENSATION_ACTIONS, OUT_OF_CHART, StepWithdrawal, may_land
 from workflows.write_start import NO_ARGUMENT, Refused, open_saga, unread_saga
 
 with workflow.unsafe.imports_passed_through():
@@ -57,15 +57,6 @@ with workflow.unsafe.imports_passed_through():
     from adapters.policy import AuthorizationRecord
     from adapters.provenance import with_authority
 
-#: Decisions a person may take on a saga whose withdrawal failed.
-_COMPENSATION_ACTIONS = frozenset(
-    {
-        ResolutionAction.RETRY,  # try the failed withdrawals again
-        ResolutionAction.REVERIFY,  # read them again, look again for what may still land
-        ResolutionAction.CONFIRM,  # "I withdrew them in the EHR by hand": read back first
-        ResolutionAction.ABANDON,  # leave the chart as it is
-    }
-)
 #: ``workflow.patched`` ids: sagas that passed these points on earlier code replay as they ran.
 #: Compensation covers every step the EHR may hold, not only the verified ones.
 WITHDRAWS_WHAT_THE_EHR_MAY_HOLD = "saga-withdraws-what-the-ehr-may-hold"
@@ -98,6 +89,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
         self._commands: dict[str, WriteCommand] = {}
         self._authorizations: dict[str, AuthorizationRecord | None] = {}
         self._decisions = DecisionInbox(check=self._prove_decision)
+        self._settled = SettledMoves(command.requested_by)
 
     # --- what callers can ask and say -------------------------------------------------------
 
@@ -126,8 +118,8 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
     def _refusal(self, resolution: Resolution) -> str | None:
         if not self._decisions.waiting:
             return "saga is busy, not waiting for a decision: send it again shortly"
-        if resolution.action not in _COMPENSATION_ACTIONS:
-            allowed = ", ".join(sorted(action.value for action in _COMPENSATION_ACTIONS))
+        if resolution.action not in COMPENSATION_ACTIONS:
+            allowed = ", ".join(sorted(action.value for action in COMPENSATION_ACTIONS))
             return f"a failed compensation takes one of: {allowed}"
         return None
 
@@ -155,6 +147,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
         workflow.upsert_search_attributes(updates)
         if state.is_settled:
             write_metrics.settled(self._status)
+        self._settled.moved(self._status)
 
     def _step(self, name: str) -> SagaStepStatus:
         return next(step for step in self._status.steps if step.name == name)
@@ -169,12 +162,19 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
 
     @workflow.run
     async def run(self, start: RawValue = NO_ARGUMENT) -> SagaStatus:
+        await self._saga()
+        await self._settled.hand_over()
+        # the update that settled the saga answers before the saga ends
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status
+
+    async def _saga(self) -> None:
         command = self._command
         if self._refused:  # not a saga: nothing to write, nobody to wait for
             self._status.error_class = ErrorClass.VALIDATION.value
             self._status.reason = self._refused.reason
             self._move(WriteState.REJECTED, self._refused.reason)
-            return self._status
+            return
         workflow.upsert_search_attributes(
             [
                 sa.STATE.value_set(WriteState.REQUESTED.value),
@@ -206,7 +206,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
         except (ActivityError, ApplicationError) as err:
             self._status.error_class, self._status.reason = reason_of(err)
             self._move(WriteState.REJECTED, self._status.reason)
-            return self._status
+            return
         self._status.vendor = self._plan.vendor
         workflow.upsert_search_attributes([sa.VENDOR.value_set(self._plan.vendor)])
         for step in self._status.steps:
@@ -219,7 +219,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
         failed = await self._write_steps(self._plan.order)
         if failed is None:
             self._move(WriteState.VERIFIED, "every step verified")
-            return self._status
+            return
         held = self._may_be_in_chart if workflow.patched(WITHDRAWS_WHAT_THE_EHR_MAY_HOLD) else None
         self._written = [
             name
@@ -228,12 +228,9 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
         ]
         if not self._written:
             self._move(WriteState.REJECTED, f"step '{failed}' failed before anything was written")
-            return self._status
+            return
         await self._compensate(failed)
         await self._await_decisions(failed)
-        # the update that settled the saga answers before the saga ends
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._status
 
     async def _write_steps(self, order: list[str]) -> str | None:
         """Write the steps in order; the name of the first one that did not end in the chart."""
@@ -359,6 +356,7 @@ class ClinicalSaga(PersonWaits[SagaStatus]):
 
     async def _await_decisions(self, failed: str) -> None:
         while self._status.state is WriteState.COMPENSATION_FAILED:
+            await self._settled.hand_over()  # waiting for a person: say so now
             async with self._decisions.next() as resolution:
                 await self._audit_decision(resolution)
                 await self._apply(resolution, failed)

@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
 from workflows import write_metrics
-from workflows.audit_trail import hand_over, withdrawal_event
+from workflows.audit_trail import SettledMoves, hand_over, withdrawal_event
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     Resolution,
@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
 
 #: who asks for an automatic remediation (in the ledger, and checked against the tenant's settings)
 TENANT_POLICY = "tenant-policy"
+#: who raised a finding, as its ledger lines say
+FOUND_BY = "reconcile-sweep"
 
 
 @workflow.defn(name="ReconcileFinding")
@@ -56,6 +58,8 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
             transitions=[Transition(state=WriteState.MISMATCH, at=workflow.now())],
         )
         self._decisions = DecisionInbox(check=self._prove_decision)
+        self._settled = SettledMoves(requested_by=FOUND_BY)
+        self._settled.moved(self._status)  # raised in mismatch
 
     @workflow.query
     def finding(self) -> Finding:
@@ -75,6 +79,7 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
 
     def _publish(self, state: WriteState, began_waiting: bool) -> None:
         workflow.upsert_search_attributes([sa.STATE.value_set(state.value)])
+        self._settled.moved(self._status)
 
     @workflow.run
     async def run(self, finding: Finding) -> WriteStatus:
@@ -94,6 +99,7 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
         write_metrics.settled(self._status)  # counted as a reconciliation mismatch, by kind
         if finding.kind is FindingKind.DUPLICATE and finding.auto_remediate:
             await self._remediate("tenant policy: auto-remediate duplicates", TENANT_POLICY)
+        await self._settled.hand_over()
         while self._status.state is WriteState.MISMATCH:
             async with self._decisions.next() as resolution:
                 await self._audit_decision(resolution)
@@ -104,6 +110,7 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
                     self._move(WriteState.ABANDONED, f"dismissed: {note}")
                 else:
                     await self._remediate(note, resolution.by)
+            await self._settled.hand_over()
         return self._status
 
     async def _remediate(self, why: str, by: str) -> None:

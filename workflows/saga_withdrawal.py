@@ -33,7 +33,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.budgets import BUDGETS
-from workflows.contract import Urgency, WriteCommand, WriteState, WriteStatus
+from workflows.contract import ResolutionAction, Urgency, WriteCommand, WriteState, WriteStatus
 from workflows.kernel import (
     READ_RETRY,
     SAGA_READ_TIMEOUT,
@@ -59,6 +59,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from adapters.compensation import is_withdrawn, withdrawal
 
+#: Decisions a person may take on a saga whose withdrawal failed.
+COMPENSATION_ACTIONS = frozenset(
+    {
+        ResolutionAction.RETRY,  # try the failed withdrawals again
+        ResolutionAction.REVERIFY,  # read them again, look again for what may still land
+        ResolutionAction.CONFIRM,  # "I withdrew them in the EHR by hand": read back first
+        ResolutionAction.ABANDON,  # leave the chart as it is
+    }
+)
 #: Compensation values meaning "not in the chart, as a read or a search showed".
 OUT_OF_CHART = frozenset({"withdrawn", "withdrawn_by_hand", "not_found"})
 

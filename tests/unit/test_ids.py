@@ -46,6 +46,7 @@ def test_every_workflow_id_names_its_tenant_second() -> None:
         ids.sweep_workflow_id("acme", "scheduled"),
         ids.finding_workflow_id(finding),
         ids.discovery_workflow_id("acme", "run"),
+        ids.webhook_delivery_id("acme", "crm", "wb:acme:k1/t5"),
     ]
     # issue 17: a finding's id holds a digest of its command; the key form is kept for replay
     assert ids.legacy_finding_workflow_id(finding) == "wb-finding:acme:duplicate:k1"
