@@ -24,7 +24,6 @@ from activities.models import (
 )
 from adapters.caller_keys import CallerRegistry, load_callers
 from adapters.callers import CredentialRefused, Expected, verify
-from adapters.clinical_semantics import ClinicalContext
 from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.policy import AccessRequest, AuthorizationRecord
@@ -79,11 +78,8 @@ class CommandSteps:
         self._prove(tenant, command.credential, command.caller)
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
-        context = None
-        if tenant.adapter_version.checks_clinical_semantics:
-            context = ClinicalContext(now=now, require_encounter=tenant.require_encounter)
         try:
-            resource_type = validate_resource(command.resource, context)
+            resource_type = validate_resource(command.resource, tenant.clinical_context(now))
         except ResourceInvalid as exc:
             raise step_failure(ErrorClass.VALIDATION, str(exc)) from None
         return ValidatedWrite(

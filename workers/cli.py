@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from adapters.errors import EXIT_FAILED, EXIT_OK, WritebackError
 from adapters.ids import content_key
 from adapters.tenants import load_tenants, resolve_tenants_path
+from workers.api_cli import add_api_commands
 from workers.audit_cli import add_audit_commands
 from workers.callers_cli import add_callers_commands
 from workers.cli_support import UsageError, add_caller_key, connect_client, exit_code_for, problems
@@ -275,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
     add_audit_commands(sub)
     add_keys_commands(sub)
     add_callers_commands(sub)
+    add_api_commands(sub)
     return top
 
 
