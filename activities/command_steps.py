@@ -29,7 +29,7 @@ from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.policy import AccessRequest, AuthorizationRecord
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
-from adapters.validation import validate_resource
+from adapters.validation import clinical_context, validate_resource
 
 #: SMART v2 scope letter per interaction (an update reads the current version first).
 LEAST_SCOPE = {Interaction.CREATE: "c", Interaction.UPDATE: "ru"}
@@ -79,7 +79,7 @@ class CommandSteps:
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
         try:
-            resource_type = validate_resource(command.resource, tenant.clinical_context(now))
+            resource_type = validate_resource(command.resource, clinical_context(tenant, now))
         except ResourceInvalid as exc:
             raise step_failure(ErrorClass.VALIDATION, str(exc)) from None
         return ValidatedWrite(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +25,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from adapters.clinical_semantics import ClinicalContext
 from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
@@ -318,14 +316,6 @@ class Tenant(BaseModel):
 
     def base_url(self) -> str:
         return self.fhir_base_url.rstrip("/")
-
-    def clinical_context(self, now: datetime) -> ClinicalContext | None:
-        """What the validate step checks a resource against beyond R4 structure and the clinical
-        rules (adapters/validation.py): the clinical semantics, where this tenant's adapter
-        version checks them. The worker's validate step and the HTTP API's door ask the same."""
-        if not self.adapter_version.checks_clinical_semantics:
-            return None
-        return ClinicalContext(now=now, require_encounter=self.require_encounter)
 
     def access_policy(self) -> AccessPolicy:
         return self.policy or AccessPolicy.from_allowed_callers(self.allowed_callers)

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from adapters.problems import ResourceInvalid, validation_problems
-from adapters.validation import validate_resource
+from adapters.validation import clinical_context, validate_resource
 from workers.api.auth import Principal
 from workers.api.idempotency import MEMO_FIELD, check_same_request, request_digest
 from workers.api.outcomes import (
@@ -93,7 +93,7 @@ def check_at_the_door(state: ApiState, command: WriteCommand) -> None:
         raise ApiError(400, "invalid", exc.code, [fhir_path(exc.path, resource_type)]) from None
     tenant = state.tenant(command.tenant)
     try:
-        validate_resource(command.resource, tenant.clinical_context(datetime.now(UTC)))
+        validate_resource(command.resource, clinical_context(tenant, datetime.now(UTC)))
     except ResourceInvalid as exc:
         raise resource_problems(exc.problems, resource_type) from None
 
