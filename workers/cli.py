@@ -156,6 +156,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
         ui_port=args.ui_port,
         sandbox_port=args.sandbox_port,
         codec_port=args.codec_port,
+        api_port=args.api_port,
         codec_token_in_url=args.codec_token_in_url,
     )
 
@@ -173,6 +174,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print(f"           Web UI: sign in once at {config.codec_url}/wb-codec/login, then in")
             print("           the UI's codec settings turn on 'Include cross-origin credentials'")
         print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
+        print(f"API        {config.api_url}  (docs {config.api_url}/docs; a token: writeback")
+        print("           api-token --client dev-app --scope system/Observation.cu)")
         print(f"Tenants    {config.tenants_path}")
         print(f"Logs       {config.state_dir / 'logs'}")
         print(f"Sweeps     {len(sweeps)} reconciliation schedules (`writeback reconcile run`)")
@@ -221,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
             "--sandbox-port", type=int, default=8090, help="the tenants' base URLs must match"
         )
         p.add_argument("--codec-port", type=int, default=8234, help="codec server for the UI")
+        p.add_argument("--api-port", type=int, default=8235, help="the HTTP API (README)")
         p.add_argument(
             "--codec-token-in-url",
             action="store_true",
