@@ -163,6 +163,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     config = _stack_config(args)
+    os.environ.update(config.environment())  # this process registers the sweeps
     with running_stack(config) as stack:
         sweeps = asyncio.run(_register_sweeps(config))
         print(f"Temporal   {config.temporal_address}")
