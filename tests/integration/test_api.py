@@ -25,7 +25,10 @@ from support.worker_process import WorkerProcess
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.caller_keys import CALLER_KEYS_ENV
+from adapters.callers import CallerSigner
 from workers import samples
+from workers.client import WritebackClient
+from workflows.contract import WriteCommand
 
 pytestmark = pytest.mark.integration
 
@@ -190,20 +193,21 @@ async def test_the_same_key_twice_is_one_write(
 async def test_the_same_key_with_another_body_is_422(
     http: httpx.AsyncClient, api: ApiProcess, key: str
 ) -> None:
-    first = await http.post(
-        f"/fhir/{TENANT}/Observation", json=heart_rate(60), headers=app_headers(api, key)
-    )
+    body = heart_rate(60)
+    first = await http.post(f"/fhir/{TENANT}/Observation", json=body, headers=app_headers(api, key))
     assert first.status_code == 202, first.text
+    again = await http.post(f"/fhir/{TENANT}/Observation", json=body, headers=app_headers(api, key))
+    assert again.status_code == 202, again.text
     other = await http.post(
-        f"/fhir/{TENANT}/Observation", json=heart_rate(61), headers=app_headers(api, key)
+        f"/fhir/{TENANT}/Observation",
+        json={**body, "valueQuantity": {**body["valueQuantity"], "value": 61}},
+        headers=app_headers(api, key),
     )
     outcome(other, 422, "conflict")
     # another user with the same key and body is another request too
     token = api.token("api-app", WRITE, user="Practitioner/8")
     headers = bearer(token, **{"Idempotency-Key": key, "Content-Type": "application/json"})
-    another_user = await http.post(
-        f"/fhir/{TENANT}/Observation", json=heart_rate(60), headers=headers
-    )
+    another_user = await http.post(f"/fhir/{TENANT}/Observation", json=body, headers=headers)
     outcome(another_user, 422, "conflict")
 
 
@@ -217,7 +221,7 @@ async def test_without_a_key_the_same_request_is_one_write_under_a_keyed_digest(
     location = first.headers["Content-Location"]
     assert location == second.headers["Content-Location"]
     assert location.startswith(f"/writes/wb:{TENANT}:hk-")
-    assert str(resource["valueQuantity"]["value"]) not in location.split("hk-")[1][:2]
+    assert resource["subject"]["reference"].split("/")[1] not in location  # a keyed digest
 
 
 async def test_a_stale_if_match_takes_the_writes_conflict_path(
@@ -390,3 +394,50 @@ async def test_the_openapi_document_describes_the_routes(http: httpx.AsyncClient
     assert "/writes/{workflow_id}/$resolve" in paths
     assert "OperationOutcome" in document["components"]["schemas"]
     assert "WriteStatus" in document["components"]["schemas"]
+
+
+async def test_another_api_process_knows_the_key_and_its_request(
+    http: httpx.AsyncClient,
+    api: ApiProcess,
+    dev_server: WorkflowEnvironment,
+    tenants_file: Path,
+    key: str,
+) -> None:
+    resource = heart_rate(66)
+    first = await http.post(
+        f"/fhir/{TENANT}/Observation", json=resource, headers=app_headers(api, key)
+    )
+    assert first.status_code == 202, first.text
+    second = ApiProcess(
+        temporal_address(dev_server), api.task_queue, api.config_dir, tenants_file, free_port()
+    )
+    try:
+        async with httpx.AsyncClient(base_url=second.url, timeout=60) as other:
+            same = await other.post(
+                f"/fhir/{TENANT}/Observation",
+                json=resource,
+                headers=app_headers(api, key, Prefer="wait=30"),
+            )
+            assert same.status_code == 201, same.text
+            assert same.headers["Content-Location"] == first.headers["Content-Location"]
+            changed = {**resource, "status": "amended"}
+            answer = await other.post(
+                f"/fhir/{TENANT}/Observation", json=changed, headers=app_headers(api, key)
+            )
+            outcome(answer, 422, "conflict")
+    finally:
+        second.stop()
+
+
+async def test_a_key_taken_by_a_write_started_elsewhere_is_compared_by_its_command(
+    http: httpx.AsyncClient, api: ApiProcess, dev_server: WorkflowEnvironment, key: str
+) -> None:
+    client = WritebackClient(
+        dev_server.client, task_queue=api.task_queue, signer=CallerSigner.from_env()
+    )
+    await client.submit(WriteCommand(tenant=TENANT, idempotency_key=key, resource=heart_rate(68)))
+    # the same resource, but another caller (the CLI's `cli` there, the token's client here)
+    answer = await http.post(
+        f"/fhir/{TENANT}/Observation", json=heart_rate(68), headers=app_headers(api, key)
+    )
+    outcome(answer, 422, "conflict")

@@ -53,6 +53,7 @@ class ApiProcess:
         self, address: str, task_queue: str, config_dir: Path, tenants_file: Path, port: int
     ) -> None:
         self.config_dir = config_dir
+        self.task_queue = task_queue
         self.config = load_api_config(config_dir / "api.toml")
         self._log = (config_dir / "api.log").open("ab")
         env = {
