@@ -9,6 +9,7 @@ unknown routes and the client's known failures into OperationOutcome responses."
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -240,5 +241,8 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected %s answering a request", type(exc).__name__)  # no text: may hold PHI
+        # the type and where, not the text: an exception's message may quote the input
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{frame.filename}:{frame.lineno}" if frame else "?"
+        log.error("unexpected %s answering a request at %s", type(exc).__name__, where)
         return outcome_response(500, [issue("exception", "internal error (see the API's log)")])
