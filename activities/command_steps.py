@@ -24,13 +24,12 @@ from activities.models import (
 )
 from adapters.caller_keys import CallerRegistry, load_callers
 from adapters.callers import CredentialRefused, Expected, verify
-from adapters.clinical_semantics import ClinicalContext
 from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.policy import AccessRequest, AuthorizationRecord
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
-from adapters.validation import validate_resource
+from adapters.validation import clinical_context, validate_resource
 
 #: SMART v2 scope letter per interaction (an update reads the current version first).
 LEAST_SCOPE = {Interaction.CREATE: "c", Interaction.UPDATE: "ru"}
@@ -79,11 +78,8 @@ class CommandSteps:
         self._prove(tenant, command.credential, command.caller)
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
-        context = None
-        if tenant.adapter_version.checks_clinical_semantics:
-            context = ClinicalContext(now=now, require_encounter=tenant.require_encounter)
         try:
-            resource_type = validate_resource(command.resource, context)
+            resource_type = validate_resource(command.resource, clinical_context(tenant, now))
         except ResourceInvalid as exc:
             raise step_failure(ErrorClass.VALIDATION, str(exc)) from None
         return ValidatedWrite(

@@ -2,7 +2,8 @@
 credentials against, and the key pairs callers sign with (adapters/callers.py).
 
 The registry is ``$WRITEBACK_CALLER_KEYS``: a TOML file, or a directory of ``*.toml`` files (one per
-caller, say, each a mounted secret), each holding ``[[caller]]`` tables:
+caller, say, each a mounted secret), or several of these joined by ``:``, each holding
+``[[caller]]`` tables:
 
     [[caller]]
     id = "nursing-app"                      # the caller id: requested_by, or an operator's --by
@@ -121,19 +122,23 @@ class CallerRegistry:
 
 def load_callers(location: str | Path | None = None) -> CallerRegistry:
     """The registry at ``location``, else ``$WRITEBACK_CALLER_KEYS``; empty when neither is set
-    (then only tenants that accept unauthenticated callers can be written to)."""
+    (then only tenants that accept unauthenticated callers can be written to). Several registries
+    (files or directories) may be given separated by ``os.pathsep`` (``:``): e.g. your own and
+    the one ``writeback api-callers`` prints for the HTTP API's clients."""
     where = location or os.environ.get(CALLER_KEYS_ENV)
     if not where:
         return CallerRegistry()
-    path = Path(where)
-    if path.is_dir():
-        files = sorted(path.glob("*.toml"))
-    elif path.is_file():
-        files = [path]
-    else:
-        raise CallerKeysError(f"caller key registry not found: {path}")
+    files = []
+    for part in str(where).split(os.pathsep):
+        path = Path(part)
+        if path.is_dir():
+            files += sorted(path.glob("*.toml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CallerKeysError(f"caller key registry not found: {path}")
     keys = [key for file in files for key in _read_registry(file)]
-    return CallerRegistry(keys, source=str(path))
+    return CallerRegistry(keys, source=str(where))
 
 
 def _read_registry(path: Path) -> list[RegisteredKey]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -13,9 +14,16 @@ from pydantic import ValidationError
 from adapters.clinical_notes import check_clinical_note
 from adapters.clinical_semantics import ClinicalContext, semantic_problems
 from adapters.problems import Problem, ResourceInvalid, element_path, validation_problems
+from adapters.versions import AdapterVersion
 from adapters.vital_signs import check_vital_sign
 
-__all__ = ["SUPPORTED_RESOURCE_TYPES", "Problem", "ResourceInvalid", "validate_resource"]
+__all__ = [
+    "SUPPORTED_RESOURCE_TYPES",
+    "Problem",
+    "ResourceInvalid",
+    "clinical_context",
+    "validate_resource",
+]
 
 log = logging.getLogger("writeback.validation")
 
@@ -48,6 +56,26 @@ def _structure_problems(resource_type: str, resource: dict[str, Any]) -> list[Pr
     except Exception as exc:  # fhir.resources raises KeyError('R4.<value>Type') and the like
         return [Problem(resource_type, f"not_r4_structure ({type(exc).__name__})")]
     return []
+
+
+class _TenantRules(Protocol):
+    """What of a tenant (adapters/tenants.py) the checks depend on."""
+
+    @property
+    def adapter_version(self) -> AdapterVersion: ...
+
+    @property
+    def require_encounter(self) -> bool: ...
+
+
+def clinical_context(tenant: _TenantRules, now: datetime) -> ClinicalContext | None:
+    """The context ``validate_resource`` checks a tenant's resources in: the clinical semantics,
+    where the tenant's adapter version checks them. The worker's validate step
+    (activities/command_steps.py) and the HTTP API's door (workers/api/submission.py) both ask
+    here, so the door refuses exactly what the worker would."""
+    if not tenant.adapter_version.checks_clinical_semantics:
+        return None
+    return ClinicalContext(now=now, require_encounter=tenant.require_encounter)
 
 
 def validate_resource(resource: dict[str, Any], context: ClinicalContext | None = None) -> str:

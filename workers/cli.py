@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from adapters.errors import EXIT_FAILED, EXIT_OK, WritebackError
 from adapters.ids import content_key
 from adapters.tenants import load_tenants, resolve_tenants_path
+from workers.api_cli import add_api_commands
 from workers.audit_cli import add_audit_commands
 from workers.callers_cli import add_callers_commands
 from workers.cli_support import UsageError, add_caller_key, connect_client, exit_code_for, problems
@@ -156,12 +157,14 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
         ui_port=args.ui_port,
         sandbox_port=args.sandbox_port,
         codec_port=args.codec_port,
+        api_port=args.api_port,
         codec_token_in_url=args.codec_token_in_url,
     )
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     config = _stack_config(args)
+    os.environ.update(config.environment())  # this process registers the sweeps
     with running_stack(config) as stack:
         sweeps = asyncio.run(_register_sweeps(config))
         print(f"Temporal   {config.temporal_address}")
@@ -173,6 +176,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print(f"           Web UI: sign in once at {config.codec_url}/wb-codec/login, then in")
             print("           the UI's codec settings turn on 'Include cross-origin credentials'")
         print(f"Sandbox    {config.sandbox_url}/fhir/<tenant>")
+        print(f"API        {config.api_url}  (docs {config.api_url}/docs; a token: writeback")
+        print("           api-token --client dev-app --scope system/Observation.cu)")
         print(f"Tenants    {config.tenants_path}")
         print(f"Logs       {config.state_dir / 'logs'}")
         print(f"Sweeps     {len(sweeps)} reconciliation schedules (`writeback reconcile run`)")
@@ -221,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
             "--sandbox-port", type=int, default=8090, help="the tenants' base URLs must match"
         )
         p.add_argument("--codec-port", type=int, default=8234, help="codec server for the UI")
+        p.add_argument("--api-port", type=int, default=8235, help="the HTTP API (README)")
         p.add_argument(
             "--codec-token-in-url",
             action="store_true",
@@ -277,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     add_keys_commands(sub)
     add_callers_commands(sub)
     add_webhooks_commands(sub)
+    add_api_commands(sub)
     return top
 
 

@@ -143,15 +143,17 @@ class WritebackClient:
     ) -> WritebackClient:
         return cls(await connect(address, namespace), task_queue, signer)
 
-    async def submit(self, command: WriteCommand) -> Submission:
+    async def submit(self, command: WriteCommand, memo: dict[str, str] | None = None) -> Submission:
         """Start the write, or join the one already started for the same tenant + key. A command
         over the input limits (workflows/input_limits.py) raises LimitExceeded, naming the limit
-        and the element's path (CommandRefused for one JSON cannot carry), and starts nothing."""
+        and the element's path (CommandRefused for one JSON cannot carry), and starts nothing.
+        ``memo`` is recorded with a workflow this call starts (sealed by the payload codec; the
+        HTTP API keeps its request digest there: workers/api/idempotency.py)."""
         check_command(command)  # before signing: a command too deep to serialize cannot be signed
         if self.signer and not command.credential:
             credential = await self._sign(write_binding(command))
             command = command.model_copy(update={"credential": credential})
-        return await self._start("ClinicalWrite", command, command.workflow_id)
+        return await self._start("ClinicalWrite", command, command.workflow_id, memo)
 
     async def submit_saga(self, command: SagaCommand) -> Submission:
         """Start a multi-resource saga (or join the one with the same tenant + key). Its id works
@@ -168,7 +170,11 @@ class WritebackClient:
         return await self._current(handle, ClinicalSaga.status)
 
     async def _start(
-        self, workflow: str, command: WriteCommand | SagaCommand, workflow_id: str
+        self,
+        workflow: str,
+        command: WriteCommand | SagaCommand,
+        workflow_id: str,
+        memo: dict[str, str] | None = None,
     ) -> Submission:
         check_command(command)  # what a worker would refuse is not started at all
         try:
@@ -179,6 +185,7 @@ class WritebackClient:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo=memo,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(sa.STATE, WriteState.REQUESTED.value),

@@ -1,5 +1,6 @@
 """The scripted demo behind ``writeback demo``: a few synthetic vital signs per demo tenant, one
-command submitted twice at once, and one invalid Observation; then a table of what happened."""
+command submitted twice at once, one invalid Observation, and one write through the HTTP API (a
+dev token for ``dev-app``, ``Prefer: wait``); then a table of what happened."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import httpx
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
 from adapters.tenants import load_tenants
 from workers import samples
+from workers.api.config import load_api_config
+from workers.api.dev_setup import DEV_APP, mint_token
 from workers.client import WritebackClient
 from workers.devstack import StackConfig
 from workers.settings import TASK_QUEUE
@@ -53,6 +56,32 @@ async def count_in_ehr(base_url: str, command: WriteCommand) -> int:
         return int(response.json().get("total", 0))
 
 
+async def write_through_the_api(config: StackConfig, tenant: str) -> tuple[bool, str]:
+    """One heart rate through the HTTP API, as any service would send it: (verified?, line)."""
+    api = load_api_config(config.api_config)
+    token = mint_token(
+        config.api_config.parent / "issuer.pem",
+        api,
+        DEV_APP,
+        ["system/Observation.c"],
+        user="Practitioner/demo-nurse",
+    )
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/fhir+json",
+        "Prefer": "wait=30",
+    }
+    async with httpx.AsyncClient(base_url=config.api_url, timeout=40) as http:
+        answer = await http.post(
+            f"/fhir/{tenant}/Observation",
+            json=samples.heart_rate("demo-patient-4", 64),
+            headers=headers,
+        )
+    where = answer.headers.get("Location") or answer.headers.get("Content-Location", "")
+    line = f"POST {config.api_url}/fhir/{tenant}/Observation -> {answer.status_code}  {where}"
+    return answer.status_code == 201, line
+
+
 async def run_demo(config: StackConfig) -> int:
     tenants = load_tenants(config.tenants_path)
     client = WritebackClient(
@@ -89,6 +118,9 @@ async def run_demo(config: StackConfig) -> int:
         detail = status.reason or f"version {status.version}"
         resource = status.resource or "-"
         print(f"{status.workflow_id:<44} {status.state.value:<13} {resource:<32} {detail}")
+    api_ok, api_line = await write_through_the_api(config, duplicate.tenant)
+    ok &= api_ok
+    print(f"\nHTTP API (a dev token for {DEV_APP}, Prefer: wait=30):\n  {api_line}")
     tenant = tenants.get(duplicate.tenant)
     assert tenant is not None
     copies = await count_in_ehr(tenant.base_url(), duplicate)

@@ -1,11 +1,15 @@
-"""The embedded stack for one machine: Temporal dev server (+ Web UI), sandbox EHR, and a worker,
-each a child process, started in order and stopped in reverse on exit.
+"""The embedded stack for one machine: Temporal dev server (+ Web UI), sandbox EHR, a worker and
+the HTTP API, each a child process, started in order and stopped in reverse on exit.
 
 The stack is the one place that creates a payload key file on its own (and says so): the local
 stack's, in its state directory. The codec server's dev token stays out of every URL and process
 argument: the dev server's Web UI gets the codec's cookie endpoint (``…/wb-codec``, sign in there
 once with the token from ``codec_dev_token``; workers/codec_server.py), unless
-``codec_token_in_url`` asks for the old ``/t/{token}`` form."""
+``codec_token_in_url`` asks for the old ``/t/{token}`` form.
+
+The HTTP API's dev issuer, JWKS, caller key and clients are made in ``state/api/``
+(workers/api/dev_setup.py); the worker's caller registry is the one made there (the API's key for
+each API client), after any registry ``$WRITEBACK_CALLER_KEYS`` names."""
 
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from adapters.caller_keys import CALLER_KEYS_ENV
 from adapters.tenants import TenantConfigError, load_tenants
+from workers.api.dev_setup import ensure_dev_api
 from workers.codec_server import UI_PREFIX, dev_token
 from workers.keys import KEYS_FILE_ENV, KEYS_JSON_ENV, create_key_file, keys_file_path
 from workers.settings import venv_binary
@@ -38,7 +44,10 @@ class StackConfig:
     ui_port: int = 8233
     sandbox_port: int = 8090
     codec_port: int = 8234
+    api_port: int = 8235
     start_worker: bool = True
+    #: the HTTP API (with the worker only: it answers nothing useful without one)
+    start_api: bool = True
     #: The Web UI's codec endpoint carries the dev token (``/t/{token}``): visible in the dev
     #: server's arguments and the UI's settings. Off: the UI signs in at ``/wb-codec/login``.
     codec_token_in_url: bool = False
@@ -54,6 +63,19 @@ class StackConfig:
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def api_config(self) -> Path:
+        return self.state_dir / "api" / "api.toml"
+
+    @property
+    def api_registry(self) -> Path:
+        """The worker's registry of the API's key for each API client (remade at each start)."""
+        return self.state_dir / "api" / "callers.toml"
 
     @property
     def codec_url(self) -> str:
@@ -72,6 +94,10 @@ class StackConfig:
             "TEMPORAL_ADDRESS": self.temporal_address,
             "WRITEBACK_SANDBOX_URL": self.sandbox_url,
             KEYS_FILE_ENV: str(keys_file_path(self.state_dir)),
+            # the API's key for its clients, after a registry of your own
+            CALLER_KEYS_ENV: os.pathsep.join(
+                [*filter(None, [os.environ.get(CALLER_KEYS_ENV)]), str(self.api_registry)]
+            ),
         }
 
 
@@ -158,6 +184,13 @@ def worker_command(tenants_path: Path) -> list[str]:
     return [sys.executable, "-m", "workers", "worker", "--tenants", str(tenants_path)]
 
 
+def api_command(config: StackConfig) -> list[str]:
+    return [
+        *(sys.executable, "-m", "workers", "api", "--port", str(config.api_port)),
+        *("--config", str(config.api_config), "--tenants", str(config.tenants_path)),
+    ]
+
+
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,6 +270,7 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
         return process
 
     ensure_dev_keys(config.state_dir)  # before any child: they all read it
+    ensure_dev_api(config.state_dir)  # the worker reads its caller registry
     # the dev UI sends no header of ours: it signs in at the codec server (a cookie), unless the
     # token in the URL was asked for
     codec_endpoint = config.ui_codec_endpoint(dev_token(config.state_dir))
@@ -265,6 +299,9 @@ def running_stack(config: StackConfig, log_dir: Path | None = None) -> Iterator[
             offset = worker_log.stat().st_size if worker_log.exists() else 0
             worker = spawn("worker", worker_command(config.tenants_path))
             wait_for_line(worker_log, offset, WORKER_READY, 60, worker)
+            if config.start_api:
+                api = spawn("api", api_command(config))
+                wait_for_http(f"{config.api_url}/healthz", 60, api)
         yield stack
     finally:
         stop_processes(stack)

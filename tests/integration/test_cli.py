@@ -147,6 +147,7 @@ def stack_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
         "ui": free_port(),
         "sandbox": free_port(),
         "codec": free_port(),
+        "api": free_port(),
     }
     tenants = write_tenants_file(tmp_path / "tenants.toml", f"http://127.0.0.1:{ports['sandbox']}")
     args = [
@@ -162,6 +163,8 @@ def stack_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
         str(ports["sandbox"]),
         "--codec-port",
         str(ports["codec"]),
+        "--api-port",
+        str(ports["api"]),
     ]
     return args, ports
 

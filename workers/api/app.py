@@ -1,0 +1,68 @@
+"""The app factory: ``create_app(config, tenants)`` builds the FastAPI app; its lifespan connects
+to Temporal (``$TEMPORAL_ADDRESS``, the payload codec of this deployment, and the API's caller
+key to sign with) unless a client is given (tests)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapters.callers import CallerSigner
+from adapters.tenants import TenantRegistry
+from workers.api import fhir_routes, write_routes
+from workers.api.auth import TokenVerifier
+from workers.api.config import ApiConfig
+from workers.api.outcomes import install_handlers
+from workers.api.state import ApiState
+from workers.client import WritebackClient
+from workers.keys import KeyProvider, load_key_provider
+from workers.settings import Settings
+
+TITLE = "writeback API"
+
+
+def create_app(
+    config: ApiConfig,
+    tenants: TenantRegistry,
+    keys: KeyProvider | None = None,
+    client: WritebackClient | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    settings = Settings.from_env()
+    state = ApiState(
+        config=config,
+        tenants=tenants,
+        keys=keys or load_key_provider(settings.state_dir),
+        verifier=TokenVerifier(config),
+        client=client,
+    )
+    signer = CallerSigner.from_file(config.caller_key_file)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state.client is None:
+            state.client = await WritebackClient.connect(
+                settings.temporal_address, settings.namespace, settings.task_queue, signer
+            )
+        if on_ready is not None:
+            on_ready()
+        yield
+
+    app = FastAPI(
+        title=TITLE,
+        version="1",
+        description="Exactly-once, verified clinical writes into EHRs over HTTP (README: HTTP API)",
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    install_handlers(app)
+    app.include_router(fhir_routes.router)
+    app.include_router(write_routes.router)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
