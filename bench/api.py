@@ -214,8 +214,11 @@ def _result(
         ),
     ]
     failed = {which: loop.failed for which, loop in loops.items()}
+    api_cpu = api.cpu.get("api", 0.0) / api.completed * 1000 if api.completed else 0.0
     notes = [
         f"throughput over {api.window_seconds:.0f} s per path; failed in the windows: {failed}",
+        f"the API process's own CPU: {api_cpu:.1f} ms per write (the machine is CPU-bound: "
+        "the worker and Temporal share the same cores)",
         f"latency: {options.writes} writes per path, alternating, after warm-up",
     ]
     details = {
