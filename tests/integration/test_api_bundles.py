@@ -207,3 +207,19 @@ async def test_a_batch_is_independent_writes_answered_by_a_batch_response(
     responses = response_bundle(settled, "batch-response")
     assert [r["status"] for r in responses] == ["201 Created"] * 2, responses
     assert all(r["location"].startswith("Observation/") for r in responses)
+
+
+async def test_a_batch_entry_outside_the_clients_scopes_is_403_and_starts_nothing(
+    http: httpx.AsyncClient, api: ApiProcess, key: str
+) -> None:
+    entry = {"resource": samples.heart_rate("bundle-pt-7", 63)}
+    entry["request"] = {"method": "POST", "url": "Observation"}
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+    answer = await http.post(
+        f"/fhir/{TENANT}", json=bundle, headers=headers(api, key, "system/Observation.u")
+    )
+
+    assert answer.status_code == 403, answer.text
+    assert "system/Observation.c" in answer.headers["WWW-Authenticate"]
+    unknown = await http.get(f"/writes/wb:{TENANT}:batch.{key}.e0", headers=headers(api, None))
+    assert unknown.status_code == 404
