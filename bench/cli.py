@@ -57,10 +57,15 @@ def common_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_alone(
-    bench: Benchmark[OptionsT], options: OptionsT, args: argparse.Namespace, profile: bool = False
+    bench: Benchmark[OptionsT],
+    options: OptionsT,
+    args: argparse.Namespace,
+    profile: bool = False,
+    callers: Path | None = None,
 ) -> int:
     """Start a stack, run ``bench``, print its figures, save ``results/{name}.json|md``
-    (and, with ``profile``, the worker's CPU profile: ``results/{name}_worker_profile.json``)."""
+    (and, with ``profile``, the worker's CPU profile: ``results/{name}_worker_profile.json``).
+    ``callers``: another caller registry for the worker (bench/stack.py ``open_stack``)."""
     profile_to = RESULTS / f"{bench.name}_worker_profile.json" if profile else None
     if profile_to is not None:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,9 @@ def run_alone(
 
     async def go() -> BenchResult:
         tenants = bench.tenants(options)
-        async with open_stack(tenants, args.keep, profile_to, args.bytecode_cache) as stack:
+        async with open_stack(
+            tenants, args.keep, profile_to, args.bytecode_cache, callers
+        ) as stack:
             return await timed(bench, stack, options)
 
     result = asyncio.run(go())

@@ -67,19 +67,21 @@ class TenantSpec:
         return block
 
 
-def _bench_caller(workdir: Path) -> None:
+def _bench_caller(workdir: Path, callers: Path | None) -> None:
     """The run's caller key: the bench signs its commands as ``bench``, and the worker verifies
-    them, as in production (README: Security, Callers)."""
+    them, as in production (README: Security, Callers). ``callers``: another registry the worker
+    reads too (the HTTP API's key for its clients: bench/api.py)."""
     if CALLER_KEYS_ENV in os.environ:
         return
     key = new_private_key()
     (workdir / "bench-caller.pem").write_bytes(private_pem(key))
     (workdir / "callers.toml").write_text(registry_entry("bench", key))
-    os.environ[CALLER_KEYS_ENV] = str(workdir / "callers.toml")
+    registries = [str(workdir / "callers.toml"), *([str(callers)] if callers else [])]
+    os.environ[CALLER_KEYS_ENV] = os.pathsep.join(registries)
     os.environ[CALLER_KEY_ENV] = str(workdir / "bench-caller.pem")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -118,8 +120,8 @@ def _start_processes(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     logs = workdir / "logs"
     logs.mkdir()
-    port = _free_port()
-    temporal_cmd = temporal_dev_server_command(port, _free_port(), workdir / "temporal.db")
+    port = free_port()
+    temporal_cmd = temporal_dev_server_command(port, free_port(), workdir / "temporal.db")
     temporal_cmd += ["--headless", "--metrics-port", str(metrics_port)]
     children["temporal"] = spawn("temporal", temporal_cmd, logs, env, ROOT)
     sandbox_cmd = [sys.executable, "-m", "sandbox", "--port", "0", "--db", str(workdir / "s.db")]
@@ -177,22 +179,23 @@ async def open_stack(
     keep: bool = False,
     profile_to: Path | None = None,
     bytecode_cache: bool = True,
+    callers: Path | None = None,
 ) -> AsyncIterator[Stack]:
     """Start everything in a fresh temp directory; stop it all and (unless ``keep``) delete the
     directory on exit. With ``profile_to``, the product worker runs under bench.profile_worker,
     which writes its CPU profile there when it stops. ``bytecode_cache``: see
-    worker_environment."""
+    worker_environment; ``callers``: see _bench_caller."""
     specs = list({t.id: t for t in tenants}.values())
     workdir = Path(tempfile.mkdtemp(prefix="writeback-bench-"))
     # the run's own payload keys and audit ledger, shared with the worker processes (env)
     os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
     create_key_file(Path(os.environ[KEYS_FILE_ENV]))  # no process makes one on its own
     os.environ.setdefault(AUDIT_DB_ENV, str(workdir / "audit.db"))
-    _bench_caller(workdir)
+    _bench_caller(workdir, callers)
     children: dict[str, Child] = {}
     admin: SandboxAdmin | None = None
     try:
-        metrics_port = _free_port()
+        metrics_port = free_port()
         sandbox_url, port = await asyncio.to_thread(
             _start_processes, children, workdir, specs, metrics_port
         )

@@ -155,14 +155,16 @@ class WritebackClient:
             command = command.model_copy(update={"credential": credential})
         return await self._start("ClinicalWrite", command, command.workflow_id, memo)
 
-    async def submit_saga(self, command: SagaCommand) -> Submission:
+    async def submit_saga(
+        self, command: SagaCommand, memo: dict[str, str] | None = None
+    ) -> Submission:
         """Start a multi-resource saga (or join the one with the same tenant + key). Its id works
-        with status, wait and the review commands like a single write's."""
+        with status, wait and the review commands like a single write's; ``memo`` as submit's."""
         check_command(command)  # before signing (as for a write)
         if self.signer and not command.credential:
             credential = await self._sign(saga_binding(command))
             command = command.model_copy(update={"credential": credential})
-        return await self._start("ClinicalSaga", command, command.workflow_id)
+        return await self._start("ClinicalSaga", command, command.workflow_id, memo)
 
     async def saga(self, workflow_id: str) -> SagaStatus:
         """A saga's status with each step's state and compensation."""

@@ -16,15 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from support.api_process import ApiProcess, write_api_config, write_worker_registry
+from support.api_process import ApiProcess, running_api
 from support.audit import resources_for_command
 from support.ports import free_port
 from support.sandbox_process import SandboxProcess
 from support.temporal import temporal_address
-from support.worker_process import WorkerProcess
 from temporalio.testing import WorkflowEnvironment
 
-from adapters.caller_keys import CALLER_KEYS_ENV
 from adapters.callers import CallerSigner
 from workers import samples
 from workers.client import WritebackClient
@@ -68,16 +66,8 @@ def api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ApiProcess]:
     base = tmp_path_factory.mktemp("api")
-    config = write_api_config(base / "api", CLIENTS)
-    registry = write_worker_registry(base / "callers", config)
-    address, task_queue = temporal_address(dev_server), f"api-{uuid.uuid4().hex[:8]}"
-    worker = WorkerProcess(
-        address, task_queue, tenants_file, base / "worker.log", {CALLER_KEYS_ENV: str(registry)}
-    )
-    process = ApiProcess(address, task_queue, base / "api", tenants_file, free_port())
-    yield process
-    process.stop()
-    worker.stop()
+    with running_api(temporal_address(dev_server), tenants_file, base, CLIENTS) as process:
+        yield process
 
 
 @pytest.fixture

@@ -8,9 +8,14 @@ import select
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from adapters.caller_keys import new_private_key, private_pem
+from adapters.caller_keys import CALLER_KEYS_ENV, new_private_key, private_pem
+from support.ports import free_port
+from support.worker_process import WorkerProcess
 from workers.api.config import ApiConfig, load_api_config
 from workers.api.dev_setup import load_private, mint_token, new_issuer, registry
 from workers.api_cli import API_READY
@@ -110,3 +115,23 @@ class ApiProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+@contextmanager
+def running_api(address: str, tenants_file: Path, base: Path, clients: str) -> Iterator[ApiProcess]:
+    """An API process for ``clients`` and a ``writeback worker`` process behind it, on a task
+    queue of their own; the worker's registry holds the API's caller key for those clients."""
+    config = write_api_config(base / "api", clients)
+    registry = write_worker_registry(base / "callers", config)
+    task_queue = f"api-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(
+        address, task_queue, tenants_file, base / "worker.log", {CALLER_KEYS_ENV: str(registry)}
+    )
+    try:
+        process = ApiProcess(address, task_queue, base / "api", tenants_file, free_port())
+        try:
+            yield process
+        finally:
+            process.stop()
+    finally:
+        worker.stop()

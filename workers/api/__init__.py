@@ -9,11 +9,12 @@
 - ``idempotency.py``: the Idempotency-Key header, content-derived keys, the request digest;
 - ``submission.py``: starting a write (validated at the door first) and the 201/202 answer;
 - ``fhir_routes.py``: ``POST /fhir/{tenant}/{Type}``, ``PUT /fhir/{tenant}/{Type}/{id}``;
+- ``bundle_routes.py``: ``POST /fhir/{tenant}`` (a transaction Bundle as a saga, a batch as writes)
+  and ``GET /writes/{id}/transaction-response``;
 - ``write_routes.py``: ``GET /writes/{id}``, ``GET /review``, ``POST /writes/{id}/$resolve``;
 - ``state.py``: what every route shares (client, tenants, keys, verifier, limiter);
 - ``dev_setup.py``: the dev stack's issuer, JWKS, API caller key, clients and caller registry;
 - ``bundles.py``, ``bundle_references.py``, ``bundle_problem.py``, ``bundle_responses.py``: FHIR
-  transaction and batch Bundles as sagas and writes (pure translation functions; a route module
-  for ``POST /fhir/{tenant}`` adds them with the same ``Caller``, ``start_write``/``answer`` and
-  outcomes as the routes here).
+  transaction and batch Bundles as sagas and writes, and their response Bundles (pure translation
+  functions, which ``bundle_routes.py`` serves).
 """

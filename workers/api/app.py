@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from adapters.callers import CallerSigner
 from adapters.tenants import TenantRegistry
-from workers.api import fhir_routes, write_routes
+from workers.api import bundle_routes, fhir_routes, write_routes
 from workers.api.auth import TokenVerifier
 from workers.api.config import ApiConfig
 from workers.api.outcomes import install_handlers
@@ -59,6 +59,7 @@ def create_app(
     app.state.api = state
     install_handlers(app)
     app.include_router(fhir_routes.router)
+    app.include_router(bundle_routes.router)
     app.include_router(write_routes.router)
 
     @app.get("/healthz", tags=["health"], include_in_schema=False)

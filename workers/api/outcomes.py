@@ -42,6 +42,7 @@ IssueCode = Literal[
     "duplicate",
     "not-found",
     "too-long",
+    "too-costly",
     "conflict",
     "business-rule",
     "processing",

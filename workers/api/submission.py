@@ -1,5 +1,5 @@
 """Starting a write from an HTTP request, and the answer: what every route that writes shares
-(``POST``/``PUT`` on /fhir today; a Bundle route is one more caller of ``start_write``).
+(``POST``/``PUT`` on /fhir, and a batch Bundle's entries: bundle_routes.py).
 
 At the door, before anything starts: the command's input limits (workflows/input_limits.py) and
 the validate step's own checks of the resource (adapters/validation.py ``validate_resource``

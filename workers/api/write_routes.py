@@ -15,7 +15,7 @@ from workers.api.auth import Principal
 from workers.api.fhir_body import read_json_body
 from workers.api.idempotency import header_key
 from workers.api.outcomes import ApiError, OperationOutcome, not_found, validation_issues
-from workers.api.state import ApiState, Caller, api_state
+from workers.api.state import Caller, api_state
 from workflows.contract import Reference, Resolution, ResolutionAction, WriteStatus
 
 router = APIRouter(tags=["writes"])
@@ -61,7 +61,8 @@ class ResolveRequest(BaseModel):
 _DECISION_FIELDS = frozenset(ResolveRequest.model_fields)
 
 
-def _tenant_of(state: ApiState, principal: Principal, workflow_id: str) -> str:
+def tenant_of(principal: Principal, workflow_id: str) -> str:
+    """The tenant of a write's id, which the client must serve (404: not one of ours)."""
     tenant = tenant_of_workflow(workflow_id)
     if tenant is None:
         raise not_found(f"no write {workflow_id}")
@@ -73,7 +74,7 @@ def _tenant_of(state: ApiState, principal: Principal, workflow_id: str) -> str:
 async def write_status(workflow_id: str, request: Request, principal: Caller) -> WriteStatus:
     """State, reason, transitions and EHR exchanges of one write (any client of its tenant)."""
     state = api_state(request)
-    _tenant_of(state, principal, workflow_id)
+    tenant_of(principal, workflow_id)
     return await state.writeback.status(workflow_id)
 
 
@@ -117,7 +118,7 @@ async def resolve(workflow_id: str, request: Request, principal: Caller) -> Writ
     ``Idempotency-Key`` (else the decision's content) makes a resent decision a no-op."""
     principal.require_operator()
     state = api_state(request)
-    tenant = _tenant_of(state, principal, workflow_id)
+    tenant = tenant_of(principal, workflow_id)
     body = await read_json_body(request, 16 * 1024, "decision")
     try:
         decision = ResolveRequest.model_validate(body)
