@@ -89,8 +89,11 @@ def key() -> str:
     return f"t-{uuid.uuid4().hex[:16]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server per test module: its clock is one lock shared by everything on
+    it, and a module that leaves it locked (tests/support/temporal.py says how that happened)
+    must not make every later module's timers run in real time."""
     env = await time_skipping_environment()
     yield env
     await env.shutdown()
