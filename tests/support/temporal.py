@@ -38,9 +38,9 @@ class _SharedClockUnlock:
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
         async with self._transition:
-            self._waiters += 1
-            if self._waiters == 1:
+            if self._waiters == 0:  # counted only once the unlock is through: a failed one
                 await self._client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+            self._waiters += 1  # (an RPC deadline on a loaded machine) leaves no phantom
         try:
             yield
         finally:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -50,6 +52,19 @@ async def result_of(handle: WorkflowHandle[Any, R]) -> R:
             if "No completion event found" not in str(exc):
                 raise
     raise AssertionError(f"{handle.id}: no result after 20 long polls")
+
+
+async def results_of(
+    env: WorkflowEnvironment, handles: Sequence[WorkflowHandle[Any, R]]
+) -> list[R]:
+    """The results of several workflows awaited at once, the clock unlocked once for the whole
+    wait (the SDK's per-result unlock and lock stay out of it: tests/support/temporal.py)."""
+    with env.auto_time_skipping_disabled():
+        await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+        try:
+            return list(await asyncio.gather(*(result_of(handle) for handle in handles)))
+        finally:
+            await env.client.test_service.lock_time_skipping(LockTimeSkippingRequest())
 
 
 async def wait_until_settled(

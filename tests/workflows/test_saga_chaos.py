@@ -5,13 +5,12 @@ chart in one of two shapes, audited in the sandbox's own store: every step in it
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from support.audit import current_resources_for_command
 from support.sandbox_process import SandboxProcess
-from support.workflow_runs import result_of
+from support.workflow_runs import results_of
+from temporalio.testing import WorkflowEnvironment
 
 from adapters.compensation import is_withdrawn
 from workers import samples
@@ -51,6 +50,7 @@ def referral(patient: str, refused: bool) -> list[SagaStep]:
 
 @pytest.mark.parametrize("tenant", ["fast-r4", "fast-cerner"])
 async def test_sagas_under_chaos_end_all_in_the_chart_or_all_withdrawn(
+    time_skipping: WorkflowEnvironment,
     writeback: WritebackClient,
     ehr: SandboxProcess,
     faults: httpx.AsyncClient,
@@ -68,14 +68,13 @@ async def test_sagas_under_chaos_end_all_in_the_chart_or_all_withdrawn(
         for n in range(SAGAS_PER_TENANT)
     ]
 
-    async def run(command: SagaCommand) -> WriteState:
-        submission = await writeback.submit_saga(command)
-        handle = writeback.temporal.get_workflow_handle_for(
-            ClinicalSaga.run, submission.workflow_id
+    handles = [
+        writeback.temporal.get_workflow_handle_for(
+            ClinicalSaga.run, (await writeback.submit_saga(command)).workflow_id
         )
-        return (await result_of(handle)).state
-
-    states = await asyncio.gather(*(run(command) for command in commands))
+        for command in commands
+    ]
+    states = [result.state for result in await results_of(time_skipping, handles)]
     injected = (await faults.get(f"/_admin/faults/{tenant}")).json()["injected"]
 
     assert set(states) <= {WriteState.VERIFIED, WriteState.COMPENSATED}, states
