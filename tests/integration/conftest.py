@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from support.api_process import ApiProcess, running_api
+from support.sandbox_process import SandboxProcess
 from support.temporal import temporal_address
 from support.worker_process import WorkerProcess
 from support.workers import running_worker
@@ -45,3 +47,19 @@ def cli_env(
     worker = WorkerProcess(address, task_queue, tenants_file, log)
     yield {"TEMPORAL_ADDRESS": address, "WRITEBACK_TASK_QUEUE": task_queue}
     worker.stop()
+
+
+@pytest.fixture(scope="module")
+def api(
+    dev_server: WorkflowEnvironment,
+    tenants_file: Path,
+    ehr: SandboxProcess,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiProcess]:
+    """A ``writeback api`` process (and its worker) serving the clients the test module lists
+    in ``API_CLIENTS`` (the ``[[client]]`` tables of its config)."""
+    base = tmp_path_factory.mktemp("api")
+    clients: str = request.module.API_CLIENTS
+    with running_api(temporal_address(dev_server), tenants_file, base, clients) as process:
+        yield process

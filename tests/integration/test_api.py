@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support.api_process import ApiProcess, running_api
+from support.api_process import ApiProcess
 from support.audit import resources_for_command
 from support.ports import free_port
 from support.sandbox_process import SandboxProcess
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 TENANT = "demo-r4"
 USER = "Practitioner/7"
-CLIENTS = """
+API_CLIENTS = """
 [[client]]
 id = "api-app"
 tenants = ["demo-r4", "demo-cerner"]
@@ -56,18 +56,6 @@ burst = 2
 """
 WRITE = "system/Observation.cu"
 SETTLE_SECONDS = 60
-
-
-@pytest.fixture(scope="module")
-def api(
-    dev_server: WorkflowEnvironment,
-    tenants_file: Path,
-    ehr: SandboxProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ApiProcess]:
-    base = tmp_path_factory.mktemp("api")
-    with running_api(temporal_address(dev_server), tenants_file, base, CLIENTS) as process:
-        yield process
 
 
 @pytest.fixture

@@ -6,24 +6,21 @@ writes; a Bundle that cannot be taken is a 400 naming the element, never quoting
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from support.api_process import ApiProcess, running_api
+from support.api_process import ApiProcess
 from support.audit import current_resources_for_command
 from support.sandbox_process import SandboxProcess
-from support.temporal import temporal_address
-from temporalio.testing import WorkflowEnvironment
 
 from workers import samples
 
 pytestmark = pytest.mark.integration
 
 TENANT = "demo-r4"
-CLIENTS = """
+API_CLIENTS = """
 [[client]]
 id = "bundle-app"
 tenants = ["demo-r4"]
@@ -33,18 +30,6 @@ burst = 200
 """
 REFERRAL_SCOPES = ("system/ServiceRequest.c", "system/Task.c", "system/Communication.c")
 WAIT = {"Prefer": "wait=60"}
-
-
-@pytest.fixture(scope="module")
-def api(
-    dev_server: WorkflowEnvironment,
-    tenants_file: Path,
-    ehr: SandboxProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ApiProcess]:
-    base = tmp_path_factory.mktemp("api-bundles")
-    with running_api(temporal_address(dev_server), tenants_file, base, CLIENTS) as process:
-        yield process
 
 
 @pytest.fixture

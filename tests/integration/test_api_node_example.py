@@ -9,37 +9,21 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from support.api_process import ROOT, ApiProcess, running_api
+from support.api_process import ROOT, ApiProcess
 from support.audit import resources_for_command
 from support.sandbox_process import SandboxProcess
-from support.temporal import temporal_address
-from temporalio.testing import WorkflowEnvironment
 
 pytestmark = pytest.mark.integration
 
 NODE = shutil.which("node")
-CLIENTS = """
+API_CLIENTS = """
 [[client]]
 id = "node-app"
 tenants = ["demo-r4"]
 scopes = ["system/Observation.cu"]
 """
-
-
-@pytest.fixture(scope="module")
-def api(
-    dev_server: WorkflowEnvironment,
-    tenants_file: Path,
-    ehr: SandboxProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ApiProcess]:
-    base = tmp_path_factory.mktemp("api-node")
-    with running_api(temporal_address(dev_server), tenants_file, base, CLIENTS) as process:
-        yield process
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not on this machine: the Node example not run")

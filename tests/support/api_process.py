@@ -4,16 +4,15 @@ JWKS, caller key and clients (workers/api/dev_setup.py makes them as for the dev
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from adapters.caller_keys import CALLER_KEYS_ENV, new_private_key, private_pem
+from support.child_process import announced, stop
 from support.ports import free_port
 from support.worker_process import WorkerProcess
 from workers.api.config import ApiConfig, load_api_config
@@ -81,18 +80,11 @@ class ApiProcess:
         self.url = self._wait_ready()
 
     def _wait_ready(self) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith(API_READY):
-                    return line.removeprefix(API_READY).strip()
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"the API did not start; see {self.config_dir / 'api.log'}")
+        url = announced(self.proc, API_READY, START_TIMEOUT)
+        if url is None:
+            self.stop()
+            raise RuntimeError(f"the API did not start; see {self.config_dir / 'api.log'}")
+        return url
 
     def token(
         self,
@@ -107,13 +99,7 @@ class ApiProcess:
         return mint_token(issuer, self.config, client, scopes, tenants, user, ttl, now)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self._log.close()
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from support.child_process import announced, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -35,29 +35,16 @@ class SandboxProcess:
         self.url = self._wait_listening()
 
     def _wait_listening(self) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith("sandbox listening on "):
-                    return line.removeprefix("sandbox listening on ").strip()
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError("sandbox did not start; see its stderr log")
+        url = announced(self.proc, "sandbox listening on ", START_TIMEOUT)
+        if url is None:
+            self.stop()
+            raise RuntimeError("sandbox did not start; see its stderr log")
+        return url
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 def observation(command_id: str | None = None, patient: str = "example") -> dict[str, Any]:
