@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.errors import WritebackError
+from adapters.tenants import validation_problems
 
 #: the registry of caller public keys the worker loads (a TOML file, or a directory of them)
 CALLER_KEYS_ENV = "WRITEBACK_CALLER_KEYS"
@@ -152,8 +153,7 @@ def _read_registry(path: Path) -> list[RegisteredKey]:
         try:
             spec = CallerKey.model_validate(entry)
         except ValidationError as exc:
-            fields = "; ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
-            raise CallerKeysError(f"{where}: {fields}") from None
+            raise CallerKeysError(f"{where}: {validation_problems(exc)}") from None
         if (spec.public_key is None) == (spec.public_key_file is None):
             raise CallerKeysError(f"{where}: give one of public_key, public_key_file")
         pem = spec.public_key.encode() if spec.public_key else _read(path.parent, spec)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from adapters.errors import WritebackError
 from adapters.ids import TOKEN
+from adapters.tenants import validation_problems
 from workflows.input_limits import MAX_COMMAND_BYTES
 
 API_CONFIG_ENV = "WRITEBACK_API_CONFIG"
@@ -99,8 +100,4 @@ def load_api_config(path: str | Path | None = None) -> ApiConfig:
     try:
         return ApiConfig.model_validate(raw)
     except ValidationError as exc:
-        fields = "; ".join(
-            ".".join(map(str, e["loc"])) + f": {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        )
-        raise ApiConfigError(f"{where}: {fields}") from None
+        raise ApiConfigError(f"{where}: {validation_problems(exc)}") from None
