@@ -47,11 +47,12 @@ from activities.audit_chain import (
     verify_chain,
 )
 from activities.audit_schema import (
-    POSTGRES_GRANTS,
     POSTGRES_MARKER,
     POSTGRES_SCHEMA,
     SQLITE_SCHEMA,
 )
+from activities.write_records import SCHEMA as RECORDS_SCHEMA
+from activities.write_records import record_lines
 
 __all__ = ["GENESIS", "AuditBatch", "AuditEvent", "AuditLedger", "AuditSteps", "LedgerRecord"]
 
@@ -123,15 +124,16 @@ class AuditLedger(ABC):
 
     @abstractmethod
     @contextmanager
-    def _transaction(self) -> Iterator[Any]: ...
+    def transaction(self) -> Iterator[Any]: ...
 
     def _lock_head(self, cursor: Any, tenant: str) -> tuple[int, str]:
-        cursor.execute(self._q(self.create_head), (tenant, GENESIS, tenant))
-        cursor.execute(self._q(self.lock_head), (tenant,))
+        cursor.execute(self.q(self.create_head), (tenant, GENESIS, tenant))
+        cursor.execute(self.q(self.lock_head), (tenant,))
         seq, digest = cursor.fetchone()
         return int(seq), str(digest)
 
-    def _q(self, sql: str) -> str:
+    def q(self, sql: str) -> str:
+        """``sql`` with this database's placeholder (the write records use it too)."""
         return sql.replace("?", self.placeholder)
 
     def append(self, events: list[AuditEvent]) -> int:
@@ -140,13 +142,13 @@ class AuditLedger(ABC):
         key = self._keys.get(key_id)
         assert key is not None
         heads: dict[str, tuple[int, str]] = {}
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             for tenant in sorted({event.tenant for event in events}):
                 seq, prev = self._lock_head(cursor, tenant)
                 start = seq
                 for event in (e for e in events if e.tenant == tenant):
                     cursor.execute(
-                        self._q("SELECT 1 FROM audit_records WHERE tenant = ? AND entry_key = ?"),
+                        self.q("SELECT 1 FROM audit_records WHERE tenant = ? AND entry_key = ?"),
                         (tenant, event.entry_key),
                     )
                     if cursor.fetchone():
@@ -155,7 +157,7 @@ class AuditLedger(ABC):
                     body = event.model_dump_json(exclude={"notice"})
                     digest = keyed_hash(key, tenant, seq, prev, body)
                     cursor.execute(
-                        self._q(
+                        self.q(
                             "INSERT INTO audit_records "
                             "(tenant, seq, entry_key, body, prev_hash, hash, key_id) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -164,9 +166,10 @@ class AuditLedger(ABC):
                     )
                     prev = digest
                     added += 1
+                    record_lines(cursor, self.q, [event])
                 if seq != start:  # a head only moves forward
                     cursor.execute(
-                        self._q("UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?"),
+                        self.q("UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?"),
                         (seq, prev, tenant),
                     )
                     heads[tenant] = (seq, prev)
@@ -201,7 +204,7 @@ class AuditLedger(ABC):
         checkpoint this ledger ever gets; after that an unkeyed record is a forgery."""
         if self.anchors.latest() is not None:
             return
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             cursor.execute(
                 "SELECT tenant, MAX(seq) FROM audit_records WHERE key_id IS NULL GROUP BY tenant"
             )
@@ -212,7 +215,7 @@ class AuditLedger(ABC):
 
     def tenants(self) -> list[str]:
         """Every tenant the records, the heads or the checkpoints name."""
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             cursor.execute("SELECT tenant FROM audit_records UNION SELECT tenant FROM audit_heads")
             found = {str(row[0]) for row in cursor.fetchall()}
         for checkpoint in self.anchors.all():
@@ -220,9 +223,9 @@ class AuditLedger(ABC):
         return sorted(found)
 
     def records(self, tenant: str) -> list[LedgerRecord]:
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             cursor.execute(
-                self._q(
+                self.q(
                     "SELECT tenant, seq, entry_key, body, prev_hash, hash, key_id "
                     "FROM audit_records WHERE tenant = ? ORDER BY seq"
                 ),
@@ -231,8 +234,8 @@ class AuditLedger(ABC):
             return [LedgerRecord(*row) for row in cursor.fetchall()]
 
     def head(self, tenant: str) -> tuple[int, str] | None:
-        with self._transaction() as cursor:
-            cursor.execute(self._q("SELECT seq, hash FROM audit_heads WHERE tenant = ?"), (tenant,))
+        with self.transaction() as cursor:
+            cursor.execute(self.q("SELECT seq, hash FROM audit_heads WHERE tenant = ?"), (tenant,))
             row = cursor.fetchone()
             return (int(row[0]), str(row[1])) if row else None
 
@@ -275,11 +278,11 @@ class SqliteLedger(AuditLedger):
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit_records)")}
             if columns and "key_id" not in columns:  # a ledger from before the keyed chain
                 self._conn.execute("ALTER TABLE audit_records ADD COLUMN key_id TEXT")
-            self._conn.executescript(SQLITE_SCHEMA)
+            self._conn.executescript(SQLITE_SCHEMA + RECORDS_SCHEMA)
             self.declare_legacy()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             cursor = self._conn.cursor()
             cursor.execute("BEGIN" if self._read_only else "BEGIN IMMEDIATE")  # one writer
@@ -319,7 +322,7 @@ class PostgresLedger(AuditLedger):
                 with self._conn.transaction():
                     # one schema creation at a time across workers
                     self._conn.execute("SELECT pg_advisory_xact_lock(7710501)")
-                    self._conn.execute(POSTGRES_SCHEMA)
+                    self._conn.execute(POSTGRES_SCHEMA + RECORDS_SCHEMA)
             except psycopg.errors.InsufficientPrivilege:
                 self._conn.close()
                 raise SchemaMissing(
@@ -332,38 +335,15 @@ class PostgresLedger(AuditLedger):
     def _installed(self) -> bool:
         row = self._conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgname = %s "
-            "AND tgrelid = to_regclass('audit_heads')",
+            "AND tgrelid = to_regclass('audit_heads') AND to_regclass('write_records') IS NOT NULL",
             (POSTGRES_MARKER,),
         ).fetchone()
         return bool(row and row[0])
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[Any]:
         with self._lock, self._conn.transaction(), self._conn.cursor() as cursor:
             yield cursor
-
-
-def install_postgres(
-    url: str, owner: str | None, schema: str, writer: str | None, reader: str | None
-) -> None:
-    """``writeback audit install``: the tables and guards, created as ``owner`` in ``schema``,
-    and the writer's and reader's grants (deploy/postgres/audit-roles.sql made the roles)."""
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        if owner:
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
-        conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
-        conn.execute("SELECT pg_advisory_xact_lock(7710501)")
-        conn.execute(POSTGRES_SCHEMA)
-        if writer and reader:
-            grants = POSTGRES_GRANTS.format(
-                schema=sql.Identifier(schema).as_string(conn),
-                writer=sql.Identifier(writer).as_string(conn),
-                reader=sql.Identifier(reader).as_string(conn),
-            )
-            conn.execute(grants)
 
 
 def open_ledger(

@@ -15,6 +15,9 @@ checkpoints outside the database are for, and on PostgreSQL the worker does not 
 
 from __future__ import annotations
 
+from activities.write_records import POSTGRES_GRANTS as RECORDS_GRANTS
+from activities.write_records import SCHEMA as RECORDS_SCHEMA
+
 APPEND_ONLY = "the audit ledger is append-only"
 
 SQLITE_SCHEMA = f"""
@@ -93,3 +96,26 @@ GRANT SELECT, INSERT ON audit_records TO {writer};
 GRANT SELECT, INSERT, UPDATE (seq, hash) ON audit_heads TO {writer};
 GRANT SELECT ON audit_records, audit_heads TO {reader};
 """
+
+
+def install_postgres(
+    url: str, owner: str | None, schema: str, writer: str | None, reader: str | None
+) -> None:
+    """``writeback audit install``: the tables and guards, created as ``owner`` in ``schema``,
+    and the writer's and reader's grants (deploy/postgres/audit-roles.sql made the roles)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        if owner:
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
+        conn.execute("SELECT pg_advisory_xact_lock(7710501)")
+        conn.execute(POSTGRES_SCHEMA + RECORDS_SCHEMA)
+        if writer and reader:
+            grants = (POSTGRES_GRANTS + RECORDS_GRANTS).format(
+                schema=sql.Identifier(schema).as_string(conn),
+                writer=sql.Identifier(writer).as_string(conn),
+                reader=sql.Identifier(reader).as_string(conn),
+            )
+            conn.execute(grants)

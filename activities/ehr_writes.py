@@ -280,8 +280,9 @@ class EhrWrites:
             raise step_failure(
                 ErrorClass.AUTHORIZATION, "this tenant does not auto-remediate duplicates"
             )
+        kept = None
         if order.extra_copy_of is not None:
-            await self._check_the_copy_that_stays(tenant, order, order.extra_copy_of)
+            kept = await self._check_the_copy_that_stays(tenant, order, order.extra_copy_of)
 
         async def change(current: dict[str, Any]) -> Revision:
             if order.extra_copy_of is not None and not _carries(current, order.extra_copy_of):
@@ -289,6 +290,12 @@ class EhrWrites:
                     ErrorClass.CONFLICT,
                     f"{resource_type} does not carry the finding's command identifier: "
                     "not an extra copy of it",
+                )
+            if kept is not None and not is_withdrawn(current) and _edited(current, kept):
+                raise step_failure(
+                    ErrorClass.CONFLICT,
+                    f"{resource_type} differs from the copy that stays (someone changed it): "
+                    "a person must decide whether to withdraw it",
                 )
             if is_withdrawn(current) or not differences(order.withdrawal, current):
                 return Revision(None, order.withdrawal)
@@ -308,7 +315,7 @@ class EhrWrites:
 
     async def _check_the_copy_that_stays(
         self, tenant: Tenant, order: EhrWithdraw, command: str
-    ) -> None:
+    ) -> dict[str, Any]:
         """A finding's extra copy goes only while another copy of the same command stays in the
         chart: ``keep`` is read first, and must be live and carry the command identifier (a
         finding, which anyone with the payload key could start, cannot empty a write)."""
@@ -321,6 +328,14 @@ class EhrWrites:
                 "the copy that stays is not a live copy of the finding's command: "
                 "nothing withdrawn",
             )
+        return kept
+
+
+def _edited(copy: dict[str, Any], kept: dict[str, Any]) -> bool:
+    """Whether an extra copy's content differs from the copy that stays, either way (an element
+    changed, added or removed). Copies one command made are the same content; a difference is
+    someone's edit, which only a person may throw away. Server-managed elements do not count."""
+    return bool(differences(kept, copy) or differences(copy, kept))
 
 
 def _carries(resource: dict[str, Any], command: str) -> bool:

@@ -11,6 +11,7 @@ from adapters.callers import Expected
 from adapters.fhir_r4 import CreateRequest, DedupStrategy, UpdateRequest
 from adapters.findings import Finding as Finding  # re-exported: activities' results
 from adapters.findings import FindingKind as FindingKind  # re-exported: activities' results
+from adapters.findings import SweepCursor as SweepCursor  # re-exported: activities' orders
 from adapters.tenants import Interaction
 
 
@@ -216,14 +217,6 @@ class SagaPlan(BaseModel):
     )
 
 
-class ScanOrder(BaseModel):
-    """Search the EHR for every resource carrying a command identifier, updated since ``since``."""
-
-    tenant: str
-    request_id: str
-    since: datetime
-
-
 class ScannedResource(BaseModel):
     """One resource of ours found by a sweep (references and codes only, no clinical content)."""
 
@@ -231,26 +224,36 @@ class ScannedResource(BaseModel):
     version: str | None
     command: str = Field(description="the command identifier value: '{tenant}:{key}'")
     withdrawn: bool
-    last_updated: datetime | None = None
 
 
-class ScanResult(BaseModel):
-    resources: list[ScannedResource]
-    searchable: bool = Field(description="False where the tenant drops our identifiers")
+class SweepWindowOrder(BaseModel):
+    tenant: str
+    since: datetime | None = Field(description="asked for; else from the watermark")
+    now: datetime
+    lookback_hours: float
 
 
-class Candidate(BaseModel):
-    """A resource a sweep must read directly: ``version`` is the one we verified."""
-
-    command: str
-    reference: str
-    version: str | None
+class SweepWindow(BaseModel):
+    since: datetime
+    from_watermark: bool
+    notes: list[str] = Field(default_factory=list, description="checks this tenant cannot have")
 
 
-class ExamineOrder(BaseModel):
+class SweepPageOrder(BaseModel):
     tenant: str
     request_id: str
-    candidates: list[Candidate]
+    since: datetime = Field(description="changes since then are examined")
+    started: datetime = Field(description="the sweep's start: the watermark once it is done")
+    cursor: SweepCursor
+
+
+class SweepPage(BaseModel):
+    """One page's findings (never the page itself) and where the sweep goes next."""
+
+    findings: list[Finding]
+    cursor: SweepCursor
+    resources_scanned: int = 0
+    writes_checked: int = 0
 
 
 class SweepSettings(BaseModel):

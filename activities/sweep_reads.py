@@ -1,123 +1,184 @@
-"""The EHR reads of a reconciliation sweep (workflows/reconcile_sweep.py): ``scan`` lists what
-carries a command identifier of ours, ``examine`` reads candidates one by one for drift and loss.
-Same client, so the same breaker, pacer, token and taxonomy as the writes."""
+"""The reconciliation sweep's steps (workflows/reconcile_sweep.py), one page at a time.
+
+``window``: from when to examine (what was asked, else the tenant's watermark less an overlap for
+clock skew, else the lookback). ``page``: one page of the EHR's search for resources carrying our
+command identifiers, judged against the durable record of our writes (activities/write_records.py)
+— then, once every type is scanned, a page of the writes in the chart that no page showed, read
+directly. A page's findings leave the activity, never the page: nothing grows with the window.
+When the last page is done, the watermark moves to the sweep's start.
+
+Same EHR client as the writes, so the same breaker, pacer, token and error taxonomy.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from urllib.parse import quote
 
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.ehr_client import EhrClient
-from activities.fhir_http import id_of, json_body, meta_of, version_of
+from activities.fhir_http import id_of, json_body, version_of
 from activities.models import (
-    Candidate,
-    ExamineOrder,
     Finding,
-    FindingKind,
     ScannedResource,
-    ScanOrder,
-    ScanResult,
+    SweepCursor,
+    SweepPage,
+    SweepPageOrder,
+    SweepWindow,
+    SweepWindowOrder,
 )
+from activities.sweep_judge import judge, missing_or_drift
+from activities.write_records import WriteRecord, WriteRecords
+from activities.written_before_records import records_from_temporal
 from adapters.compensation import is_withdrawn
-from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, TAGGED_TYPES, differences, identifier_values
-from adapters.ids import is_command_of, write_id_of
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, TAGGED_TYPES, identifier_values
+from adapters.ids import is_command_of
+from adapters.tenants import Tenant
+
+#: Writes per page of direct reads (each one a request).
+WRITES_PER_PAGE = 50
+#: Each sweep starts this much before the last one's start: the EHR's clock may run behind ours.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class SweepReads:
-    def __init__(self, client: EhrClient) -> None:
+    def __init__(self, client: EhrClient, records: WriteRecords, temporal: Client) -> None:
         self._ehr = client
+        self._records = records
+        self._temporal = temporal
 
-    @activity.defn(name="scan")
-    async def scan(self, order: ScanOrder) -> ScanResult:
-        """Every resource carrying a command identifier of ours, updated since ``order.since``,
-        for each resource type the tenant lets us write (a reconciliation sweep's first step)."""
+    @activity.defn(name="sweep_window")
+    async def window(self, order: SweepWindowOrder) -> SweepWindow:
         tenant = self._ehr.tenant(order.tenant)
+        notes = []
         if tenant.capabilities.drops_identifiers:
-            return ScanResult(resources=[], searchable=False)
-        since = quote(order.since.isoformat(timespec="seconds"), safe="")
-        found: list[ScannedResource] = []
-        for resource_type in sorted(tenant.capabilities.writable):
-            parameter = "_tag" if resource_type in TAGGED_TYPES else "identifier"
-            path: str | None = (
-                f"{resource_type}?{parameter}={quote(COMMAND_IDENTIFIER_SYSTEM, safe='')}%7C"
-                f"&_lastUpdated=ge{since}&_count=500"
+            notes.append(
+                "the tenant drops our identifiers: duplicates and orphans cannot be searched "
+                "for; the writes in the chart were read one by one (missing, drift)"
             )
-            while path:
-                activity.heartbeat(resource_type, len(found))
-                response = await self._ehr.send(tenant, "GET", path, order.request_id)
-                if response.status_code != 200:
-                    raise self._ehr.failure(response, f"sweep search {resource_type}")
-                bundle = json_body(response) or {}
-                entries = bundle.get("entry")
-                for entry in entries if isinstance(entries, list) else []:
-                    resource = entry.get("resource") if isinstance(entry, dict) else None
-                    if scanned := _scanned(resource, tenant.id, resource_type):
-                        found.append(scanned)
-                path = self._ehr.next_page(bundle, tenant)
-        return ScanResult(resources=found, searchable=True)
+        retention = timedelta(days=tenant.reconcile.record_retention_days)
+        await asyncio.to_thread(self._records.forget_before, tenant.id, order.now - retention)
+        if order.since is not None:
+            return SweepWindow(since=order.since, from_watermark=False, notes=notes)
+        mark = await asyncio.to_thread(self._records.examined_until, tenant.id)
+        if mark is None:
+            since = order.now - timedelta(hours=order.lookback_hours)
+            return SweepWindow(since=since, from_watermark=False, notes=notes)
+        return SweepWindow(since=mark - CLOCK_SKEW, from_watermark=True, notes=notes)
 
-    @activity.defn(name="examine")
-    async def examine(self, order: ExamineOrder) -> list[Finding]:
-        """Read each candidate directly: gone or entered-in-error is ``missing``; a version other
-        than the one we verified whose content differs from it (vread) is ``drift``."""
+    @activity.defn(name="sweep_page")
+    async def page(self, order: SweepPageOrder) -> SweepPage:
         tenant = self._ehr.tenant(order.tenant)
+        cursor = order.cursor
+        types = (
+            [] if tenant.capabilities.drops_identifiers else sorted(tenant.capabilities.writable)
+        )
+        if cursor.phase == "scan" and cursor.type_index < len(types):
+            return await self._scan_page(tenant, order, types[cursor.type_index])
+        if cursor.phase != "done":
+            page = await self._writes_page(tenant, order)
+            if page.cursor.phase == "done" and order.since <= order.started:
+                await asyncio.to_thread(self._records.mark_examined, tenant.id, order.started)
+            return page
+        return SweepPage(findings=[], cursor=cursor)
+
+    async def _scan_page(self, tenant: Tenant, order: SweepPageOrder, rtype: str) -> SweepPage:
+        cursor = order.cursor
+        parameter = "_tag" if rtype in TAGGED_TYPES else "identifier"
+        since = quote(order.since.isoformat(timespec="seconds"), safe="")
+        path = cursor.path or (
+            f"{rtype}?{parameter}={quote(COMMAND_IDENTIFIER_SYSTEM, safe='')}%7C"
+            f"&_lastUpdated=ge{since}&_count={tenant.reconcile.sweep_page_size}"
+        )
+        response = await self._ehr.send(tenant, "GET", path, order.request_id)
+        if response.status_code != 200:
+            raise self._ehr.failure(response, f"sweep search {rtype}")
+        bundle = json_body(response) or {}
+        entries = bundle.get("entry")
+        scanned = [
+            found
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+            and (found := scanned_resource(entry.get("resource"), tenant.id, rtype))
+        ]
+        records = await self._records_of(tenant.id, {s.command for s in scanned})
+        refs = {s.reference for s in scanned} | {r.resource for r in records.values() if r.resource}
+        withdrawn = await asyncio.to_thread(self._records.withdrawn, tenant.id, refs)
+        judgement = judge(tenant.id, scanned, records, withdrawn)
+        await asyncio.to_thread(self._records.saw, tenant.id, judgement.seen, order.started)
+        findings = list(judgement.findings)
+        for candidate in judgement.changed:
+            activity.heartbeat(candidate.command)
+            if finding := await missing_or_drift(self._ehr, tenant, candidate, order.request_id):
+                findings.append(finding)
+        next_path = self._ehr.next_page(bundle, tenant)
+        if next_path:
+            after = cursor.model_copy(update={"path": next_path})
+        else:
+            after = SweepCursor(type_index=cursor.type_index + 1)
+        return SweepPage(
+            findings=findings,
+            cursor=after,
+            resources_scanned=len(scanned),
+            writes_checked=len(records),
+        )
+
+    async def _writes_page(self, tenant: Tenant, order: SweepPageOrder) -> SweepPage:
+        """Writes in the chart, moved in the window, whose resource no page of this sweep showed:
+        each read directly (gone, entered-in-error, or changed)."""
+        records = await asyncio.to_thread(
+            self._records.unseen_in_chart,
+            tenant.id,
+            order.since,
+            order.started,
+            order.cursor.after,
+            WRITES_PER_PAGE,
+        )
+        refs = [r.resource for r in records if r.resource]
+        withdrawn = await asyncio.to_thread(self._records.withdrawn, tenant.id, refs)
         findings: list[Finding] = []
-        for candidate in order.candidates:
-            activity.heartbeat(len(findings))
-            current = await self._ehr.read(tenant, candidate.reference, order.request_id)
-            if current is None or is_withdrawn(current):
-                what = "gone" if current is None else "entered-in-error"
-                detail = f"{candidate.reference} was verified, and is now {what}"
-                findings.append(_finding(tenant.id, candidate, FindingKind.MISSING, detail))
-                continue
-            version = version_of(current)
-            if version == candidate.version or candidate.version is None:
-                continue
-            ours = None
-            if tenant.capabilities.vread:
-                ours = await self._ehr.vread(
-                    tenant, candidate.reference, candidate.version, order.request_id
-                )
-            changed = differences(ours, current) if ours else ["(version history unavailable)"]
-            if changed:
-                detail = (
-                    f"{candidate.reference} changed since version {candidate.version} "
-                    f"we verified (now {version}) at: {', '.join(changed[:10])}"
-                )
-                findings.append(_finding(tenant.id, candidate, FindingKind.DRIFT, detail))
-        return findings
+        for record in records:
+            if not record.resource or record.resource in withdrawn:
+                continue  # withdrawn on purpose (a saga's compensation, a finding's remedy)
+            activity.heartbeat(record.command)
+            if finding := await missing_or_drift(self._ehr, tenant, record, order.request_id):
+                findings.append(finding)
+        if len(records) < WRITES_PER_PAGE:
+            after = SweepCursor(phase="done")
+        else:
+            after = SweepCursor(phase="writes", after=records[-1].command)
+        return SweepPage(findings=findings, cursor=after, writes_checked=len(records))
+
+    async def _records_of(self, tenant: str, commands: set[str]) -> dict[str, WriteRecord]:
+        """The records of these commands; a command with none may be a write from before the
+        records were kept, which Temporal may still know."""
+        records = await asyncio.to_thread(self._records.of_commands, tenant, commands)
+        unknown = commands - records.keys()
+        if unknown:
+            older = await records_from_temporal(self._temporal, unknown)
+            records |= older
+        return records
 
 
-def _finding(tenant: str, candidate: Candidate, kind: FindingKind, detail: str) -> Finding:
-    return Finding(
-        kind=kind,
-        tenant=tenant,
-        command=candidate.command,
-        write_id=write_id_of(candidate.command),
-        resources=[candidate.reference],
-        detail=detail,
-    )
-
-
-def _scanned(resource: object, tenant: str, resource_type: str) -> ScannedResource | None:
+def scanned_resource(resource: object, tenant: str, rtype: str) -> ScannedResource | None:
     """One of ours, from an entry of the scan's search; None for anything else. Every value is
     the EHR's, and an EHR user can write an identifier: a command identifier counts only when it
     is one of this tenant's (``{tenant}:{token}``, adapters/ids.py) and the resource only when it
-    is of the type searched, with a FHIR id. (Another tenant's prefix, quotes that would end a
-    visibility query, a patient's name as a "key": none of it goes further.)"""
-    if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+    is of the type searched, with a FHIR id. (Another tenant's prefix, a patient's name as a
+    "key": none of it goes further.)"""
+    if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
         return None
     resource_id = id_of(resource)
     commands = identifier_values(resource, COMMAND_IDENTIFIER_SYSTEM)
     ours = [c for c in commands if is_command_of(tenant, c)]
     if not ours or resource_id is None:
         return None
-    last_updated = meta_of(resource).get("lastUpdated")
     return ScannedResource(
-        reference=f"{resource_type}/{resource_id}",
+        reference=f"{rtype}/{resource_id}",
         version=version_of(resource),
         command=ours[0],
         withdrawn=is_withdrawn(resource),
-        last_updated=last_updated if isinstance(last_updated, str) else None,
     )

@@ -162,18 +162,16 @@ class FindingLike(Protocol):
     @property
     def command(self) -> str: ...
 
+    @property
+    def evidence(self) -> list[str]: ...
+
 
 def finding_workflow_id(finding: FindingLike) -> str:
-    """``wb-finding:{tenant}:{kind}:{digest}``: one per write and kind of difference; the digest
-    (SHA-256 of tenant and command, 128 bits) names the command without showing it."""
-    digest = hashlib.sha256(f"{finding.tenant}\n{finding.command}".encode()).hexdigest()[:32]
+    """``wb-finding:{tenant}:{kind}:{digest}``: one per write, kind of difference and evidence
+    (what the sweep saw); the digest (SHA-256, 128 bits) names them without showing them."""
+    seen = "".join(f"\n{item}" for item in finding.evidence)
+    digest = hashlib.sha256(f"{finding.tenant}\n{finding.command}{seen}".encode()).hexdigest()[:32]
     return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{digest}"
-
-
-def legacy_finding_workflow_id(finding: FindingLike) -> str:
-    """``wb-finding:{tenant}:{kind}:{key}``: the id sweeps recorded before the digest (replay)."""
-    key = finding.command.split(":", 1)[-1]
-    return f"{FINDING_PREFIX}:{finding.tenant}:{finding.kind}:{key}"
 
 
 def discovery_workflow_id(tenant: str, run: str) -> str:

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
+from adapters.reconcile_settings import ReconcileSettings as ReconcileSettings  # re-exported
 from adapters.tenant_ids import TenantId
 from adapters.vendor import Vendor as Vendor  # re-exported: tenant files name one
 from adapters.vendor import VendorAdapter, adapter_for
@@ -141,31 +142,6 @@ class BreakerSettings(BaseModel):
 
     failures: int = Field(default=5, ge=1)
     cooldown_seconds: float = Field(default=10.0, gt=0)
-
-
-class ReconcileSettings(BaseModel):
-    """Keep comparing what we believe with what the EHR holds (README: "Reconciliation")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    after_hours: float = Field(
-        default=0.0,
-        ge=0,
-        description="re-read each verified write this long after it was verified (0 = off)",
-    )
-    sweep_every_hours: float = Field(
-        default=1.0, gt=0, description="how often the scheduled sweep runs for this tenant"
-    )
-    sweep_lookback_hours: float = Field(
-        default=2.0,
-        gt=0,
-        description="window of _lastUpdated a scheduled sweep searches: the interval plus an "
-        "overlap, so that each change is seen by two sweeps and the cost stays per change",
-    )
-    auto_remediate_duplicates: bool = Field(
-        default=False,
-        description="withdraw extra copies (entered-in-error) without asking a person",
-    )
 
 
 class CrosswalkSettings(BaseModel):

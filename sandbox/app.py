@@ -7,6 +7,7 @@
     GET    /fhir/{tenant}/.well-known/smart-configuration   capability
     POST   /fhir/{tenant}/auth/token                        auth (SMART Backend Services)
     POST   /fhir/{tenant}                                   bundles (batch / transaction)
+    GET    /fhir/{tenant}[/]?_getpages=...                  a page of a search (HAPI-style)
     POST   /fhir/{tenant}/{type}                            create (+ If-None-Exist)
     GET    /fhir/{tenant}/{type}?...                        search
     PUT    /fhir/{tenant}/{type}?...                        conditional update
@@ -38,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import admin, handlers, proprietary
+from sandbox import admin, handlers, paging, proprietary
 from sandbox.auth import OAuthError
 from sandbox.capability import smart_configuration
 from sandbox.config import SandboxConfig
@@ -52,6 +53,10 @@ from sandbox.tenants import TenantSettings
 def _token_url(request: Request) -> str:
     host = request.headers.get("host") or "localhost"
     return f"{request.url.scheme}://{host}/fhir/{request.path_params['tenant']}/auth/token"
+
+
+def _pages_type(request: Request) -> str:
+    return paging.token_type(request.query_params.get(paging.PAGES_PARAM, ""))
 
 
 def create_app(
@@ -102,6 +107,8 @@ def create_app(
         sb.store.close()
 
     fhir = "/fhir/{tenant}"
+    bundle = fhir_route(sb, handlers.bundle)
+    pages = fhir_route(sb, handlers.get_pages, type_of=_pages_type)
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *admin.routes(sb),
@@ -109,7 +116,11 @@ def create_app(
         Route(f"{fhir}/metadata", fhir_route(sb, handlers.metadata, public=True), methods=["GET"]),
         Route(f"{fhir}/.well-known/smart-configuration", smart_config, methods=["GET"]),
         Route(f"{fhir}/auth/token", token, methods=["POST"]),
-        Route(fhir, fhir_route(sb, handlers.bundle), methods=["POST"]),
+        Route(fhir, bundle, methods=["POST"]),
+        Route(fhir, pages, methods=["GET"]),
+        # with a GET route on "{fhir}/", Starlette would answer POST there 405, not redirect
+        Route(f"{fhir}/", bundle, methods=["POST"]),
+        Route(f"{fhir}/", pages, methods=["GET"]),
         Route(f"{fhir}/{{type}}", fhir_route(sb, handlers.create), methods=["POST"]),
         Route(f"{fhir}/{{type}}", fhir_route(sb, handlers.search), methods=["GET"]),
         Route(f"{fhir}/{{type}}", fhir_route(sb, handlers.conditional_update), methods=["PUT"]),

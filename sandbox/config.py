@@ -5,6 +5,7 @@
 personality = "epic"                        # r4 | epic | cerner | athena | veradigm
 allowed_identifier_systems = ["urn:oid:1.2.3"]   # optional: drop other identifiers
 max_in_flight = 30                          # optional: 429 above N concurrent requests
+paging = "hapi"                             # optional: offset (default) | hapi next links
 
 [tenants.acme-epic.auth]                    # SMART Backend Services (off unless present)
 enabled = true

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from sandbox.drift import Drift
+from sandbox.paging import PagingStyle
 from sandbox.personalities import Personality
 
 
@@ -57,6 +58,8 @@ class Env:
     index_delay: float = 0.0
     stale_seconds: float = 0.0
     rejects_duplicate_vitals: bool = False
+    paging: PagingStyle = "offset"
+    """How searchset ``next``/``previous`` links look (tenant setting, :mod:`sandbox.paging`)."""
     authorize: Callable[[str, str], None] = _allow_all
     """``authorize(rtype, letter)`` raises a 403 FhirError when the token's scopes lack it."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from sandbox import bundles, interactions
+from sandbox import bundles, interactions, paging
 from sandbox.capability import capability_statement
 from sandbox.interactions import Written
 from sandbox.pipeline import Call
@@ -86,6 +86,14 @@ async def search(call: Call) -> Response:
     pairs = list(call.request.query_params.multi_items())
     with call.sb.store.tx(call.env.tenant, write=False) as tx:
         bundle = interactions.search(call.env, tx, call.rtype, pairs)
+    return fhir_response(200, bundle)
+
+
+async def get_pages(call: Call) -> Response:
+    """``GET {base}?_getpages=...`` (HAPI-style paging): a page of the token's search."""
+    rtype, pairs = paging.page_request(list(call.request.query_params.multi_items()))
+    with call.sb.store.tx(call.env.tenant, write=False) as tx:
+        bundle = interactions.search(call.env, tx, rtype, pairs, via_pages=True)
     return fhir_response(200, bundle)
 
 

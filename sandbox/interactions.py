@@ -247,9 +247,14 @@ def delete(env: Env, tx: Tx, rtype: str, rid: str, if_match: int | None) -> None
     tx.write(rtype, rid, None, visible_at=env.now)
 
 
-def search(env: Env, tx: Tx, rtype: str, pairs: Sequence[tuple[str, str]]) -> Json:
+def search(
+    env: Env, tx: Tx, rtype: str, pairs: Sequence[tuple[str, str]], *, via_pages: bool = False
+) -> Json:
+    """A search; ``via_pages``: a page asked for through ``{base}?_getpages=`` (sandbox.paging)."""
     env.authorize(rtype, "s")
     extra = (env.p.required_query_param,) if env.p.required_query_param else ()
     query, used = parse_query(pairs, strict=env.strict, extra_ignored=extra)
     total, page = tx.search(rtype, query, env.now)
-    return searchset(env.base, rtype, query, used, total, page)
+    return searchset(
+        env.base, rtype, query, used, total, page, paging=env.paging, via_pages=via_pages
+    )

@@ -46,6 +46,8 @@ class Call:
 
 Handler = Callable[[Call], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+TypeOf = Callable[[Request], str]
+"""The resource type a request is about, for routes without ``{type}`` (faults match on it)."""
 
 
 def drop_connection(request: Request, *, reset: bool) -> Response:
@@ -68,8 +70,11 @@ def _practice_ok(request: Request, name: str) -> bool:
     return value.startswith(prefix) and value[len(prefix) :].isdigit()
 
 
-def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoint:
-    """Wrap an interaction handler; ``public`` routes (metadata) need no token."""
+def fhir_route(
+    sb: Sandbox, handler: Handler, *, public: bool = False, type_of: TypeOf | None = None
+) -> Endpoint:
+    """Wrap an interaction handler; ``public`` routes (metadata) need no token; ``type_of``
+    names the resource type of a route without ``{type}`` (a ``_getpages`` page's search)."""
 
     async def endpoint(request: Request) -> Response:
         tenant: str = request.path_params["tenant"]
@@ -87,7 +92,8 @@ def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoi
                 )
                 response = error_response(p, err)
             else:
-                response = await _serve(sb, handler, request, tenant, p, public)
+                rtype = type_of(request) if type_of else request.path_params.get("type", "")
+                response = await _serve(sb, handler, request, tenant, p, public, rtype)
         finally:
             sb.in_flight[tenant] -= 1
         sb.requests.record(
@@ -111,7 +117,13 @@ def fhir_route(sb: Sandbox, handler: Handler, *, public: bool = False) -> Endpoi
 
 
 async def _serve(
-    sb: Sandbox, handler: Handler, request: Request, tenant: str, p: Personality, public: bool
+    sb: Sandbox,
+    handler: Handler,
+    request: Request,
+    tenant: str,
+    p: Personality,
+    public: bool,
+    rtype: str,
 ) -> Response:
     faults = sb.faults.get(tenant)
     if faults.outage is not None:
@@ -127,7 +139,6 @@ async def _serve(
             return error_response(p, err)
     if faults.latency_ms:
         await anyio.sleep(faults.latency_ms / 1000)
-    rtype: str = request.path_params.get("type", "")
     if rtype and model_class(rtype) is None:
         return error_response(p, FhirError(404, "not-supported", "Unknown resource type"))
     fault = sb.faults.take(tenant, request.method, rtype or None)
@@ -189,6 +200,7 @@ def _env(
         index_delay=faults.index_delay_seconds,
         stale_seconds=faults.stale_read_seconds,
         rejects_duplicate_vitals=settings.rejects_duplicate_vitals,
+        paging=settings.paging,
     )
     # a fault only makes things worse: never shorter than the tenant's own lag or staleness
     if fault is not None and (delayed := fault.effect("delayed_indexing")) is not None:

@@ -4,7 +4,8 @@ Supported: ``identifier``, ``code``, ``category``, ``_tag`` (token: ``system|cod
 ``code``, ``|code``, ``system|``; comma = OR), ``patient``, ``subject``,
 ``encounter`` (reference: ``Type/id``, absolute URL or bare id), ``_id``,
 ``_lastUpdated`` (prefixes eq, gt, ge, lt, le, sa, eb), ``_count`` and
-``_offset`` (paging with ``self``/``next``/``previous`` links). Result
+``_offset`` (paging with ``self``/``next``/``previous`` links, offset-style or, per tenant,
+HAPI-style: :mod:`sandbox.paging`). Result
 parameters ``_format``, ``_pretty``, ``_summary``, ``_elements`` and ``_sort``
 are accepted and ignored. Other parameters answer 400 with
 ``Prefer: handling=strict`` and are ignored otherwise. A ``lenient_search``
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from urllib.parse import urlencode
 
 from sandbox.faults import fault_for_this_request
+from sandbox.paging import PagingStyle, encode_token, page_url
 from sandbox.responses import FhirError, Json
 from sandbox.store import Query, TokenClause, TokenMatch, Version
 
@@ -119,7 +121,7 @@ def _reference(param: str, raw: str) -> TokenMatch:
 
 
 def _int(name: str, raw: str) -> int:
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() but int("²") fails
         raise FhirError(400, "invalid", f"{name} must be a non-negative integer")
     return int(raw)
 
@@ -179,19 +181,29 @@ def searchset(
     used: list[tuple[str, str]],
     total: int,
     page: list[Version],
+    *,
+    paging: PagingStyle = "offset",
+    via_pages: bool = False,
 ) -> Json:
-    """A searchset Bundle with ``self`` and, where they exist, ``next``/``previous`` links."""
+    """A searchset Bundle with ``self`` and, where they exist, ``next``/``previous`` links.
 
-    def link(relation: str, offset: int) -> Json:
+    ``paging="hapi"``: ``next``/``previous`` are ``{base}?_getpages=...`` links; so is ``self``
+    when this page was itself asked for that way (``via_pages``)."""
+    hapi = paging == "hapi" or via_pages
+    token = encode_token(rtype, used) if hapi else ""
+
+    def link(relation: str, offset: int, hapi: bool) -> Json:
+        if hapi:
+            return {"relation": relation, "url": page_url(base, token, offset, query.count or 0)}
         params = [*used, ("_count", str(query.count)), ("_offset", str(offset))]
         return {"relation": relation, "url": f"{base}/{rtype}?{urlencode(params)}"}
 
-    links = [link("self", query.offset)]
+    links = [link("self", query.offset, via_pages)]
     count = query.count or 0
     if count and query.offset + count < total:
-        links.append(link("next", query.offset + count))
+        links.append(link("next", query.offset + count, hapi))
     if count and query.offset > 0:
-        links.append(link("previous", max(0, query.offset - count)))
+        links.append(link("previous", max(0, query.offset - count), hapi))
     return {
         "resourceType": "Bundle",
         "type": "searchset",

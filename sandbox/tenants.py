@@ -3,7 +3,8 @@
 ``{"personality": "epic",
    "allowed_identifier_systems": ["urn:oid:..."],   # drops custom identifiers
    "max_in_flight": 30,                              # 429 above N concurrent requests
-   "rejects_duplicate_vitals": true}``               # Epic's 400 59189 on a repeated reading
+   "rejects_duplicate_vitals": true,                 # Epic's 400 59189 on a repeated reading
+   "paging": "hapi"}``                               # next links {base}?_getpages=...
 
 ``allowed_identifier_systems`` (any personality): identifiers whose system is not
 listed are removed on store, like EHRs that keep only their own identifier types.
@@ -11,6 +12,8 @@ listed are removed on store, like EHRs that keep only their own identifier types
 ``rejects_duplicate_vitals`` (off by default, because fixtures reuse one reading): a vital-sign
 create for a patient, code and time already on file answers Epic's 400 with code 59189
 "Reading already exists" (see :func:`sandbox.vendor_rules.epic_duplicate_vital`).
+``paging``: ``"offset"`` (default: ``{base}/{Type}?...&_count=N&_offset=M`` links) or ``"hapi"``
+(HAPI FHIR's ``{base}?_getpages=...`` links, see :mod:`sandbox.paging`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sandbox.paging import PAGING_STYLES, PagingStyle
 from sandbox.personalities import DEFAULT_PERSONALITY, REGISTRY, Personality
 
 _UNSET: Any = object()
@@ -31,6 +35,7 @@ class TenantSettings:
     allowed_identifier_systems: frozenset[str] | None = None
     max_in_flight: int | None = None
     rejects_duplicate_vitals: bool = False
+    paging: PagingStyle = "offset"
 
     @property
     def p(self) -> Personality:
@@ -47,6 +52,7 @@ class TenantSettings:
             "allowed_identifier_systems": None if allowed is None else sorted(allowed),
             "max_in_flight": self.in_flight_limit,
             "rejects_duplicate_vitals": self.rejects_duplicate_vitals,
+            "paging": self.paging,
         }
 
 
@@ -59,6 +65,7 @@ def parse_settings(raw: Any, base: TenantSettings) -> TenantSettings:
         "allowed_identifier_systems",
         "max_in_flight",
         "rejects_duplicate_vitals",
+        "paging",
     }
     unknown = set(raw) - known
     if unknown:
@@ -88,6 +95,11 @@ def parse_settings(raw: Any, base: TenantSettings) -> TenantSettings:
         if not isinstance(raw["rejects_duplicate_vitals"], bool):
             raise ValueError("rejects_duplicate_vitals must be true or false")
         out = replace(out, rejects_duplicate_vitals=raw["rejects_duplicate_vitals"])
+    if "paging" in raw:
+        style = next((s for s in PAGING_STYLES if s == raw["paging"]), None)
+        if style is None:
+            raise ValueError(f"paging must be one of {list(PAGING_STYLES)}")
+        out = replace(out, paging=style)
     return out
 
 

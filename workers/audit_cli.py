@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 
 from activities.audit_anchor import CheckpointError
-from activities.audit_ledger import AuditLedger, install_postgres
+from activities.audit_ledger import AuditLedger
+from activities.audit_schema import install_postgres
 from adapters.errors import EXIT_FAILED, EXIT_OK
 from workers.audit_config import AUDIT_DB_ENV as AUDIT_DB_ENV  # re-exported
 from workers.audit_config import ledger_location as ledger_location  # re-exported

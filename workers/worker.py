@@ -23,10 +23,10 @@ from activities.crosswalk import Crosswalk
 from activities.crosswalk_store import CROSSWALK_URL_ENV, CrosswalkStore, open_crosswalk
 from activities.ehr_client import EhrClient
 from activities.ehr_writes import EhrWrites
-from activities.reconciliation import Reconciler
 from activities.sweep_reads import SweepReads
 from activities.webhook_events import WebhookHandOff
 from activities.webhook_post import WebhookPost
+from activities.write_records import WriteRecords
 from adapters.caller_keys import CALLER_KEYS_ENV, CallerKeysError, load_callers
 from adapters.reasons import known_element_name
 from adapters.tenants import TenantRegistry
@@ -96,9 +96,10 @@ def build_workers(
     command_steps = CommandSteps(tenants, load_callers())
     webhooks = configured_webhooks()  # $WRITEBACK_WEBHOOKS (README: Webhooks)
     hand_off = WebhookHandOff(client, webhooks, task_queue)
-    audit = AuditSteps(ledger or shared_ledger(ledger_location()), after=hand_off)
+    ledger = ledger or shared_ledger(ledger_location())
+    audit = AuditSteps(ledger, after=hand_off)
     ehr = ehr or EhrClient(tenants, http)
-    writes, sweep = EhrWrites(ehr), SweepReads(ehr)
+    writes, sweep = EhrWrites(ehr), SweepReads(ehr, WriteRecords(ledger), client)
     crosswalk = Crosswalk(ehr, crosswalk_store())
     discovery = CapabilityDiscovery(tenants, http, ProfileStore(Settings.from_env().state_dir))
     workers = [
@@ -120,7 +121,6 @@ def build_workers(
                 command_steps.plan_saga,
                 command_steps.prove_decision,
                 command_steps.sweep_settings,
-                Reconciler(client).compare,
                 audit.record,
                 WebhookPost(webhooks, http).post,
             ],
@@ -146,8 +146,8 @@ def build_workers(
                     writes.copies,
                     writes.verify,
                     writes.withdraw,
-                    sweep.scan,
-                    sweep.examine,
+                    sweep.window,
+                    sweep.page,
                     crosswalk.resolve,
                     discovery.run,
                 ],

@@ -114,10 +114,17 @@ class ReconcileFinding(PersonWaits[WriteStatus]):
         return self._status
 
     async def _remediate(self, why: str, by: str) -> None:
-        """Withdraw every copy but the one the write verified (else the first by reference);
-        ``by``: who asked (a person, or the tenant's policy), for the audit ledger."""
+        """Withdraw every copy but the one the write verified; ``by``: who asked (a person, or
+        the tenant's policy), for the audit ledger. A finding that does not say which copy the
+        write verified has nothing to keep by right: a person decides (and withdraws by hand)."""
         finding = self._finding
-        keep = finding.keep or sorted(finding.resources)[0]
+        if finding.keep is None or finding.keep not in finding.resources:
+            self._status.reason = (
+                "remediation refused: the finding does not name the copy the write verified"
+            )
+            self._note(self._status.reason)
+            return
+        keep = finding.keep
         extra = [reference for reference in finding.resources if reference != keep]
         failures = []
         audited = []

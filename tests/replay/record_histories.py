@@ -16,6 +16,7 @@ recorded unencrypted (plain pydantic converter) so that any checkout can replay 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent)]
 
 import httpx  # noqa: E402
 from record_saga_histories import decision, settled  # noqa: E402
+from support.callers import write_test_callers  # noqa: E402
 from support.sandbox_process import SandboxProcess  # noqa: E402
 from support.temporal import time_skipping_environment  # noqa: E402
 from support.tenants import personality_args, write_tenants_file  # noqa: E402
@@ -34,9 +36,13 @@ from support.workflow_runs import command, run_to_end  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from adapters.caller_keys import CALLER_KEYS_ENV  # noqa: E402
+from adapters.callers import CALLER_KEY_ENV  # noqa: E402
 from adapters.tenants import load_tenants  # noqa: E402
 from workers import samples  # noqa: E402
+from workers.audit_config import AUDIT_DB_ENV, AUDIT_KEY_FILE_ENV, CHECKPOINTS_ENV  # noqa: E402
 from workers.client import WritebackClient  # noqa: E402
+from workers.keys import KEYS_FILE_ENV, create_key_file  # noqa: E402
 from workers.settings import venv_binary  # noqa: E402
 from workflows import search_attributes as sa  # noqa: E402
 from workflows.contract import ResolutionAction, Urgency  # noqa: E402
@@ -165,7 +171,21 @@ async def record_more(names: list[str]) -> list[Path]:
     return written
 
 
+def test_process_environment(state: Path) -> None:
+    """What the test suite's conftest gives every process: caller keys the workers know (the
+    client signs with them), the payload key file, and an audit ledger, all under ``state``."""
+    registry, caller_key = write_test_callers(state)
+    os.environ[CALLER_KEYS_ENV] = str(registry)
+    os.environ[CALLER_KEY_ENV] = str(caller_key)
+    os.environ[KEYS_FILE_ENV] = str(state / "keys.json")
+    os.environ[AUDIT_DB_ENV] = str(state / "audit.db")
+    os.environ[AUDIT_KEY_FILE_ENV] = str(state / "audit-key.json")
+    os.environ[CHECKPOINTS_ENV] = str(state / "audit-checkpoints")
+    create_key_file(state / "keys.json")
+
+
 if __name__ == "__main__":
+    test_process_environment(Path(tempfile.mkdtemp(prefix="wb-record-")))
     HISTORIES.mkdir(parents=True, exist_ok=True)
     SWEEP_HISTORIES.mkdir(parents=True, exist_ok=True)
     named = sys.argv[1:]

@@ -96,6 +96,32 @@ TEST_TENANTS = [
     # reconciliation sweeps: one tenant with planted differences, one left clean
     TenantSpec("sweep-r4", "generic_r4", "r4", True, True),
     TenantSpec("sweep-clean", "generic_r4", "r4", True, True),
+    # sweeps at scale (tests/integration/test_sweep_at_scale.py): a lookback of 3.6 s, so only the
+    # watermark reaches back; pages of 2; duplicates withdrawn without asking
+    TenantSpec(
+        "sweep-mark-r4",
+        "generic_r4",
+        "r4",
+        True,
+        True,
+        extra="reconcile = { sweep_lookback_hours = 0.001 }\n",
+    ),
+    TenantSpec(
+        "sweep-pages-r4",
+        "generic_r4",
+        "r4",
+        True,
+        True,
+        extra="reconcile = { sweep_page_size = 2 }\n",
+    ),
+    TenantSpec(
+        "sweep-remedy-r4",
+        "generic_r4",
+        "r4",
+        True,
+        True,
+        extra="reconcile = { auto_remediate_duplicates = true }\n",
+    ),
     # SMART Backend Services: the sandbox verifies our signed assertions and enforces scopes
     TenantSpec("smart-rs", "generic_r4", "r4", True, True, smart=("wb-rs", "RS384", "v2")),
     TenantSpec("smart-es", "generic_r4", "r4", True, True, smart=("wb-es", "ES384", "v1")),

@@ -109,7 +109,7 @@ def test_appends_are_idempotent_per_entry_and_chained_per_tenant(
 
 def test_the_tables_refuse_updates_and_deletes(ledger: tuple[AuditLedger, Tamper]) -> None:
     store = filled(ledger[0])
-    with pytest.raises(Exception, match="append-only"), store._transaction() as cursor:
+    with pytest.raises(Exception, match="append-only"), store.transaction() as cursor:
         cursor.execute("DELETE FROM audit_records WHERE seq = 2")
     assert store.verify("acme").ok
 

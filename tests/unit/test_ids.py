@@ -48,8 +48,6 @@ def test_every_workflow_id_names_its_tenant_second() -> None:
         ids.discovery_workflow_id("acme", "run"),
         ids.webhook_delivery_id("acme", "crm", "wb:acme:k1/t5"),
     ]
-    # issue 17: a finding's id holds a digest of its command; the key form is kept for replay
-    assert ids.legacy_finding_workflow_id(finding) == "wb-finding:acme:duplicate:k1"
     assert [ids.tenant_of_workflow(i) for i in made] == ["acme"] * len(made)
     assert {i.split(":", 1)[0] for i in made} == ids.WORKFLOW_ID_PREFIXES
     assert ids.sweep_schedule_id("acme") == "wb-reconcile:acme"
