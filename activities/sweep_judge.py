@@ -13,13 +13,22 @@ is the same finding; the problem coming back after a person settled it is a new 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from activities.ehr_client import EhrClient
 from activities.fhir_http import version_of
 from activities.models import Finding, FindingKind, ScannedResource
 from activities.write_records import WriteRecord
 from adapters.compensation import is_withdrawn
-from adapters.fhir_r4 import differences
+from adapters.fhir_r4 import (
+    COMMAND_IDENTIFIER_SYSTEM,
+    NARROWING_PARAMETERS,
+    CreateRequest,
+    DedupStrategy,
+    dedup_strategy,
+    differences,
+)
+from adapters.fingerprint import fingerprint
 from adapters.ids import write_id_of
 from adapters.tenants import Tenant
 
@@ -95,28 +104,88 @@ def missing(tenant: str, record: WriteRecord, what: str, version: str | None) ->
     )
 
 
+def keeps_no_identifier(tenant: Tenant) -> bool:
+    """A tenant whose EHR keeps no identifier of ours (it drops them, or we write through a
+    vendor API): our copies are known only by content (adapters/fingerprint.py)."""
+    return dedup_strategy(tenant) is DedupStrategy.FINGERPRINT or not tenant.adapter().writes_fhir
+
+
 async def missing_or_drift(
     ehr: EhrClient, tenant: Tenant, record: WriteRecord, request_id: str
-) -> Finding | None:
+) -> list[Finding]:
     """Read the write's resource: gone or entered-in-error is ``missing``; a version other than
-    the one we verified whose content differs from it (vread) is ``drift``."""
+    the one we verified whose content differs from it (vread) is ``drift``. Where the EHR keeps
+    no identifier of ours, other live resources with our copy's content are ``duplicate``."""
     reference = str(record.resource)
     current = await ehr.read(tenant, reference, request_id)
     if current is None:
-        return missing(tenant.id, record, "gone", None)
+        return [missing(tenant.id, record, "gone", None)]
     version = version_of(current)
     if is_withdrawn(current):
-        return missing(tenant.id, record, "entered-in-error", version)
-    if version == record.version or record.version is None:
-        return None
-    ours = None
-    if tenant.capabilities.vread:
-        ours = await ehr.vread(tenant, reference, record.version, request_id)
-    changed = differences(ours, current) if ours else ["(version history unavailable)"]
-    if not changed:
-        return None
+        return [missing(tenant.id, record, "entered-in-error", version)]
+    ours = current
+    findings = []
+    if version != record.version and record.version is not None:
+        verified = None
+        if tenant.capabilities.vread:
+            verified = await ehr.vread(tenant, reference, record.version, request_id)
+        changed = differences(verified, current) if verified else ["(version history unavailable)"]
+        if changed:
+            findings.append(_drift(tenant.id, record, reference, version, changed))
+        ours = verified or current
+    if keeps_no_identifier(tenant):
+        findings += await _copies_by_content(ehr, tenant, record, ours, request_id)
+    return findings
+
+
+async def _copies_by_content(
+    ehr: EhrClient, tenant: Tenant, record: WriteRecord, ours: dict[str, Any], request_id: str
+) -> list[Finding]:
+    """Other live resources of the patient with our copy's content fingerprint: the search the
+    write itself makes before a create on such a tenant (CreateRequest.search_query)."""
+    reference = str(record.resource)
+    subject = (ours.get("subject") or {}).get("reference")
+    if not isinstance(subject, str):
+        return []
+    probe = CreateRequest(
+        resource_type=reference.split("/")[0],
+        body=ours,
+        identifier_system=COMMAND_IDENTIFIER_SYSTEM,
+        identifier_value=record.command,
+        dedup=DedupStrategy.FINGERPRINT,
+        fingerprint=fingerprint(ours),
+        patient=subject,
+    )
+    found = await ehr.search(
+        tenant, probe.search_query(), request_id, "sweep: copies by content", NARROWING_PARAMETERS
+    )
+    others = sorted(
+        f"{probe.resource_type}/{r['id']}"
+        for r in found
+        if r.get("id") and not is_withdrawn(r) and probe.is_ours(r)
+    )
+    others = [other for other in others if other != reference]
+    if not others:
+        return []
+    return [
+        _finding(
+            tenant.id,
+            record.command,
+            FindingKind.DUPLICATE,
+            [reference, *others],
+            f"{len(others)} other resource(s) with the same content as {reference} "
+            f"(by fingerprint: the EHR keeps no identifier of ours): {', '.join(others[:10])}",
+            evidence=[reference, *others],
+            keep=reference,
+        )
+    ]
+
+
+def _drift(
+    tenant: str, record: WriteRecord, reference: str, version: str | None, changed: list[str]
+) -> Finding:
     return _finding(
-        tenant.id,
+        tenant,
         record.command,
         FindingKind.DRIFT,
         [reference],

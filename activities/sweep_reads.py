@@ -30,7 +30,7 @@ from activities.models import (
     SweepWindow,
     SweepWindowOrder,
 )
-from activities.sweep_judge import judge, missing_or_drift
+from activities.sweep_judge import judge, keeps_no_identifier, missing_or_drift
 from activities.write_records import WriteRecord, WriteRecords
 from activities.written_before_records import records_from_temporal
 from adapters.compensation import is_withdrawn
@@ -54,10 +54,11 @@ class SweepReads:
     async def window(self, order: SweepWindowOrder) -> SweepWindow:
         tenant = self._ehr.tenant(order.tenant)
         notes = []
-        if tenant.capabilities.drops_identifiers:
+        if keeps_no_identifier(tenant):
             notes.append(
-                "the tenant drops our identifiers: duplicates and orphans cannot be searched "
-                "for; the writes in the chart were read one by one (missing, drift)"
+                "the EHR keeps no identifier of ours: each write in the window was read "
+                "(missing, drift) and its patient's resources searched for copies by content "
+                "(duplicate); a resource no write of ours made cannot be told apart (no orphans)"
             )
         retention = timedelta(days=tenant.reconcile.record_retention_days)
         await asyncio.to_thread(self._records.forget_before, tenant.id, order.now - retention)
@@ -112,8 +113,7 @@ class SweepReads:
         findings = list(judgement.findings)
         for candidate in judgement.changed:
             activity.heartbeat(candidate.command)
-            if finding := await missing_or_drift(self._ehr, tenant, candidate, order.request_id):
-                findings.append(finding)
+            findings += await missing_or_drift(self._ehr, tenant, candidate, order.request_id)
         next_path = self._ehr.next_page(bundle, tenant)
         if next_path:
             after = cursor.model_copy(update={"path": next_path})
@@ -144,8 +144,7 @@ class SweepReads:
             if not record.resource or record.resource in withdrawn:
                 continue  # withdrawn on purpose (a saga's compensation, a finding's remedy)
             activity.heartbeat(record.command)
-            if finding := await missing_or_drift(self._ehr, tenant, record, order.request_id):
-                findings.append(finding)
+            findings += await missing_or_drift(self._ehr, tenant, record, order.request_id)
         if len(records) < WRITES_PER_PAGE:
             after = SweepCursor(phase="done")
         else:

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +191,51 @@ async def test_a_duplicate_is_withdrawn_by_policy_unless_someone_changed_the_cop
         for c in current_resources_for_command(ehr.db, "sweep-remedy-r4", command)
     }
     assert set(statuses.values()) == {"final"} and len(statuses) == 2
+
+
+async def plant_same_vitals(ehr: SandboxProcess, tenant: str, patient: str, when: str) -> None:
+    """A second reading of the same heart rate, entered through the vendor's own API (as a
+    clinician's device or a late commit would): the EHR keeps no identifier of ours on either."""
+    async with httpx.AsyncClient(base_url=ehr.url) as http:
+        if tenant == "demo-athena":
+            reading = datetime.fromisoformat(when).strftime("%m/%d/%Y %H:%M:%S")
+            group = [
+                {"clinicalelementid": "VITALS.HEARTRATE", "value": 66, "readingtaken": reading}
+            ]
+            form = {"departmentid": "1", "vitals": json.dumps([group])}
+            url = f"/athena/{tenant}/v1/195900/chart/{patient}/vitals"
+            assert (await http.post(url, data=form)).status_code == 200
+            return
+        root = f"/unity/{tenant}/json"
+        token = (await http.post(f"{root}/GetToken", json={"Username": "u", "Password": ""})).text
+        message = {
+            "Action": "SaveVitals",
+            "Token": token,
+            "PatientID": patient,
+            "Parameter1": when.replace("+00:00", "Z"),
+            "Parameter2": json.dumps([{"loinc": "8867-4", "value": 66, "unit": "/min"}]),
+        }
+        assert (await http.post(f"{root}/MagicJson", json=message)).status_code == 200
+
+
+@pytest.mark.parametrize("tenant", ["demo-athena", "demo-veradigm"])
+async def test_duplicates_are_found_by_content_where_the_ehr_keeps_no_identifier_of_ours(
+    dev_server: WorkflowEnvironment, cli_env: dict[str, str], ehr: SandboxProcess, tenant: str
+) -> None:
+    since = datetime.now(UTC).isoformat()
+    patient = f"v-{uuid.uuid4().hex[:10]}"
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    client = WritebackClient(dev_server.client, task_queue=cli_env["WRITEBACK_TASK_QUEUE"])
+    command = WriteCommand(
+        tenant=tenant,
+        idempotency_key=f"sc-{uuid.uuid4().hex[:12]}",
+        resource=samples.heart_rate(patient, 66, when),
+    )
+    status = await client.wait((await client.submit(command)).workflow_id)
+    assert status.state is WriteState.VERIFIED
+    await plant_same_vitals(ehr, tenant, patient, when.isoformat())
+
+    report = await sweep(cli_env, tenant, "--since", since)
+    (duplicate,) = [f for f in report["findings"] if f["kind"] == "duplicate"]
+    assert duplicate["keep"] == status.resource and len(duplicate["resources"]) == 2
+    assert any("no identifier of ours" in note for note in report["notes"])
