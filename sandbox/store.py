@@ -241,7 +241,7 @@ class Tx:
         )
         args: list[Any] = [self.tenant, rtype, now]
         for clause in query.tokens:
-            sql, clause_args = _token_sql(clause)
+            sql, clause_args = _token_sql(clause, self.tenant, rtype)
             where += sql
             args += clause_args
         for op, bound in query.updated:
@@ -337,10 +337,12 @@ class Tx:
         return True
 
 
-def _token_sql(clause: TokenClause) -> tuple[str, list[Any]]:
-    """SQL (``AND c.id IN (...)``) and arguments for one OR-ed token criterion."""
+def _token_sql(clause: TokenClause, tenant: str, rtype: str) -> tuple[str, list[Any]]:
+    """SQL (``AND c.id IN (...)``) and arguments for one OR-ed token criterion. The subquery
+    names the tenant and type as values, not as the outer row's columns: a correlated one is
+    evaluated again for every row (a search of N resources cost N scans of the tokens)."""
     alts: list[str] = []
-    args: list[Any] = [clause.param]
+    args: list[Any] = [tenant, rtype, clause.param]
     for alt in clause.alternatives:
         conds: list[str] = []
         if alt.system is not None:
@@ -352,8 +354,8 @@ def _token_sql(clause: TokenClause) -> tuple[str, list[Any]]:
             args.append(alt.value)
         alts.append("(" + (" AND ".join(conds) or "1") + ")")
     sql = (
-        " AND c.id IN (SELECT t.id FROM resource_tokens t WHERE t.tenant=c.tenant"
-        f" AND t.type=c.type AND t.param=? AND ({' OR '.join(alts)}))"
+        " AND c.id IN (SELECT t.id FROM resource_tokens t WHERE t.tenant=?"
+        f" AND t.type=? AND t.param=? AND ({' OR '.join(alts)}))"
     )
     return sql, args
 

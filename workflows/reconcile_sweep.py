@@ -40,8 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import SweepPageOrder, SweepSettings, SweepWindowOrder
     from activities.sweep_reads import SweepReads
 
-#: Pages one run of the workflow examines before it continues as new (its history stays small).
-PAGES_PER_RUN = 200
+#: Pages one run of the workflow examines before it continues as new: about 6 events and 1.6 KB
+#: of history per page (bench/sweep_scale.py), so a run stays near 150 KB, 0.5 MB as JSON.
+PAGES_PER_RUN = 100
 
 
 @workflow.defn(name="ReconcileSweep")
