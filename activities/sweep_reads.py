@@ -81,10 +81,17 @@ class SweepReads:
             return await self._scan_page(tenant, order, types[cursor.type_index])
         if cursor.phase != "done":
             page = await self._writes_page(tenant, order)
-            if page.cursor.phase == "done" and order.since <= order.started:
-                await asyncio.to_thread(self._records.mark_examined, tenant.id, order.started)
+            if page.cursor.phase == "done":
+                await asyncio.to_thread(self._mark, tenant.id, order)
             return page
         return SweepPage(findings=[], cursor=cursor)
+
+    def _mark(self, tenant: str, order: SweepPageOrder) -> None:
+        """Everything since ``order.since`` is examined: the watermark moves to the sweep's start,
+        unless the sweep started later than the watermark (``--since``), which leaves a gap."""
+        mark = self._records.examined_until(tenant)
+        if mark is None or order.since <= mark:
+            self._records.mark_examined(tenant, order.started)
 
     async def _scan_page(self, tenant: Tenant, order: SweepPageOrder, rtype: str) -> SweepPage:
         cursor = order.cursor

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from support.audit import current_resources_for_command
 from support.cli import run_cli
 from support.sandbox_process import SandboxProcess
+from support.workflow_runs import recorded
 from temporalio.testing import WorkflowEnvironment
 
 from workers import samples
@@ -46,6 +48,7 @@ async def verified_writes(client: WritebackClient, tenant: str, count: int) -> l
     submissions = [await client.submit(command) for command in commands]
     statuses = [await client.wait(s.workflow_id) for s in submissions]
     assert all(status.state is WriteState.VERIFIED for status in statuses)
+    await recorded(client, [s.workflow_id for s in submissions])
     return [str(status.resource) for status in statuses]
 
 
@@ -72,8 +75,9 @@ async def sweep(cli_env: dict[str, str], tenant: str, *extra: str) -> Any:
 async def test_a_clean_tenant_sweeps_clean(
     dev_server: WorkflowEnvironment, cli_env: dict[str, str]
 ) -> None:
+    since = datetime.now(UTC).isoformat()
     await verified_writes(client_for(dev_server, cli_env), "sweep-clean", 3)
-    result = await sweep(cli_env, "sweep-clean", "--json")
+    result = await sweep(cli_env, "sweep-clean", "--json", "--since", since)
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -85,6 +89,7 @@ async def test_a_sweep_finds_a_planted_duplicate_drift_and_missing_resource(
     dev_server: WorkflowEnvironment, cli_env: dict[str, str], ehr: SandboxProcess
 ) -> None:
     client = client_for(dev_server, cli_env)
+    since = datetime.now(UTC).isoformat()
     duplicated, drifted, deleted = await verified_writes(client, "sweep-r4", 3)
     async with httpx.AsyncClient(base_url=f"{ehr.url}/fhir/sweep-r4") as fhir:
         copy = (await fhir.get(duplicated)).json()
@@ -95,13 +100,13 @@ async def test_a_sweep_finds_a_planted_duplicate_drift_and_missing_resource(
         assert (await fhir.put(drifted, json=changed)).status_code == 200
         assert (await fhir.delete(deleted)).status_code == 204
 
-    result = await sweep(cli_env, "sweep-r4")
+    result = await sweep(cli_env, "sweep-r4", "--since", since)
     assert result.returncode == 3, result.stderr  # findings
     assert "findings 3" in result.stdout
     for kind in ("duplicate", "drift", "missing"):
         assert kind in result.stdout
 
-    report = json.loads((await sweep(cli_env, "sweep-r4", "--json")).stdout)
+    report = json.loads((await sweep(cli_env, "sweep-r4", "--json", "--since", since)).stdout)
     found = {f["kind"]: f for f in report["findings"]}
     assert set(found) == {"duplicate", "drift", "missing"}
     assert found["duplicate"]["keep"] == duplicated and len(found["duplicate"]["resources"]) == 2

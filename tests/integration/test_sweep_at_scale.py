@@ -21,6 +21,7 @@ from support.cli import run_cli
 from support.sandbox_process import SandboxProcess
 from support.temporal import dev_server_environment, temporal_address
 from support.worker_process import WorkerProcess
+from support.workflow_runs import recorded
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
@@ -48,6 +49,7 @@ async def verified(
     submitted = [await client.submit(command) for command in commands]
     statuses = [await client.wait(s.workflow_id) for s in submitted]
     assert all(status.state is WriteState.VERIFIED for status in statuses)
+    await recorded(client, [s.workflow_id for s in submitted])
     return [(s.workflow_id, str(s.resource)) for s in statuses]
 
 
@@ -136,6 +138,7 @@ async def test_every_page_is_followed_through_hapi_style_next_links_and_an_orpha
     async with httpx.AsyncClient(base_url=ehr.url) as admin:
         answer = await admin.post("/_admin/tenants/sweep-pages-r4", json={"paging": "hapi"})
         assert answer.status_code == 200, answer.text
+    since = datetime.now(UTC).isoformat()
     writes = await verified(dev_server, cli_env, "sweep-pages-r4", 5)
     orphan_command = f"sweep-pages-r4:orphan-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=f"{ehr.url}/fhir/sweep-pages-r4") as fhir:
@@ -145,7 +148,7 @@ async def test_every_page_is_followed_through_hapi_style_next_links_and_an_orpha
         assert answer.status_code == 201
         orphan = answer.headers["Location"].split("/_history")[0].split("/fhir/sweep-pages-r4/")[1]
 
-    report = await sweep(cli_env, "sweep-pages-r4")
+    report = await sweep(cli_env, "sweep-pages-r4", "--since", since)
     assert report["resources_scanned"] >= len(writes) + 1 and report["pages"] >= 3
     kinds = [(f["kind"], f["resources"]) for f in report["findings"]]
     assert kinds == [("orphan", [orphan])]
@@ -155,6 +158,7 @@ async def test_every_page_is_followed_through_hapi_style_next_links_and_an_orpha
 async def test_a_duplicate_is_withdrawn_by_policy_unless_someone_changed_the_copy(
     dev_server: WorkflowEnvironment, cli_env: dict[str, str], ehr: SandboxProcess
 ) -> None:
+    since = datetime.now(UTC).isoformat()
     (_, same), (_, edited) = await verified(dev_server, cli_env, "sweep-remedy-r4", 2)
     async with httpx.AsyncClient(base_url=f"{ehr.url}/fhir/sweep-remedy-r4") as fhir:
         copies = {}
@@ -167,7 +171,7 @@ async def test_a_duplicate_is_withdrawn_by_policy_unless_someone_changed_the_cop
             assert answer.status_code == 201
             copies[reference] = answer.json()["id"]
 
-    report = await sweep(cli_env, "sweep-remedy-r4")
+    report = await sweep(cli_env, "sweep-remedy-r4", "--since", since)
     duplicates = {f["keep"]: f for f in report["findings"] if f["kind"] == "duplicate"}
     assert set(duplicates) == {same, edited}
 
@@ -233,6 +237,7 @@ async def test_duplicates_are_found_by_content_where_the_ehr_keeps_no_identifier
     )
     status = await client.wait((await client.submit(command)).workflow_id)
     assert status.state is WriteState.VERIFIED
+    await recorded(client, [status.workflow_id])
     await plant_same_vitals(ehr, tenant, patient, when.isoformat())
 
     report = await sweep(cli_env, tenant, "--since", since)

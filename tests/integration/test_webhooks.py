@@ -423,7 +423,7 @@ async def test_a_reconciliation_finding_says_mismatch_and_then_how_a_person_sett
                 SweepRequest(tenant="sweep-r4"),
                 id=sweep_workflow_id("sweep-r4", uuid.uuid4().hex[:12]),
                 task_queue=client.task_queue,
-            )  # the sweep reads the writes from visibility, which may lag
+            )  # the write's record may lag its verified state by a ledger hand-over
             found = [f for f in report.findings if f.write_id == command.workflow_id]
             return [finding_workflow_id(f) for f in found if f.kind.value == "missing"]
 

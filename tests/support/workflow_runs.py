@@ -96,3 +96,11 @@ async def wait_for_state(
         if status.state is state or asyncio.get_running_loop().time() > deadline:
             return status
         await asyncio.sleep(0.1)
+
+
+async def recorded(client: WritebackClient, workflow_ids: list[str]) -> None:
+    """Until each write has ended: its last ledger hand-over, which moves the record the sweep
+    reads (activities/write_records.py), is made before it ends. ``wait`` answers as soon as the
+    write is verified, which can be a hand-over earlier on a loaded machine."""
+    for workflow_id in workflow_ids:
+        await client.temporal.get_workflow_handle(workflow_id).result()
