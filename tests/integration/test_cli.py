@@ -188,6 +188,9 @@ def test_dev_serves_writes_and_stops_cleanly_on_ctrl_c(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a suite started in the background (`cmd &` in a script) ignores SIGINT and a child
+        # inherits that: give `dev` the Ctrl-C of a terminal, which is what is tested
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert dev.stdout is not None
