@@ -184,12 +184,9 @@ class WriteRecords:
         return [_record(row) for row in rows]
 
     def saw(self, tenant: str, commands: Iterable[str], at: datetime) -> None:
+        rows = [(_iso(at), tenant, command) for command in sorted(set(commands))]
         with self._db.transaction() as cursor:
-            for command in sorted(set(commands)):
-                cursor.execute(
-                    self._db.q(_SEEN),
-                    (_iso(at), tenant, command),
-                )
+            cursor.executemany(self._db.q(_SEEN), rows)
 
     def withdrawn(self, tenant: str, references: Iterable[str]) -> set[str]:
         wanted = sorted(set(references))

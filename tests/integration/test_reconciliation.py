@@ -18,12 +18,12 @@ import pytest
 from support.audit import current_resources_for_command
 from support.cli import run_cli
 from support.sandbox_process import SandboxProcess
-from support.workflow_runs import recorded
+from support.workflow_runs import verified_heart_rates
 from temporalio.testing import WorkflowEnvironment
 
 from workers import samples
 from workers.client import WritebackClient
-from workflows.contract import WriteCommand, WriteState
+from workflows.contract import WriteState
 from workflows.reconcile_contract import Finding, finding_workflow_id, sweep_schedule_id
 from workflows.saga_contract import SagaCommand
 
@@ -37,18 +37,7 @@ def client_for(dev_server: WorkflowEnvironment, cli_env: dict[str, str]) -> Writ
 
 async def verified_writes(client: WritebackClient, tenant: str, count: int) -> list[str]:
     """``count`` verified heart rates; their resource references."""
-    commands = [
-        WriteCommand(
-            tenant=tenant,
-            idempotency_key=f"sw-{uuid.uuid4().hex[:12]}",
-            resource=samples.heart_rate(f"sweep-pt-{n}", 60 + n),
-        )
-        for n in range(count)
-    ]
-    submissions = [await client.submit(command) for command in commands]
-    statuses = [await client.wait(s.workflow_id) for s in submissions]
-    assert all(status.state is WriteState.VERIFIED for status in statuses)
-    await recorded(client, [s.workflow_id for s in submissions])
+    statuses = await verified_heart_rates(client, tenant, count, "sw")
     return [str(status.resource) for status in statuses]
 
 

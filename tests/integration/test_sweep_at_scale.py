@@ -21,7 +21,7 @@ from support.cli import run_cli
 from support.sandbox_process import SandboxProcess
 from support.temporal import dev_server_environment, temporal_address
 from support.worker_process import WorkerProcess
-from support.workflow_runs import recorded
+from support.workflow_runs import recorded, verified_heart_rates
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
@@ -38,18 +38,7 @@ async def verified(
 ) -> list[tuple[str, str]]:
     """``n`` verified heart rates: [(workflow id, resource reference)]."""
     client = WritebackClient(dev_server.client, task_queue=cli_env["WRITEBACK_TASK_QUEUE"])
-    commands = [
-        WriteCommand(
-            tenant=tenant,
-            idempotency_key=f"sc-{uuid.uuid4().hex[:12]}",
-            resource=samples.heart_rate(f"scale-pt-{i}", 60 + i),
-        )
-        for i in range(n)
-    ]
-    submitted = [await client.submit(command) for command in commands]
-    statuses = [await client.wait(s.workflow_id) for s in submitted]
-    assert all(status.state is WriteState.VERIFIED for status in statuses)
-    await recorded(client, [s.workflow_id for s in submitted])
+    statuses = await verified_heart_rates(client, tenant, n, "sc")
     return [(s.workflow_id, str(s.resource)) for s in statuses]
 
 

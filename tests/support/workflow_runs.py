@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -104,3 +105,23 @@ async def recorded(client: WritebackClient, workflow_ids: list[str]) -> None:
     write is verified, which can be a hand-over earlier on a loaded machine."""
     for workflow_id in workflow_ids:
         await client.temporal.get_workflow_handle(workflow_id).result()
+
+
+async def verified_heart_rates(
+    client: WritebackClient, tenant: str, count: int, prefix: str
+) -> list[WriteStatus]:
+    """``count`` heart rates written to ``tenant`` (keys and patients named by ``prefix``), each
+    verified and its record saved (``recorded``): what a reconciliation sweep then compares."""
+    commands = [
+        WriteCommand(
+            tenant=tenant,
+            idempotency_key=f"{prefix}-{uuid.uuid4().hex[:12]}",
+            resource=samples.heart_rate(f"{prefix}-pt-{n}", 60 + n),
+        )
+        for n in range(count)
+    ]
+    submissions = [await client.submit(command) for command in commands]
+    statuses = [await client.wait(s.workflow_id) for s in submissions]
+    assert all(status.state is WriteState.VERIFIED for status in statuses)
+    await recorded(client, [s.workflow_id for s in submissions])
+    return statuses
