@@ -4,16 +4,18 @@ for workflow tests, the dev server for integration tests."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
+from typing import Any
 
 import google.protobuf.empty_pb2
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, ServiceClient
 from temporalio.testing import WorkflowEnvironment
 
 from workers.settings import venv_binary
@@ -50,12 +52,34 @@ class _SharedClockUnlock:
                     await self._client.test_service.lock_time_skipping(LockTimeSkippingRequest())
 
 
+#: Each time-skipping server's clock unlock, by the connection its clients share. The SDK unlocks
+#: the clock only in ``result()`` of a handle that ``start_workflow`` returned; a handle made with
+#: ``get_workflow_handle`` (as a test does after ``WritebackClient.submit``) waits with the clock
+#: locked, and the server starts locked: every timer then ran in real time (a 66 s quiet period
+#: took 66 s). ``clock_unlocked`` gives those waits the same shared unlock.
+_CLOCKS: weakref.WeakKeyDictionary[ServiceClient, _SharedClockUnlock] = weakref.WeakKeyDictionary()
+
+
+def clock_unlocked(client: Client) -> AbstractAsyncContextManager[None]:
+    """The time-skipping server's clock unlocked for the block; nothing on any other server."""
+    unlock = _CLOCKS.get(client.service_client)
+    return unlock() if unlock is not None else nullcontext()
+
+
+def client_of(handle: WorkflowHandle[Any, Any]) -> Client:
+    """The client a handle talks through (the SDK keeps it private and offers no accessor)."""
+    client: Client = handle._client
+    return client
+
+
 async def time_skipping_environment() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(venv_binary("temporal-test-server")),
         data_converter=default_data_converter(),
     )
-    setattr(env, "time_skipping_unlocked", _SharedClockUnlock(env.client))  # noqa: B010 (SDK hook)
+    unlock = _SharedClockUnlock(env.client)
+    setattr(env, "time_skipping_unlocked", unlock)  # noqa: B010 (SDK hook)
+    _CLOCKS[env.client.service_client] = unlock
     # The test server knows no custom search attributes until told (docs/toolchain.md).
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

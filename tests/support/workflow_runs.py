@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from support.temporal import client_of, clock_unlocked
 from workers import samples
 from workers.client import WritebackClient
 from workflows.clinical_write import ClinicalWrite
@@ -40,18 +40,21 @@ async def run_to_end(client: WritebackClient, cmd: WriteCommand) -> WriteStatus:
 
 
 async def result_of(handle: WorkflowHandle[Any, R]) -> R:
-    """``handle.result()``, asked again when the server's long poll ends without the result:
-    on a loaded machine the time-skipping server's history poll can time out ("Timeout
-    expired"), or return a page without the completion event, while the workflow still runs."""
-    for _ in range(20):
-        try:
-            return await handle.result()
-        except RPCError as exc:
-            if "Timeout expired" not in exc.message:
-                raise
-        except RuntimeError as exc:
-            if "No completion event found" not in str(exc):
-                raise
+    """``handle.result()`` with the time-skipping server's clock unlocked while it waits (any
+    handle, not only one ``start_workflow`` returned: tests/support/temporal.py), asked again
+    when the server's long poll ends without the result: on a loaded machine the time-skipping
+    server's history poll can time out ("Timeout expired"), or return a page without the
+    completion event, while the workflow still runs."""
+    async with clock_unlocked(client_of(handle)):
+        for _ in range(20):
+            try:
+                return await handle.result()
+            except RPCError as exc:
+                if "Timeout expired" not in exc.message:
+                    raise
+            except RuntimeError as exc:
+                if "No completion event found" not in str(exc):
+                    raise
     raise AssertionError(f"{handle.id}: no result after 20 long polls")
 
 
@@ -59,13 +62,9 @@ async def results_of(
     env: WorkflowEnvironment, handles: Sequence[WorkflowHandle[Any, R]]
 ) -> list[R]:
     """The results of several workflows awaited at once, the clock unlocked once for the whole
-    wait (the SDK's per-result unlock and lock stay out of it: tests/support/temporal.py)."""
-    with env.auto_time_skipping_disabled():
-        await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
-        try:
-            return list(await asyncio.gather(*(result_of(handle) for handle in handles)))
-        finally:
-            await env.client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+    wait (the per-result unlocks inside only count waiters: tests/support/temporal.py)."""
+    async with clock_unlocked(env.client):
+        return list(await asyncio.gather(*(result_of(handle) for handle in handles)))
 
 
 async def wait_until_settled(

@@ -1,11 +1,19 @@
-"""The test server's clock after several workflow results were awaited at once.
+"""The test server's clock: after several workflow results were awaited at once, and while a
+result is awaited through a handle that ``start_workflow`` did not return.
 
 Each ``handle.result()`` on the time-skipping server unlocks the server's clock when it starts
 and locks it when it ends; the server keeps no count of overlapping unlocks, so awaiting two
 results together left the clock locked for the rest of the session, and every later workflow
 test ran its timers in real time (a saga chaos test took minutes instead of seconds, and
 ``env.sleep`` calls ran past their RPC deadline). tests/support/temporal.py counts the holders
-on our side; this test fails without it."""
+on our side; the first test fails without it.
+
+The SDK unlocks the clock only in ``result()`` of a handle that ``start_workflow`` returned; the
+server starts with its clock locked. A test that submits through ``WritebackClient`` and waits
+on ``get_workflow_handle(...)`` waited with the clock locked: the first write of a test module
+that waited a 66 s quiet period took 66 s (tests/workflows/test_write_safety.py took 14 minutes
+instead of half a minute). ``result_of`` unlocks for any handle; the second test fails without
+it."""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from support.workflow_runs import result_of
 from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -45,3 +54,20 @@ async def test_the_clock_still_skips_after_results_were_awaited_together(
         # day; the bound is the condition's patience, not a timing threshold)
         day = timedelta(days=1).total_seconds()
         assert await asyncio.wait_for(sleep_for(day), timeout=120) == day
+
+
+async def test_a_result_awaited_through_any_handle_lets_the_clock_skip(
+    time_skipping: WorkflowEnvironment,
+) -> None:
+    client = time_skipping.client
+    queue = f"sleepers-{uuid.uuid4().hex[:8]}"
+    day = timedelta(days=1).total_seconds()
+    async with Worker(
+        client, task_queue=queue, workflows=[Sleeper], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        started = await client.start_workflow(
+            Sleeper.run, day, id=f"{queue}-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+        handle = client.get_workflow_handle_for(Sleeper.run, started.id)  # as tests look one up
+        # a locked clock would take a day; the bound is the condition's patience
+        assert await asyncio.wait_for(result_of(handle), timeout=120) == day
