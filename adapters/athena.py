@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from adapters.families import Family
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import (
     AnswerKind,
@@ -58,6 +59,9 @@ NOTE_SUBCLASSES: dict[str, str] = {
     "18842-5": "DISCHARGESUMMARY",
     "34117-2": "HISTORYANDPHYSICAL",
 }
+#: What athenaOne's chart API writes for us (docs/vendors.md quirks 13, 18); every other family
+#: is refused before any request.
+FAMILIES = frozenset({Family.VITAL_SIGN, Family.CLINICAL_NOTE})
 #: ``source`` of readings we write: device or integration data, not taken in an encounter.
 VITALS_SOURCE = "DEVICEGENERATED"
 
@@ -190,6 +194,8 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
 
 class Athena(ApiVendor):
     """athenaOne: writes through the chart API, every FHIR call names the practice."""
+
+    families = FAMILIES
 
     api_settings = AthenaApiSettings
     dev_personality = "athena"
