@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from adapters.clinical_notes import first_attachment
-from adapters.families import Family
+from adapters.families import Family, category_codes
 from adapters.problems import Problem
 from adapters.vendor import FhirVendor, Vendor
 
@@ -38,8 +38,16 @@ FAMILIES = frozenset(
 )
 
 
+#: "Create a condition": "only conditions with a category of problem-list-item or
+#: encounter-diagnosis are supported" (a health concern is a problem family of its own there).
+CONDITION_CATEGORIES = frozenset({"problem-list-item", "encounter-diagnosis"})
+
+
 def create_problems(resource: dict[str, Any]) -> list[Problem]:
     """Why Oracle Health would refuse this create (empty when it would take it)."""
+    categories = set(category_codes(resource))
+    if resource.get("resourceType") == "Condition" and categories - CONDITION_CATEGORIES:
+        return [Problem("category", "Oracle Health creates problem-list items and diagnoses")]
     if (
         resource.get("resourceType") == "DocumentReference"
         and len(resource.get("content") or []) != 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.clinical_notes import first_attachment, media_type
-from adapters.families import Family
+from adapters.families import Family, category_codes
 from adapters.problems import Problem
 from adapters.vendor import FhirVendor, Vendor
 
@@ -47,6 +47,9 @@ def _note_problems(resource: dict[str, Any]) -> list[Problem]:
 
 
 def _condition_problems(resource: dict[str, Any]) -> list[Problem]:
+    categories = category_codes(resource)
+    if categories and "problem-list-item" not in categories:
+        return [Problem("category", "Epic's Condition create files problem-list items")]
     status = resource.get("verificationStatus") or {}
     codes = [
         (c.get("system"), c.get("code")) for c in status.get("coding", []) if isinstance(c, dict)

@@ -25,12 +25,16 @@ CONDITION_CATEGORIES = frozenset(
 WRITABLE_CATEGORIES: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "epic": {
         "Observation": (frozenset({OBSERVATION_CATEGORY}), frozenset({"vital-signs"})),
-        "Condition": (CONDITION_CATEGORIES, frozenset({"problem-list-item", "health-concern"})),
+        "Condition": (CONDITION_CATEGORIES, frozenset({"problem-list-item"})),
     },
     "cerner": {
         "Observation": (
             frozenset({OBSERVATION_CATEGORY}),
             frozenset({"vital-signs", "laboratory"}),
+        ),
+        "Condition": (
+            CONDITION_CATEGORIES,
+            frozenset({"problem-list-item", "encounter-diagnosis"}),
         ),
     },
 }
@@ -165,14 +169,14 @@ def cerner_write(rtype: str, body: Json) -> None:
     """Oracle Health Millennium Platform FHIR R4 API, "DocumentReference create":
     exactly one ``content`` entry whose attachment states ``contentType`` with a
     ``charset`` (docs/vendors.md quirk 11). An Observation is created only as a laboratory
-    result or a vital sign (quirk 17: "Update an observation": "only laboratory and vital-signs
-    are supported")."""
+    result or a vital sign, a Condition only as a problem-list item or an encounter diagnosis
+    (quirk 17: "Update an observation", "Create a condition": "only ... are supported")."""
     if _undocumented_category("cerner", rtype, body):
         raise FhirError(
             422,
             "not-supported",
-            "Observation.category: only laboratory and vital-signs are supported",
-            expression=["Observation.category"],
+            f"{rtype}.category: this category is not supported",
+            expression=[f"{rtype}.category"],
         )
     if rtype != "DocumentReference":
         return

@@ -56,6 +56,7 @@ IMMUNIZATION = {
     [
         ("Observation", categorized_observation("laboratory")),
         ("Condition", condition("encounter-diagnosis")),
+        ("Condition", condition("health-concern")),
         ("Immunization", IMMUNIZATION),
     ],
 )
@@ -81,8 +82,11 @@ def test_oracle_health_refuses_an_undocumented_type_and_observation_category(
     survey = client.post("/fhir/demo-cerner/Observation", json=categorized_observation("survey"))
     assert survey.status_code == 422
     assert survey.json()["issue"][0]["expression"] == ["Observation.category"]
+    concern = client.post("/fhir/demo-cerner/Condition", json=condition("health-concern"))
+    assert concern.status_code == 422
     lab = client.post("/fhir/demo-cerner/Observation", json=categorized_observation("laboratory"))
-    assert lab.status_code == 201
+    diagnosis = client.post("/fhir/demo-cerner/Condition", json=condition("encounter-diagnosis"))
+    assert (lab.status_code, diagnosis.status_code) == (201, 201)
 
 
 def test_athena_chart_problem_is_shown_as_a_fhir_condition(client: httpx.Client) -> None:

@@ -117,3 +117,23 @@ def test_athena_refuses_a_problem_its_chart_api_cannot_file(
 def test_athena_problem_answer_maps_to_the_fhir_id() -> None:
     call = VendorCall(answer=AnswerKind.ATHENA_PROBLEM, path="x", id_prefix="a-1.problem-")
     assert athena.vendor_id(call, {"success": True, "problemid": 4711}) == "4711"
+
+
+@pytest.mark.parametrize("vendor", [Vendor.EPIC, Vendor.CERNER])
+def test_a_health_concern_is_refused_where_condition_create_files_problem_list_items(
+    vendor: Vendor,
+) -> None:
+    """A health concern is of the problem family, but Epic's "Condition.Create (Problems)" and
+    Oracle Health's "Create a condition" take problem-list items (and diagnoses) only: refused at
+    the map step, naming the category (docs/vendors.md quirks 16, 17)."""
+    concern = problem("p1")
+    concern["category"][0]["coding"][0]["code"] = "health-concern"
+    concern["verificationStatus"]["coding"][0]["code"] = "provisional"
+    (refusal,) = adapter_for(vendor).create_problems(concern)
+    assert refusal.path == "category"
+    assert (
+        adapter_for(vendor).create_problems(
+            {**problem("p1"), "verificationStatus": concern["verificationStatus"]}
+        )
+        == []
+    )
