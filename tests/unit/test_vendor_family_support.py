@@ -10,10 +10,17 @@ import pytest
 
 from adapters import athena
 from adapters.athena import AthenaApiSettings
-from adapters.families import Family
+from adapters.families import RESOURCE_TYPE, Family
 from adapters.problems import ResourceInvalid
 from adapters.proprietary import SNOMED, AnswerKind, VendorCall
-from adapters.tenants import Capabilities, Interaction, Tenant, Vendor
+from adapters.tenants import (
+    DEFAULT_TENANTS_FILE,
+    Capabilities,
+    Interaction,
+    Tenant,
+    Vendor,
+    load_tenants,
+)
 from adapters.vendor import adapter_for, family_refusal
 from workers.family_samples import SINGLE_WRITES, problem
 
@@ -137,3 +144,14 @@ def test_a_health_concern_is_refused_where_condition_create_files_problem_list_i
         )
         == []
     )
+
+
+def test_the_demo_tenants_allow_every_family_their_vendor_writes() -> None:
+    """Issue #20 acceptance 4: on a fresh `writeback dev`, each family sample can be written to
+    every demo tenant whose vendor writes it (the embedded default configuration)."""
+    for demo in load_tenants(DEFAULT_TENANTS_FILE):
+        written = {RESOURCE_TYPE[family] for family in demo.adapter().families}
+        allowed = {
+            rtype for rtype in written if demo.capabilities.allows(rtype, Interaction.CREATE)
+        }
+        assert allowed == written, demo.id
