@@ -4,12 +4,17 @@ API call and the FHIR Condition athena's FHIR shows for it)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
+from activities.command_steps import CommandSteps
+from activities.models import CommandInput
 from adapters import athena
 from adapters.athena import AthenaApiSettings
+from adapters.caller_keys import CallerRegistry
 from adapters.families import RESOURCE_TYPE, Family
 from adapters.problems import ResourceInvalid
 from adapters.proprietary import SNOMED, AnswerKind, VendorCall
@@ -18,6 +23,7 @@ from adapters.tenants import (
     Capabilities,
     Interaction,
     Tenant,
+    TenantRegistry,
     Vendor,
     load_tenants,
 )
@@ -155,3 +161,33 @@ def test_the_demo_tenants_allow_every_family_their_vendor_writes() -> None:
             rtype for rtype in written if demo.capabilities.allows(rtype, Interaction.CREATE)
         }
         assert allowed == written, demo.id
+
+
+async def test_a_tenant_that_does_not_allow_the_type_still_refuses_a_family_its_vendor_writes() -> (
+    None
+):
+    """The vendor's families say what can be written at all; the tenant's capabilities what this
+    tenant takes: an allergy passes Epic's family check at the validate step, and the tenant
+    that allows only Observation refuses it at the authorize step, before any request."""
+    observations_only = Tenant(
+        id="t-obs",
+        vendor=Vendor.EPIC,
+        fhir_base_url="http://ehr.test/fhir",
+        allow_insecure_http=True,
+        caller_auth="unauthenticated",
+        capabilities=Capabilities(writable={"Observation": [Interaction.CREATE]}),
+    )
+    steps = CommandSteps(TenantRegistry([observations_only], source="test"), CallerRegistry())
+    allergy = CommandInput(
+        tenant="t-obs",
+        resource=SINGLE_WRITES[Family.ALLERGY]("p1"),
+        command_identifier="t-obs:1",
+        requested_by="cli",
+        requested_at=datetime.now(UTC),
+    )
+    validated = await steps.validate(allergy)
+    assert validated.resource_type == "AllergyIntolerance"
+    with pytest.raises(ApplicationError) as refused:
+        await steps.authorize(allergy)
+    assert refused.value.type == "unsupported"
+    assert "does not accept create of AllergyIntolerance" in refused.value.message
