@@ -196,8 +196,10 @@ class FhirVendor:
 class ApiVendor(FhirVendor):
     """A vendor whose clinical writes go through its own API (athenaOne, Veradigm Unity): FHIR
     only to read back, no update. Subclasses implement ``plan`` and ``vendor_id`` and name their
-    ``api_settings``."""
+    ``api_settings`` and ``families``."""
 
+    #: none until the subclass names what its API writes (a plain FHIR server writes them all)
+    families: frozenset[Family] = frozenset()
     writes_fhir = False
     updates = False
 
