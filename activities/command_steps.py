@@ -30,6 +30,7 @@ from adapters.policy import AccessRequest, AuthorizationRecord
 from adapters.problems import ResourceInvalid
 from adapters.tenants import Interaction, Tenant, TenantRegistry
 from adapters.validation import clinical_context, validate_resource
+from adapters.vendor import family_refusal
 
 #: SMART v2 scope letter per interaction (an update reads the current version first).
 LEAST_SCOPE = {Interaction.CREATE: "c", Interaction.UPDATE: "ru"}
@@ -78,6 +79,9 @@ class CommandSteps:
         self._prove(tenant, command.credential, command.caller)
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
+        refusal = family_refusal(tenant.adapter(), command.resource)
+        if refusal is not None:  # what the vendor has no write API for: before any request
+            raise step_failure(ErrorClass.UNSUPPORTED, str(refusal))
         try:
             resource_type = validate_resource(command.resource, clinical_context(tenant, now))
         except ResourceInvalid as exc:

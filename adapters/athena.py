@@ -6,25 +6,33 @@ Sources (docs/vendors.md quirks 13-14): athenaOne API reference, docs.athenaheal
 ``clinicalelementid`` / ``value`` / ``readingtaken``; the answer lists ``vitalids``) and
 "Clinical documents" (``POST /v1/{practiceid}/patients/{patientid}/documents/clinicaldocument``
 with ``departmentid``, ``documentsubclass``, ``attachmentcontents``; the answer carries
-``clinicaldocumentid``); athenaOne FHIR R4 API and the Athena Core IG: every FHIR call carries
+``clinicaldocumentid``), "Chart: Problems" (``POST /v1/{practiceid}/chart/{patientid}/problems``
+with ``departmentid``, ``snomedcode`` and an optional ``startdate`` ``MM/DD/YYYY``; the answer
+carries ``problemid``); athenaOne FHIR R4 API and the Athena Core IG: every FHIR call carries
 ``ah-practice=Organization/a-1.Practice-{practiceid}``. athenaPractice answers 429 beyond ~30
 concurrent requests: the tenant's ``max_concurrent_requests`` keeps us under it.
 
 How athena's FHIR ids relate to its API ids is site configuration; the sandbox (and this adapter)
-use ``a-{practiceid}.vitals-{vitalid}`` and ``a-{practiceid}.clinicaldocument-{id}``.
+use ``a-{practiceid}.vitals-{vitalid}``, ``a-{practiceid}.clinicaldocument-{id}`` and
+``a-{practiceid}.problem-{problemid}``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field
 
+from adapters.clinical_notes import codes_in
+from adapters.families import Family
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import (
+    CONDITION_CLINICAL,
+    SNOMED,
     AnswerKind,
     VendorCall,
     VendorRefused,
@@ -32,6 +40,7 @@ from adapters.proprietary import (
     note_projection,
     number,
     patient_id,
+    problem_projection,
     readings,
     utc_time,
     vital_projection,
@@ -58,6 +67,9 @@ NOTE_SUBCLASSES: dict[str, str] = {
     "18842-5": "DISCHARGESUMMARY",
     "34117-2": "HISTORYANDPHYSICAL",
 }
+#: What athenaOne's chart API writes for us (docs/vendors.md quirks 13, 18); every other family
+#: is refused before any request.
+FAMILIES = frozenset({Family.VITAL_SIGN, Family.CLINICAL_NOTE, Family.PROBLEM})
 #: ``source`` of readings we write: device or integration data, not taken in an encounter.
 VITALS_SOURCE = "DEVICEGENERATED"
 
@@ -165,13 +177,49 @@ def _note(tenant: Tenant, resource: dict[str, Any]) -> tuple[VendorCall, dict[st
     return call, projection
 
 
+def _onset_date(resource: dict[str, Any]) -> str | None:
+    """The onset's calendar date as the resource states it (athena keeps a date, no time)."""
+    onset = resource.get("onsetDateTime")
+    if onset is None:
+        return None
+    try:
+        return date.fromisoformat(str(onset)[:10]).isoformat()
+    except ValueError:
+        raise ResourceInvalid([Problem("onsetDateTime", "not a date")]) from None
+
+
+def _problem(tenant: Tenant, resource: dict[str, Any]) -> tuple[VendorCall, dict[str, Any]]:
+    api = _settings(tenant)
+    snomed = codes_in(resource.get("code"), SNOMED)
+    if not snomed or not snomed[0].isdigit():
+        raise ResourceInvalid([Problem("code", "athenaOne files a problem by a SNOMED CT code")])
+    clinical = codes_in(resource.get("clinicalStatus"), CONDITION_CLINICAL)
+    if clinical != ["active"]:
+        raise ResourceInvalid([Problem("clinicalStatus", "athenaOne adds active problems only")])
+    onset = _onset_date(resource)
+    form = {"departmentid": str(api.department_id), "snomedcode": snomed[0]}
+    if onset:
+        form["startdate"] = date.fromisoformat(onset).strftime("%m/%d/%Y")
+    call = VendorCall(
+        answer=AnswerKind.ATHENA_PROBLEM,
+        path=f"v1/{api.practice_id}/chart/{quote(patient_id(resource), safe='')}/problems",
+        form=form,
+        id_prefix=f"a-{api.practice_id}.problem-",
+    )
+    return call, problem_projection(resource, snomed[0], onset)
+
+
+#: How each resource type is written through the chart API.
+_PLANNERS = {"Observation": _vitals, "DocumentReference": _note, "Condition": _problem}
+
+
 def plan(tenant: Tenant, resource: dict[str, Any]) -> tuple[VendorCall, dict[str, Any]]:
-    """The athenaOne call for a canonical vital sign or note, and the FHIR it will show."""
-    if resource.get("resourceType") == "Observation":
-        return _vitals(tenant, resource)
-    if resource.get("resourceType") == "DocumentReference":
-        return _note(tenant, resource)
-    raise ResourceInvalid([Problem("resourceType", "athenaOne writes vitals and notes here")])
+    """The athenaOne call for a canonical vital sign, note or problem, and the FHIR it will show
+    (the validate step has refused every other family: adapters/vendor.py family_refusal)."""
+    planner = _PLANNERS.get(str(resource.get("resourceType")))
+    if planner is None:
+        raise ResourceInvalid([Problem("resourceType", "athenaOne writes vitals, notes, problems")])
+    return planner(tenant, resource)
 
 
 def vendor_id(call: VendorCall, answer: Any) -> str:
@@ -183,13 +231,16 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
         if not isinstance(ids, list) or not ids or not isinstance(ids[0], dict):
             raise VendorRefused("athenaOne answered without vitalids")
         return str(ids[0].get("vitalid"))
-    if answer.get("clinicaldocumentid") is None:
-        raise VendorRefused("athenaOne answered without a clinicaldocumentid")
-    return str(answer["clinicaldocumentid"])
+    field = "problemid" if call.answer == AnswerKind.ATHENA_PROBLEM else "clinicaldocumentid"
+    if answer.get(field) is None:
+        raise VendorRefused(f"athenaOne answered without a {field}")
+    return str(answer[field])
 
 
 class Athena(ApiVendor):
     """athenaOne: writes through the chart API, every FHIR call names the practice."""
+
+    families = FAMILIES
 
     api_settings = AthenaApiSettings
     dev_personality = "athena"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.clinical_notes import first_attachment, media_type
+from adapters.families import Family, category_codes
 from adapters.problems import Problem
 from adapters.vendor import FhirVendor, Vendor
 
@@ -24,6 +25,11 @@ NOTE_CONTENT_TYPES = frozenset({"text/plain", "text/html"})
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 #: Types Epic files into its holding tank for review: a new one can stay out of search for days.
 HOLDING_TANK_TYPES = frozenset({"Condition", "AllergyIntolerance"})
+#: The families Epic documents a create API for (docs/vendors.md quirk 16): "Observation.Create
+#: (Vitals)", "DocumentReference.Create (Clinical Notes)", "Condition.Create (Problems)",
+#: "AllergyIntolerance.Create" (R4). Laboratory results, encounter diagnoses, medications,
+#: immunizations, procedures, goals and care plans have no create API for a backend writer.
+FAMILIES = frozenset({Family.VITAL_SIGN, Family.CLINICAL_NOTE, Family.PROBLEM, Family.ALLERGY})
 
 
 def _note_problems(resource: dict[str, Any]) -> list[Problem]:
@@ -41,6 +47,9 @@ def _note_problems(resource: dict[str, Any]) -> list[Problem]:
 
 
 def _condition_problems(resource: dict[str, Any]) -> list[Problem]:
+    categories = category_codes(resource)
+    if categories and "problem-list-item" not in categories:
+        return [Problem("category", "Epic's Condition create files problem-list items")]
     status = resource.get("verificationStatus") or {}
     codes = [
         (c.get("system"), c.get("code")) for c in status.get("coding", []) if isinstance(c, dict)
@@ -91,6 +100,7 @@ def same_reading_slot(ours: dict[str, Any], stored: dict[str, Any]) -> bool:
 class Epic(FhirVendor):
     """Epic on FHIR: create-only, its create rules, its holding tank and its 59189."""
 
+    families = FAMILIES
     updates = False
     holding_tank_types = HOLDING_TANK_TYPES
 

@@ -110,7 +110,8 @@ _CATEGORY_SYSTEMS = frozenset(
 )
 
 
-def _category_codes(resource: dict[str, Any]) -> list[str]:
+def category_codes(resource: dict[str, Any]) -> list[str]:
+    """The resource's category codes in the Observation and Condition category systems."""
     categories = resource.get("category")
     codes: list[str] = []
     for concept in categories if isinstance(categories, list) else []:
@@ -130,7 +131,7 @@ def family_of(resource: dict[str, Any]) -> Family | None:
     if resource_type in _ONLY_FAMILY:
         return _ONLY_FAMILY[resource_type]
     by_code = _BY_CATEGORY.get(resource_type, {})
-    for code in _category_codes(resource):
+    for code in category_codes(resource):
         if code in by_code:
             return by_code[code]
     return None

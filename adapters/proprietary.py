@@ -37,6 +37,16 @@ VITAL_SIGNS_CATEGORY = {
     ]
 }
 BLOOD_PRESSURE_PANEL = "85354-9"
+SNOMED = "http://snomed.info/sct"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+PROBLEM_LIST_ITEM = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+            "code": "problem-list-item",
+        }
+    ]
+}
 
 
 class AnswerKind(StrEnum):
@@ -45,6 +55,7 @@ class AnswerKind(StrEnum):
 
     ATHENA_VITALS = "athena_vitals"
     ATHENA_DOCUMENT = "athena_document"
+    ATHENA_PROBLEM = "athena_problem"
     UNITY = "unity"
 
 
@@ -167,6 +178,22 @@ def note_projection(resource: dict[str, Any], loinc: str, encounter: str | None)
     }
     if encounter:
         projection["context"] = {"encounter": [{"reference": f"Encounter/{encounter}"}]}
+    return projection
+
+
+def problem_projection(resource: dict[str, Any], snomed: str, onset: str | None) -> dict[str, Any]:
+    """The FHIR Condition the vendor's FHIR API shows for a problem added to the chart: an active
+    problem-list item with its SNOMED CT code and, when given, its onset date (a date: the chart
+    keeps no time of onset)."""
+    projection: dict[str, Any] = {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": CONDITION_CLINICAL, "code": "active"}]},
+        "category": [PROBLEM_LIST_ITEM],
+        "code": {"coding": [{"system": SNOMED, "code": snomed}]},
+        "subject": {"reference": f"Patient/{patient_id(resource)}"},
+    }
+    if onset:
+        projection["onsetDateTime"] = onset
     return projection
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
+from adapters.families import Family, family_of
 from adapters.problems import Problem
 
 if TYPE_CHECKING:
@@ -97,6 +98,12 @@ class VendorAdapter(Protocol):
         """The name tenant files use for this vendor."""
 
     @property
+    def families(self) -> frozenset[Family]:
+        """The clinical families this vendor's write API creates, from its public docs
+        (docs/vendors.md, "What each vendor writes"). A write of any other family is refused
+        before any request (:func:`family_refusal`): never an EHR 4xx the product could predict."""
+
+    @property
     def writes_fhir(self) -> bool:
         """Creates and updates go over the FHIR API; when False, :meth:`plan` makes each create
         a call to the vendor's own API, and there is no update."""
@@ -150,6 +157,7 @@ class FhirVendor:
     override what differs (adapters/epic.py, cerner.py; athena.py and veradigm.py as
     :class:`ApiVendor`)."""
 
+    families: frozenset[Family] = frozenset(Family)
     writes_fhir = True
     updates = True
     holding_tank_types: frozenset[str] = frozenset()
@@ -188,10 +196,24 @@ class FhirVendor:
 class ApiVendor(FhirVendor):
     """A vendor whose clinical writes go through its own API (athenaOne, Veradigm Unity): FHIR
     only to read back, no update. Subclasses implement ``plan`` and ``vendor_id`` and name their
-    ``api_settings``."""
+    ``api_settings`` and ``families``."""
 
+    #: none until the subclass names what its API writes (a plain FHIR server writes them all)
+    families: frozenset[Family] = frozenset()
     writes_fhir = False
     updates = False
+
+
+def family_refusal(adapter: VendorAdapter, resource: dict[str, Any]) -> Problem | None:
+    """Why ``adapter``'s vendor cannot take ``resource``'s family (None when it can, or when the
+    resource is of no family: what such a type may be is the validation's to say). Names the
+    family and the vendor, never a value."""
+    family = family_of(resource)
+    if family is None or family in adapter.families:
+        return None
+    return Problem(
+        "resourceType", f"family '{family.value}' is not written to vendor '{adapter.vendor.value}'"
+    )
 
 
 def adapter_for(vendor: str) -> VendorAdapter:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from adapters.clinical_notes import note_text
+from adapters.families import Family
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import (
     AnswerKind,
@@ -39,6 +40,10 @@ from adapters.vendor import ApiVendor, Vendor, VendorApiSettings
 MAGIC_JSON = "json/MagicJson"
 GET_TOKEN = "json/GetToken"
 UNITY_PARAMETERS = 6
+#: What Unity's public documentation shows an action for (docs/vendors.md quirk 15): SaveVitals
+#: and SaveNote. Its problem, allergy, medication and immunization actions are not publicly
+#: documented with their parameters: those families are refused (quirk 19).
+FAMILIES = frozenset({Family.VITAL_SIGN, Family.CLINICAL_NOTE})
 
 
 class UnityApiSettings(VendorApiSettings):
@@ -116,6 +121,8 @@ def vendor_id(call: VendorCall, answer: Any) -> str:
 
 class Veradigm(ApiVendor):
     """Veradigm: writes through Unity's MagicJson, a read-only FHIR API to read them back."""
+
+    families = FAMILIES
 
     api_settings = UnityApiSettings
     dev_personality = "veradigm"

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import admin, handlers, paging, proprietary
+from sandbox import admin, handlers, paging, vendor_routes
 from sandbox.auth import OAuthError
 from sandbox.capability import smart_configuration
 from sandbox.config import SandboxConfig
@@ -112,7 +112,7 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *admin.routes(sb),
-        *proprietary.routes(sb),
+        *vendor_routes.routes(sb),
         Route(f"{fhir}/metadata", fhir_route(sb, handlers.metadata, public=True), methods=["GET"]),
         Route(f"{fhir}/.well-known/smart-configuration", smart_config, methods=["GET"]),
         Route(f"{fhir}/auth/token", token, methods=["POST"]),

@@ -113,6 +113,22 @@ CERNER = Personality(
     stale_if_match_status=409,
     update_requires_if_match=True,
     request_id_headers=("X-Request-Id", "opc-request-id"),
+    # the types Millennium R4 documents a create for (docs/vendors.md quirk 17; Observation by
+    # category in sandbox/vendor_rules.py); the saga types kept as they were
+    writable_types=frozenset(
+        {
+            "Observation",
+            "Condition",
+            "AllergyIntolerance",
+            "DocumentReference",
+            "MedicationRequest",
+            "Procedure",
+            "ServiceRequest",
+            "Task",
+            "Communication",
+            "Provenance",
+        }
+    ),
 )
 
 # athenaOne FHIR R4 API (docs.athenahealth.com, "athenaOne FHIR R4 API"; Athena

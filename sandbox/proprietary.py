@@ -4,7 +4,8 @@ Neither vendor takes clinical writes over FHIR, so the sandbox offers the vendor
 stores what they carry as FHIR resources in the same store: the tenant's (read-only) FHIR API then
 shows them, which is how the product verifies a proprietary write.
 
-athenaOne (docs.athenahealth.com/api, "Chart > Vitals", "Clinical documents"; the request shape
+athenaOne (docs.athenahealth.com/api, "Chart > Vitals", "Clinical documents", "Chart > Problems";
+the request shape
 ``departmentid``/``source``/``returnvitalids``/``vitals`` with an array of arrays of
 ``clinicalelementid``/``value``/``readingtaken`` and the ``vitalids`` answer is the one public
 athenaOne clients use)::
@@ -14,8 +15,12 @@ athenaOne clients use)::
     POST /athena/{tenant}/v1/{practiceid}/patients/{patientid}/documents/clinicaldocument  (form)
          -> {"success": true, "clinicaldocumentid": n}
 
+    POST /athena/{tenant}/v1/{practiceid}/chart/{patientid}/problems  (form: departmentid,
+         snomedcode, startdate MM/DD/YYYY optional)  -> {"success": true, "problemid": n}
+
   FHIR ids: ``Observation/a-{practiceid}.vitals-{first vitalid}``,
-  ``DocumentReference/a-{practiceid}.clinicaldocument-{clinicaldocumentid}``.
+  ``DocumentReference/a-{practiceid}.clinicaldocument-{clinicaldocumentid}``,
+  ``Condition/a-{practiceid}.problem-{problemid}`` (an active problem-list item).
 
 Veradigm Unity (developer.veradigm.com, "Unity API": ``GetToken`` then ``MagicJson`` with the
 envelope ``Action, AppUserID, Appname, PatientID, Token, Parameter1..6, Data``; answers are
@@ -30,6 +35,7 @@ envelope ``Action, AppUserID, Appname, PatientID, Token, Parameter1..6, Data``; 
 
   FHIR ids: ``Observation/vitals-{VitalsID}``, ``DocumentReference/note-{NoteID}``.
 
+The athena handlers are here, Unity's in sandbox/unity.py, their routes in sandbox/vendor_routes.py.
 Neither API has an idempotency key: a replay makes a second record (docs/vendors.md).
 """
 
@@ -42,13 +48,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
 
 from sandbox import interactions
-from sandbox.pipeline import Call, Handler, fhir_route
+from sandbox.pipeline import Call
 from sandbox.responses import FhirError, Json
-from sandbox.state import Sandbox
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -68,6 +72,9 @@ CLINICAL_NOTE = {
         }
     ]
 }
+SNOMED = "http://snomed.info/sct"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 BP_PANEL = "85354-9"
 BP_PARTS = frozenset({"8480-6", "8462-4"})
 
@@ -162,15 +169,15 @@ def note_document(
     return body
 
 
-def _number_id() -> int:
+def number_id() -> int:
     return int(secrets.token_hex(4), 16)
 
 
-def _utc(now: float) -> str:
+def utc(now: float) -> str:
     return datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _store(call: Call, rtype: str, rid: str, body: Json) -> None:
+def store(call: Call, rtype: str, rid: str, body: Json) -> None:
     """Validate (vendor rules, drift) and store as FHIR; the FHIR write rules (read-only, writable
     types) do not apply: this is the vendor's own write path."""
     env = call.env
@@ -222,8 +229,8 @@ async def athena_vitals(call: Call) -> Response:
             if not readings or when is None:
                 raise VendorError("a reading group needs at least one reading")
             body = vital_observation(patient, when, readings)
-            ids = [_number_id() for _ in elements]
-            _store(call, "Observation", f"a-{practice}.vitals-{ids[0]}", body)
+            ids = [number_id() for _ in elements]
+            store(call, "Observation", f"a-{practice}.vitals-{ids[0]}", body)
             answer += [
                 {"clinicalelementid": element, "vitalid": vid}
                 for element, vid in zip(elements, ids, strict=True)
@@ -250,105 +257,46 @@ async def athena_clinical_document(call: Call) -> Response:
         text = base64.b64decode(form.get("attachmentcontents", ""), validate=True).decode()
     except ValueError:
         return _athena_error("attachmentcontents must be base64 text")
-    doc_id = _number_id()
-    body = note_document(patient, ATHENA_SUBCLASSES[subclass], text, _utc(call.env.now))
+    doc_id = number_id()
+    body = note_document(patient, ATHENA_SUBCLASSES[subclass], text, utc(call.env.now))
     try:
-        _store(call, "DocumentReference", f"a-{practice}.clinicaldocument-{doc_id}", body)
+        store(call, "DocumentReference", f"a-{practice}.clinicaldocument-{doc_id}", body)
     except FhirError as err:
         return _athena_error(err.diagnostics, err.status)
     return JSONResponse({"success": True, "clinicaldocumentid": doc_id})
 
 
-def _unity(action: str, rows: list[Json]) -> Response:
-    return JSONResponse([{f"{action.lower()}info": rows}])
+def problem_condition(patient: str, snomed: str, startdate: str, when: str) -> Json:
+    """The FHIR Condition athena's FHIR shows for a problem added to the chart."""
+    body: Json = {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": CONDITION_CLINICAL, "code": "active"}]},
+        "category": [{"coding": [{"system": CONDITION_CATEGORY, "code": "problem-list-item"}]}],
+        "code": {"coding": [{"system": SNOMED, "code": snomed}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "recordedDate": when,
+    }
+    if startdate:
+        body["onsetDateTime"] = datetime.strptime(startdate, "%m/%d/%Y").date().isoformat()
+    return body
 
 
-def _unity_error(message: str) -> Response:
-    return JSONResponse([{"Error": message}])
-
-
-async def unity_get_token(call: Call) -> Response:
+async def athena_problem(call: Call) -> Response:
+    params = call.request.path_params
+    form = await _form(call)
+    practice, patient = params["practiceid"], params["patientid"]
+    if not form.get("departmentid"):
+        return _athena_error("departmentid is required")
+    if not form.get("snomedcode", "").isdigit():
+        return _athena_error("snomedcode must be a SNOMED CT concept id")
     try:
-        creds = json.loads(await call.request.body())
+        body = problem_condition(
+            patient, form["snomedcode"], form.get("startdate", ""), utc(call.env.now)
+        )
+        problem_id = number_id()
+        store(call, "Condition", f"a-{practice}.problem-{problem_id}", body)
     except ValueError:
-        creds = None
-    if (
-        not isinstance(creds, dict)
-        or not creds.get("Username")
-        or not isinstance(creds.get("Password"), str)
-    ):
-        return PlainTextResponse("error: Username and Password are required")
-    token = secrets.token_hex(16)
-    call.sb.unity_tokens[call.env.tenant].add(token)
-    return PlainTextResponse(token)
-
-
-async def unity_magic(call: Call) -> Response:
-    try:
-        msg = json.loads(await call.request.body())
-    except ValueError:
-        msg = None
-    if not isinstance(msg, dict):
-        return _unity_error("Magic error - request is not a JSON object")
-    if msg.get("Token") not in call.sb.unity_tokens[call.env.tenant]:
-        return _unity_error("Magic error - Security token is invalid")
-    action, patient = msg.get("Action"), str(msg.get("PatientID") or "")
-    if not patient:
-        return _unity_error("Magic error - PatientID is required")
-    try:
-        if action == "SaveVitals":
-            items = json.loads(msg.get("Parameter2") or "null")
-            if not isinstance(items, list):
-                raise VendorError("Parameter2 must be a JSON array of readings")
-            readings = [(str(i["loinc"]), i["value"], str(i["unit"])) for i in items]
-            body = vital_observation(patient, str(msg.get("Parameter1")), readings)
-            vitals_id = _number_id()
-            _store(call, "Observation", f"vitals-{vitals_id}", body)
-            return _unity(action, [{"VitalsID": str(vitals_id)}])
-        if action == "SaveNote":
-            loinc, text = str(msg.get("Parameter1") or ""), msg.get("Parameter2")
-            if not loinc or not isinstance(text, str) or not text:
-                raise VendorError("Parameter1 (note type) and Parameter2 (text) are required")
-            encounter = str(msg.get("Parameter3") or "") or None
-            body = note_document(patient, loinc, text, _utc(call.env.now), encounter)
-            note_id = _number_id()
-            _store(call, "DocumentReference", f"note-{note_id}", body)
-            return _unity(action, [{"NoteID": str(note_id)}])
-    except (VendorError, KeyError, TypeError, ValueError) as exc:
-        reason = str(exc) if isinstance(exc, VendorError) else "malformed parameters"
-        return _unity_error(f"Magic error - {reason}")
+        return _athena_error("startdate must look like MM/DD/YYYY")
     except FhirError as err:
-        return _unity_error(f"Magic error - {err.diagnostics}")
-    return _unity_error("Magic error - unknown Action")
-
-
-def _only_for(personality: str, handler: Handler) -> Handler:
-    async def guarded(call: Call) -> Response:
-        if call.env.p.name != personality:
-            return JSONResponse({"error": f"not a {personality} tenant"}, status_code=404)
-        return await handler(call)
-
-    return guarded
-
-
-def routes(sb: Sandbox) -> list[Route]:
-    """The vendor APIs go through the same pipeline as FHIR calls (stats, the in-flight limit,
-    outages, latency, queued faults such as commit_then_drop) but need no FHIR bearer token or
-    ``ah-practice`` (the vendors' own OAuth is not modelled)."""
-    athena = "/athena/{tenant}/v1/{practiceid}"
-    unity = "/unity/{tenant}/json"
-
-    def route(path: str, personality: str, handler: Handler) -> Route:
-        endpoint = fhir_route(sb, _only_for(personality, handler), public=True)
-        return Route(path, endpoint, methods=["POST"])
-
-    return [
-        route(f"{athena}/chart/{{patientid}}/vitals", "athena", athena_vitals),
-        route(
-            f"{athena}/patients/{{patientid}}/documents/clinicaldocument",
-            "athena",
-            athena_clinical_document,
-        ),
-        route(f"{unity}/GetToken", "veradigm", unity_get_token),
-        route(f"{unity}/MagicJson", "veradigm", unity_magic),
-    ]
+        return _athena_error(err.diagnostics, err.status)
+    return JSONResponse({"success": True, "problemid": problem_id})

@@ -11,8 +11,33 @@ from typing import Any
 
 from sandbox.responses import FhirError, Json
 
-VITAL_SIGNS = ("http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs")
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+VITAL_SIGNS = (OBSERVATION_CATEGORY, "vital-signs")
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CATEGORIES = frozenset(
+    {
+        "http://terminology.hl7.org/CodeSystem/condition-category",
+        "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
+    }
+)
+#: The categories each vendor documents a create API for, per type (docs/vendors.md quirks 16,
+#: 17): a resource whose categories (in these systems) name none of them has no API to go to.
+WRITABLE_CATEGORIES: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = {
+    "epic": {
+        "Observation": (frozenset({OBSERVATION_CATEGORY}), frozenset({"vital-signs"})),
+        "Condition": (CONDITION_CATEGORIES, frozenset({"problem-list-item"})),
+    },
+    "cerner": {
+        "Observation": (
+            frozenset({OBSERVATION_CATEGORY}),
+            frozenset({"vital-signs", "laboratory"}),
+        ),
+        "Condition": (
+            CONDITION_CATEGORIES,
+            frozenset({"problem-list-item", "encounter-diagnosis"}),
+        ),
+    },
+}
 
 
 def _has_coding(concepts: Any, system: str, code: str) -> bool:
@@ -27,6 +52,27 @@ def _has_coding(concepts: Any, system: str, code: str) -> bool:
     return False
 
 
+def _categories(body: Json, systems: frozenset[str]) -> set[str]:
+    concepts = body.get("category")
+    listed = concepts if isinstance(concepts, list) else []
+    return {
+        str(coding.get("code"))
+        for concept in listed
+        if isinstance(concept, dict)
+        for coding in concept.get("coding") or []
+        if isinstance(coding, dict) and coding.get("system") in systems
+    }
+
+
+def _undocumented_category(personality: str, rtype: str, body: Json) -> bool:
+    """Does the resource name categories, none of which the vendor has a create API for?"""
+    rule = WRITABLE_CATEGORIES.get(personality, {}).get(rtype)
+    if rule is None:
+        return False
+    codes = _categories(body, rule[0])
+    return bool(codes) and not codes & rule[1]
+
+
 def epic_create(rtype: str, body: Json) -> None:
     """Epic on FHIR create rules.
 
@@ -34,7 +80,12 @@ def epic_create(rtype: str, body: Json) -> None:
       filed only with ``status = final`` (docs/vendors.md quirk 1).
     * "Epic on FHIR: Condition.Create (Problems) (R4)": ``verificationStatus``
       must be ``provisional``, otherwise 422 with Epic error 59012 (quirk 3).
+    * A category Epic has no create API for (a laboratory result, an encounter diagnosis: quirk
+      16) reaches no registered API: 403 with an empty body, as for an unregistered client
+      (quirk 5).
     """
+    if _undocumented_category("epic", rtype, body):
+        raise FhirError(403, "forbidden", "no create API for this category", empty_body=True)
     vital = rtype == "Observation" and _has_coding(body.get("category"), *VITAL_SIGNS)
     if vital and body.get("status") != "final":
         raise FhirError(
@@ -117,7 +168,16 @@ def is_vital_sign(rtype: str, body: Json) -> bool:
 def cerner_write(rtype: str, body: Json) -> None:
     """Oracle Health Millennium Platform FHIR R4 API, "DocumentReference create":
     exactly one ``content`` entry whose attachment states ``contentType`` with a
-    ``charset`` (docs/vendors.md quirk 11)."""
+    ``charset`` (docs/vendors.md quirk 11). An Observation is created only as a laboratory
+    result or a vital sign, a Condition only as a problem-list item or an encounter diagnosis
+    (quirk 17: "Update an observation", "Create a condition": "only ... are supported")."""
+    if _undocumented_category("cerner", rtype, body):
+        raise FhirError(
+            422,
+            "not-supported",
+            f"{rtype}.category: this category is not supported",
+            expression=[f"{rtype}.category"],
+        )
     if rtype != "DocumentReference":
         return
     content = body.get("content")

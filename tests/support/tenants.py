@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.families import RESOURCE_TYPE
+from adapters.vendor import adapter_for
+
 
 @dataclass(frozen=True)
 class TenantSpec:
@@ -191,21 +194,11 @@ TEST_TENANTS = [
 _VENDOR_API_ROOT = {"athena": "athena", "veradigm": "unity"}
 
 
-#: FHIR-writing test tenants accept these (with the interactions their spec allows); Epic-like
-#: and proprietary-API ones only what their vendor writes (docs/vendors.md).
-WRITABLE_TYPES = (
-    "Observation",
-    "ServiceRequest",
-    "Task",
-    "Communication",
-    "DocumentReference",
-    "Provenance",
-)
-VENDOR_LIMITED_TYPES = ("Observation", "DocumentReference")
-
-
-def _writable_types(tenant: TenantSpec) -> tuple[str, ...]:
-    return WRITABLE_TYPES if tenant.personality in ("r4", "cerner") else VENDOR_LIMITED_TYPES
+def _writable_types(tenant: TenantSpec) -> list[str]:
+    """Each test tenant accepts the resource types of every family its vendor writes
+    (adapters' ``families``, docs/vendors.md), with the interactions its spec allows."""
+    families = adapter_for(tenant.vendor).families
+    return sorted({RESOURCE_TYPE[family] for family in families})
 
 
 def personality_args() -> list[str]:

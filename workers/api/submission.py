@@ -2,8 +2,9 @@
 (``POST``/``PUT`` on /fhir, and a batch Bundle's entries: bundle_routes.py).
 
 At the door, before anything starts: the command's input limits (workflows/input_limits.py) and
-the validate step's own checks of the resource (adapters/validation.py ``validate_resource``
-with the tenant's clinical context, as activities/command_steps.py runs them): a request the
+the validate step's own checks of the resource (the tenant's vendor takes its family:
+adapters/vendor.py ``family_refusal``, then adapters/validation.py ``validate_resource`` with the
+tenant's clinical context, as activities/command_steps.py runs them): a request the
 worker would reject as invalid is answered 400 and no workflow starts. The command is signed for
 the worker with the API's caller key as the authenticated client (adapters/callers.py): the
 worker proves the caller as it would any other.
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 
 from adapters.problems import ResourceInvalid, validation_problems
 from adapters.validation import clinical_context, validate_resource
+from adapters.vendor import family_refusal
 from workers.api.auth import Principal
 from workers.api.idempotency import MEMO_FIELD, check_same_request, request_digest
 from workers.api.outcomes import (
@@ -92,6 +94,10 @@ def check_at_the_door(state: ApiState, command: WriteCommand) -> None:
     except CommandRefused as exc:
         raise ApiError(400, "invalid", exc.code, [fhir_path(exc.path, resource_type)]) from None
     tenant = state.tenant(command.tenant)
+    refusal = family_refusal(tenant.adapter(), command.resource)
+    if refusal is not None:
+        path = [fhir_path(refusal.path, resource_type)]
+        raise ApiError(422, "not-supported", str(refusal), path)
     try:
         validate_resource(command.resource, clinical_context(tenant, datetime.now(UTC)))
     except ResourceInvalid as exc:
