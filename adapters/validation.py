@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from adapters.clinical_notes import check_clinical_note
 from adapters.clinical_semantics import ClinicalContext, semantic_problems
+from adapters.families import Family, family_of
 from adapters.problems import Problem, ResourceInvalid, element_path, validation_problems
 from adapters.versions import AdapterVersion
 from adapters.vital_signs import check_vital_sign
@@ -32,9 +33,25 @@ def _structure_only(resource: dict[str, Any]) -> list[Problem]:
     return []
 
 
+def _vital_sign_unless_laboratory(resource: dict[str, Any]) -> list[Problem]:
+    if family_of(resource) is Family.LABORATORY_RESULT:
+        return []
+    return check_vital_sign(resource)
+
+
 #: Clinical rules per resource type, on top of the R4 structure.
 _CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
-    "Observation": check_vital_sign,
+    "Observation": _vital_sign_unless_laboratory,
+    # the new families (#20): structure only until their US Core rules land
+    "DiagnosticReport": _structure_only,
+    "Goal": _structure_only,
+    "CarePlan": _structure_only,
+    "Condition": _structure_only,
+    "AllergyIntolerance": _structure_only,
+    "MedicationRequest": _structure_only,
+    "MedicationStatement": _structure_only,
+    "Immunization": _structure_only,
+    "Procedure": _structure_only,
     "DocumentReference": check_clinical_note,
     # the other resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
     "ServiceRequest": _structure_only,

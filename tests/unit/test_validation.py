@@ -36,8 +36,10 @@ def test_missing_resource_type_is_named() -> None:
 def test_unsupported_resource_type_lists_what_is_supported() -> None:
     (problem,) = problems_of({"resourceType": "Patient", "name": [{"family": "Secret"}]})
     assert problem == (
-        "resourceType: not a supported write type (supported: Communication, DocumentReference, "
-        "Observation, Provenance, ServiceRequest, Task)"
+        "resourceType: not a supported write type (supported: AllergyIntolerance, CarePlan, "
+        "Communication, Condition, DiagnosticReport, DocumentReference, Goal, Immunization, "
+        "MedicationRequest, MedicationStatement, Observation, Procedure, Provenance, "
+        "ServiceRequest, Task)"
     )
 
 
