@@ -200,6 +200,16 @@ WRITABLE_TYPES = (
     "Communication",
     "DocumentReference",
     "Provenance",
+    # the clinical families (#20): lab panels, care plans, problems, allergies, medications...
+    "DiagnosticReport",
+    "Goal",
+    "CarePlan",
+    "Condition",
+    "AllergyIntolerance",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Immunization",
+    "Procedure",
 )
 VENDOR_LIMITED_TYPES = ("Observation", "DocumentReference")
 
