@@ -1,7 +1,7 @@
 """Per-tenant code maps: a tenant's local code systems translated to the standard ones its EHR
 expects (a lab's local test codes to LOINC, an internal allergen list to SNOMED CT or RxNorm).
 
-A tenant names its maps in the tenants file (``code_maps = "maps/acme.toml"``, relative to the
+A tenant names its maps in the tenants file (``code_maps = "acme-lab-maps.toml"``, relative to the
 tenants file, or an inline ``[tenant.code_maps]`` table); each map translates one local system::
 
     [[map]]
