@@ -57,7 +57,7 @@ def test_the_lab_panel_and_care_plan_examples_are_written_as_sagas(
     cli_env: dict[str, str], ehr: SandboxProcess, example: str, steps: list[str]
 ) -> None:
     key = f"cli-saga-{uuid.uuid4().hex[:10]}"
-    args = ("saga", str(ROOT / "examples" / example), "--tenant", "demo-r4", "--key", key)
+    args = ("saga", str(ROOT / "examples" / example), "--tenant", "families-r4", "--key", key)
     result = run_cli(*args, "--wait", "--json", env=cli_env)
 
     assert result.returncode == 0, result.stderr
@@ -65,5 +65,5 @@ def test_the_lab_panel_and_care_plan_examples_are_written_as_sagas(
     assert saga["state"] == "verified"
     assert [step["name"] for step in saga["steps"]] == steps
     for step in steps:
-        identifier = f"demo-r4:saga.{key}.{step}"
-        assert len(current_resources_for_command(ehr.db, "demo-r4", identifier)) == 1
+        identifier = f"families-r4:saga.{key}.{step}"
+        assert len(current_resources_for_command(ehr.db, "families-r4", identifier)) == 1

@@ -157,6 +157,10 @@ TEST_TENANTS = [
         vendor_api='practice_id = "195901", department_id = "1"',
         max_concurrent=3,
     ),
+    # every clinical family (FAMILY_TYPES): tests/workflows/test_family_sagas.py and others
+    TenantSpec("families-r4", "generic_r4", "r4", True, True, extra=SANDBOX_QUIET),
+    TenantSpec("families-cerner", "cerner", "cerner", False, True, extra=SANDBOX_QUIET),
+    TenantSpec("families-patch-r4", "generic_r4", "r4", True, True, patch=True),
     # a real access policy (tests/workflows/test_security.py)
     TenantSpec("policy-r4", "generic_r4", "r4", True, True, extra=POLICY),
     # one EHR request at a time per worker: attempts queue for the slot (activities/deadline.py)
@@ -200,7 +204,12 @@ WRITABLE_TYPES = (
     "Communication",
     "DocumentReference",
     "Provenance",
-    # the clinical families (#20): lab panels, care plans, problems, allergies, medications...
+)
+#: The types of the clinical families (#20) beyond those: lab reports, care plans and goals,
+#: problems, allergies, medications, immunizations, procedures. Only the families-* tenants take
+#: them (the sandbox's CapabilityStatement lists only some: the demo tenants' discovery would
+#: report the others as a mismatch).
+FAMILY_TYPES = (
     "DiagnosticReport",
     "Goal",
     "CarePlan",
@@ -215,7 +224,9 @@ VENDOR_LIMITED_TYPES = ("Observation", "DocumentReference")
 
 
 def _writable_types(tenant: TenantSpec) -> tuple[str, ...]:
-    return WRITABLE_TYPES if tenant.personality in ("r4", "cerner") else VENDOR_LIMITED_TYPES
+    if tenant.personality not in ("r4", "cerner"):
+        return VENDOR_LIMITED_TYPES
+    return WRITABLE_TYPES + (FAMILY_TYPES if tenant.id.startswith("families-") else ())
 
 
 def personality_args() -> list[str]:

@@ -20,7 +20,7 @@ from workflows.clinical_saga import ClinicalSaga
 from workflows.contract import WriteState
 from workflows.saga_contract import SagaCommand, SagaStatus
 
-TENANTS = ["demo-r4", "demo-cerner"]
+TENANTS = ["families-r4", "families-cerner"]
 RESULTS = [name for name, *_ in PANEL_RESULTS]
 
 

@@ -28,7 +28,7 @@ SAMPLES: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("tenant", ["demo-r4", "demo-cerner", "patch-r4"])
+@pytest.mark.parametrize("tenant", ["families-r4", "families-cerner", "families-patch-r4"])
 @pytest.mark.parametrize("family", sorted(SAMPLES))
 async def test_each_family_is_withdrawn_and_reads_back_withdrawn(
     ehr: SandboxProcess, tenants: TenantRegistry, tenant: str, family: str, key: str
