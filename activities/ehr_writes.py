@@ -306,8 +306,11 @@ class EhrWrites:
                     f"{resource_type} {', '.join(changed)} changed in the EHR since we wrote it: "
                     "a person must decide whether to withdraw it",
                 )
-            # the whole resource: an element omitted from a PUT is deleted
-            return Revision({**current, **order.withdrawal}, order.withdrawal)
+            # the whole resource: an element omitted from a PUT is deleted, and one the
+            # withdrawn form sets to None is to be removed (adapters/compensation.py)
+            withdrawn = {**current, **order.withdrawal}
+            body = {key: value for key, value in withdrawn.items() if value is not None}
+            return Revision(body, order.withdrawal)
 
         return await self._ehr.update_latest(
             tenant, order.target, order.request_id, change, "withdraw"

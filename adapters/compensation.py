@@ -5,8 +5,13 @@ Each resource type has one "withdrawn" form, applied as a narrow delta on the cu
 
 - ServiceRequest ``status = revoked`` (request-status: "terminated or cancelled before completion")
 - Task ``status = cancelled`` (task-status)
-- Observation, DocumentReference, Communication… ``status = entered-in-error``
-- Condition, AllergyIntolerance ``verificationStatus = entered-in-error`` (they have no status)
+- Observation, DiagnosticReport, DocumentReference, Communication, MedicationRequest,
+  MedicationStatement, Immunization, Procedure, CarePlan ``status = entered-in-error`` (each
+  type's own status value set has that code)
+- Goal ``lifecycleStatus = entered-in-error`` (goal-status; a Goal has no ``status``)
+- Condition, AllergyIntolerance ``verificationStatus = entered-in-error`` (they have no status),
+  and ``clinicalStatus`` removed: invariants con-5 and ait-2 forbid a clinical status beside it.
+  An element set to None in a withdrawn form means "removed" (adapters/fhir_r4.py ``differences``).
 
 Provenance has no status at all: it cannot be withdrawn, so a saga writes it last.
 """
@@ -17,43 +22,68 @@ from typing import Any
 
 from adapters.tenants import Interaction, Tenant
 
+ENTERED_IN_ERROR = "entered-in-error"
+
 _STATUS_WITHDRAWN: dict[str, str] = {
     "ServiceRequest": "revoked",
     "Task": "cancelled",
-    "Observation": "entered-in-error",
-    "DocumentReference": "entered-in-error",
-    "Communication": "entered-in-error",
-    "MedicationRequest": "entered-in-error",
-    "Procedure": "entered-in-error",
-    "Immunization": "entered-in-error",
-    "DiagnosticReport": "entered-in-error",
-    "CarePlan": "entered-in-error",
+    "Observation": ENTERED_IN_ERROR,
+    "DiagnosticReport": ENTERED_IN_ERROR,
+    "DocumentReference": ENTERED_IN_ERROR,
+    "Communication": ENTERED_IN_ERROR,
+    "MedicationRequest": ENTERED_IN_ERROR,
+    "MedicationStatement": ENTERED_IN_ERROR,
+    "Immunization": ENTERED_IN_ERROR,
+    "Procedure": ENTERED_IN_ERROR,
+    "CarePlan": ENTERED_IN_ERROR,
 }
+
+_LIFECYCLE_WITHDRAWN: dict[str, str] = {"Goal": ENTERED_IN_ERROR}
 
 _VERIFICATION_WITHDRAWN: dict[str, str] = {
     "Condition": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
     "AllergyIntolerance": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
 }
 
+#: Every resource type that has a withdrawn form.
+WITHDRAWABLE_TYPES = (
+    frozenset(_STATUS_WITHDRAWN) | set(_LIFECYCLE_WITHDRAWN) | set(_VERIFICATION_WITHDRAWN)
+)
+
 
 def withdrawal(resource_type: str) -> dict[str, Any] | None:
-    """The elements that withdraw a resource of this type, or None when the type has no way to
-    be withdrawn (e.g. Provenance)."""
+    """The elements that withdraw a resource of this type (None as a value: that element is
+    removed), or None when the type has no way to be withdrawn (e.g. Provenance)."""
     if status := _STATUS_WITHDRAWN.get(resource_type):
         return {"status": status}
+    if lifecycle := _LIFECYCLE_WITHDRAWN.get(resource_type):
+        return {"lifecycleStatus": lifecycle}
     if system := _VERIFICATION_WITHDRAWN.get(resource_type):
-        return {"verificationStatus": {"coding": [{"system": system, "code": "entered-in-error"}]}}
+        return {
+            "verificationStatus": {"coding": [{"system": system, "code": ENTERED_IN_ERROR}]},
+            "clinicalStatus": None,
+        }
     return None
 
 
-def is_withdrawn(resource: dict[str, Any]) -> bool:
-    """Whether a stored resource is already out of the chart (withdrawn, by us or by a person)."""
-    expected = withdrawal(str(resource.get("resourceType")))
-    if expected is None:
-        return False
-    return all(resource.get(key) == value for key, value in expected.items()) or (
-        resource.get("status") == "entered-in-error"
+def _codes(concept: Any) -> list[Any]:
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return (
+        [c.get("code") for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
     )
+
+
+def is_withdrawn(resource: dict[str, Any]) -> bool:
+    """Whether a stored resource is already out of the chart (withdrawn, by us or by a person):
+    its type's withdrawn form, or entered-in-error in whichever of ``status``,
+    ``lifecycleStatus`` or ``verificationStatus`` a person chose (a Condition entered in error
+    with its clinical status left behind is still out of the chart)."""
+    withdrawn_status = _STATUS_WITHDRAWN.get(str(resource.get("resourceType")), ENTERED_IN_ERROR)
+    if resource.get("status") in (ENTERED_IN_ERROR, withdrawn_status):
+        return True
+    if resource.get("lifecycleStatus") == ENTERED_IN_ERROR:
+        return True
+    return ENTERED_IN_ERROR in _codes(resource.get("verificationStatus"))
 
 
 def can_compensate(tenant: Tenant, resource_type: str) -> bool:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
+from adapters.code_maps import mapped_codes
 from adapters.fingerprint import fingerprint as fingerprint  # re-exported: one import path
 from adapters.ids import COMMAND_IDENTIFIER_SYSTEM as COMMAND_IDENTIFIER_SYSTEM  # re-exported
 from adapters.problems import ResourceInvalid
@@ -182,9 +183,11 @@ def prepare_create(
     identifier_value: str,
     identifier_system: str = COMMAND_IDENTIFIER_SYSTEM,
 ) -> CreateRequest:
-    """The create for ``tenant``; raises ResourceInvalid when the vendor would refuse it, and
+    """The create for ``tenant``, its codes mapped by its code maps (adapters/code_maps.py);
+    raises ResourceInvalid when a local code has no mapping or the vendor would refuse it, and
     UnsupportedVendor when it has no way to write it. A vendor that does not write FHIR plans the
     call to its own API from the body."""
+    resource = mapped_codes(tenant.code_maps, resource)
     adapter = tenant.adapter()
     if problems := adapter.create_problems(resource):
         raise ResourceInvalid(problems)
@@ -226,8 +229,10 @@ def prepare_create(
 
 
 def prepare_update(tenant: Tenant, resource: dict[str, Any], target: str) -> UpdateRequest:
+    """The update of ``target`` for ``tenant``, its codes mapped as a create's are."""
     if not tenant.adapter().writes_fhir:
         raise UnsupportedVendor(f"vendor {tenant.vendor} has no FHIR write path yet")
+    resource = mapped_codes(tenant.code_maps, resource)
     body = copy.deepcopy({k: v for k, v in resource.items() if k != "meta"})
     body["id"] = target.split("/", 1)[1]
     return UpdateRequest(resource_type=body["resourceType"], target=target, body=body)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from adapters.code_maps import CodeMaps, code_maps_setting
 from adapters.errors import WritebackError
 from adapters.interactions import Interaction as Interaction  # re-exported
 from adapters.policy import AccessPolicy
@@ -197,6 +198,16 @@ class Tenant(BaseModel):
         description="EHR requests in flight per worker (athenaPractice answers 429 past ~30)",
     )
     allow_insecure_http: bool = Field(default=False, description="accept http:// URLs (tests)")
+    code_maps: CodeMaps = Field(
+        default_factory=CodeMaps,
+        description="local code systems mapped to standard ones (adapters/code_maps.py): a file "
+        "name, relative to the tenants file, or a table",
+    )
+
+    @field_validator("code_maps", mode="before")
+    @classmethod
+    def _code_maps_file(cls, value: Any, info: ValidationInfo) -> Any:
+        return code_maps_setting(value, (info.context or {}).get("tenants_dir"))
 
     @field_validator("vendor_api", mode="before")
     @classmethod
@@ -369,7 +380,7 @@ def load_tenants(path: Path) -> TenantRegistry:
     for index, entry in enumerate(entries):
         entry = _expand(entry, f"{path}: tenant #{index + 1}")
         try:
-            tenants.append(Tenant.model_validate(entry))
+            tenants.append(Tenant.model_validate(entry, context={"tenants_dir": path.parent}))
         except ValidationError as exc:
             problems = validation_problems(exc)
             raise TenantConfigError(f"{path}: tenant #{index + 1}: {problems}") from exc

@@ -33,8 +33,7 @@ def _structure_only(resource: dict[str, Any]) -> list[Problem]:
     return []
 
 
-def _observation_for_now(resource: dict[str, Any]) -> list[Problem]:
-    # TEMP: a laboratory result by structure only (the validation branch checks it as US Core)
+def _vital_sign_unless_laboratory(resource: dict[str, Any]) -> list[Problem]:
     if family_of(resource) is Family.LABORATORY_RESULT:
         return []
     return check_vital_sign(resource)
@@ -42,23 +41,23 @@ def _observation_for_now(resource: dict[str, Any]) -> list[Problem]:
 
 #: Clinical rules per resource type, on top of the R4 structure.
 _CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
-    "Observation": _observation_for_now,
-    "DocumentReference": check_clinical_note,
-    # the other resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
-    "ServiceRequest": _structure_only,
-    "Task": _structure_only,
-    "Communication": _structure_only,
-    "Provenance": _structure_only,
-    # TEMP (the validation branch replaces these with each family's US Core rules)
+    "Observation": _vital_sign_unless_laboratory,
+    # the new families (#20): structure only until their US Core rules land
     "DiagnosticReport": _structure_only,
+    "Goal": _structure_only,
+    "CarePlan": _structure_only,
     "Condition": _structure_only,
     "AllergyIntolerance": _structure_only,
     "MedicationRequest": _structure_only,
     "MedicationStatement": _structure_only,
     "Immunization": _structure_only,
     "Procedure": _structure_only,
-    "CarePlan": _structure_only,
-    "Goal": _structure_only,
+    "DocumentReference": check_clinical_note,
+    # the other resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
+    "ServiceRequest": _structure_only,
+    "Task": _structure_only,
+    "Communication": _structure_only,
+    "Provenance": _structure_only,
 }
 
 SUPPORTED_RESOURCE_TYPES = frozenset(_CLINICAL_RULES)

@@ -10,11 +10,16 @@ from sandbox.search import REFERENCE_PARAMS, TOKEN_PARAMS
 
 ADVERTISED_TYPES = (
     "AllergyIntolerance",
+    "CarePlan",
     "Communication",
     "Condition",
+    "DiagnosticReport",
     "DocumentReference",
     "Encounter",
+    "Goal",
+    "Immunization",
     "MedicationRequest",
+    "MedicationStatement",
     "Observation",
     "Patient",
     "Procedure",

@@ -1,6 +1,7 @@
 """The scripted demo behind ``writeback demo``: a few synthetic vital signs per demo tenant, one
-command submitted twice at once, one invalid Observation, and one write through the HTTP API (a
-dev token for ``dev-app``, ``Prefer: wait``); then a table of what happened."""
+command submitted twice at once, one invalid Observation, a lab panel saga (workers/demo_sagas.py)
+and one write through the HTTP API (a dev token for ``dev-app``, ``Prefer: wait``); then a table
+of what happened."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from workers import samples
 from workers.api.config import load_api_config
 from workers.api.dev_setup import DEV_APP, mint_token
 from workers.client import WritebackClient
+from workers.demo_sagas import write_lab_panel
 from workers.devstack import StackConfig
 from workers.settings import TASK_QUEUE
 from workers.temporal_client import connect
@@ -118,6 +120,10 @@ async def run_demo(config: StackConfig) -> int:
         detail = status.reason or f"version {status.version}"
         resource = status.resource or "-"
         print(f"{status.workflow_id:<44} {status.state.value:<13} {resource:<32} {detail}")
+    panel_ok, panel_lines = await write_lab_panel(client, tenants, run, DEMO_TIMEOUT_SECONDS)
+    ok &= panel_ok
+    print("\nA lab panel as one saga (three results, then the report listing them):")
+    print("\n".join(panel_lines))
     api_ok, api_line = await write_through_the_api(config, duplicate.tenant)
     ok &= api_ok
     print(f"\nHTTP API (a dev token for {DEV_APP}, Prefer: wait=30):\n  {api_line}")

@@ -101,7 +101,7 @@ def _shown(elements: dict[str, Any]) -> str:
     shown = []
     for key, value in sorted(elements.items()):
         codes = [c.get("code") for c in value.get("coding", [])] if isinstance(value, dict) else []
-        shown.append(f"{key} {', '.join(map(str, codes)) if codes else value}")
+        shown.append(f"{key} {', '.join(map(str, codes)) if codes else value or 'removed'}")
     return "; ".join(shown)
 
 

@@ -44,3 +44,26 @@ def test_a_saga_whose_steps_refer_to_a_missing_step_is_refused_with_the_reason(
     result = run_cli("saga", str(path), "--tenant", "demo-r4", env=cli_env)
     assert result.returncode == 2
     assert "refers to unknown step(s) ['request']" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("example", "steps"),
+    [
+        ("saga-lab-panel.json", ["glucose", "sodium", "potassium", "report"]),
+        ("saga-care-plan.json", ["goal", "plan"]),
+    ],
+)
+def test_the_lab_panel_and_care_plan_examples_are_written_as_sagas(
+    cli_env: dict[str, str], ehr: SandboxProcess, example: str, steps: list[str]
+) -> None:
+    key = f"cli-saga-{uuid.uuid4().hex[:10]}"
+    args = ("saga", str(ROOT / "examples" / example), "--tenant", "families-r4", "--key", key)
+    result = run_cli(*args, "--wait", "--json", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    saga = json.loads(result.stdout)
+    assert saga["state"] == "verified"
+    assert [step["name"] for step in saga["steps"]] == steps
+    for step in steps:
+        identifier = f"families-r4:saga.{key}.{step}"
+        assert len(current_resources_for_command(ehr.db, "families-r4", identifier)) == 1

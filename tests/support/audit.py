@@ -70,9 +70,12 @@ WITHDRAWN_STATUSES = frozenset({"entered-in-error", "revoked", "cancelled"})
 
 
 def is_live(body: dict[str, Any]) -> bool:
-    """In the chart: not withdrawn by status nor (Condition, AllergyIntolerance) by
-    verificationStatus."""
-    if body.get("status") in WITHDRAWN_STATUSES:
+    """In the chart: not withdrawn by status, (Goal) lifecycleStatus nor (Condition,
+    AllergyIntolerance) verificationStatus."""
+    if (
+        body.get("status") in WITHDRAWN_STATUSES
+        or body.get("lifecycleStatus") in WITHDRAWN_STATUSES
+    ):
         return False
     verification = body.get("verificationStatus")
     codings = verification.get("coding", []) if isinstance(verification, dict) else []

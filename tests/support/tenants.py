@@ -161,6 +161,10 @@ TEST_TENANTS = [
         max_concurrent=3,
     ),
     # a real access policy (tests/workflows/test_security.py)
+    # every clinical family its vendor writes: tests/workflows/test_family_sagas.py and others
+    TenantSpec("families-r4", "generic_r4", "r4", True, True, extra=SANDBOX_QUIET),
+    TenantSpec("families-cerner", "cerner", "cerner", False, True, extra=SANDBOX_QUIET),
+    TenantSpec("families-patch-r4", "generic_r4", "r4", True, True, patch=True),
     TenantSpec("policy-r4", "generic_r4", "r4", True, True, extra=POLICY),
     # one EHR request at a time per worker: attempts queue for the slot (activities/deadline.py)
     TenantSpec("one-slot-r4", "generic_r4", "r4", True, True, max_concurrent=1),
