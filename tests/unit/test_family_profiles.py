@@ -1,0 +1,212 @@
+"""Every clinical family is validated against its profile (issue #20): its US Core 6.1 profile, or
+the one its ``meta.profile`` names, on top of the R4 structure and required bindings. Problems name
+the element and a code, never a value."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from adapters.families import DEFAULT_PROFILE, RESOURCE_TYPE, US_CORE, Family, family_of
+from adapters.validation import ResourceInvalid, profiles_of, validate_resource
+from workers import family_samples, samples
+from workflows.saga_contract import SagaStep
+
+CANARY = "Zq-CANARY-7Jane-Doe"
+CONDITION_VERIFICATION = family_samples.CONDITION_VERIFICATION
+
+
+def resolved(steps: list[SagaStep]) -> list[dict[str, Any]]:
+    """A saga's resources as their steps are validated: ``saga:<step>`` resolved, and a
+    Provenance completed with its agent (workflows/clinical_saga.py)."""
+    text = json.dumps([step.resource for step in steps]).replace('"saga:', '"Basic/')
+    resources: list[dict[str, Any]] = json.loads(text)
+    for resource in resources:
+        if resource["resourceType"] == "Provenance":
+            resource["agent"] = [{"who": {"reference": "Practitioner/pr-demo-1"}}]
+    return resources
+
+
+def every_sample() -> list[dict[str, Any]]:
+    singles = [make("p1") for make in family_samples.SINGLE_WRITES.values()]
+    sagas = [
+        family_samples.lab_panel("p1"),
+        family_samples.care_plan_saga("p1"),
+        samples.referral("p1"),
+        samples.note_with_provenance("p1", "Synthetic note."),
+    ]
+    return singles + [resource for saga in sagas for resource in resolved(saga)]
+
+
+def problems_of(resource: dict[str, Any]) -> list[str]:
+    with pytest.raises(ResourceInvalid) as caught:
+        validate_resource(resource)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def sample(family: Family) -> dict[str, Any]:
+    return next(r for r in every_sample() if family_of(r) is family)
+
+
+def test_every_family_has_a_sample_that_passes_its_profile() -> None:
+    resources = every_sample()
+    assert {family_of(resource) for resource in resources} == set(Family)
+    for resource in resources:
+        assert validate_resource(resource) == resource["resourceType"]
+
+
+def test_each_family_is_checked_against_its_default_profile() -> None:
+    for family in Family:
+        profiles, problems = profiles_of(RESOURCE_TYPE[family], sample(family))
+        assert not problems
+        assert profiles == ([DEFAULT_PROFILE[family]] if DEFAULT_PROFILE[family] else [])
+
+
+def _pop(path: str) -> Callable[[dict[str, Any]], None]:
+    return lambda r: r.pop(path)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda r: r.update({path: value})
+
+
+def _coded(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+ORGANIZATION = {"reference": "Organization/org-1"}
+
+#: (family, what breaks it, the one problem expected): at least one rule of each family's profile
+#: that the R4 structure alone would let through.
+BROKEN: list[tuple[Family, Callable[[dict[str, Any]], None], str]] = [
+    (Family.VITAL_SIGN, _set("category", [_coded("x", "y")]), "category: no_family_written"),
+    (
+        Family.LABORATORY_RESULT,
+        _set("subject", ORGANIZATION),
+        "subject.reference: reference_type_not_allowed (Patient)",
+    ),
+    (Family.LABORATORY_RESULT, _pop("valueQuantity"), "value[x]: missing"),
+    (
+        Family.LABORATORY_RESULT,
+        _set("dataAbsentReason", {"text": "x"}),
+        "dataAbsentReason: invariant_failed (obs-6)",
+    ),
+    (Family.LABORATORY_RESULT, _set("status", CANARY), "status: code_not_in_value_set"),
+    (
+        Family.LABORATORY_REPORT,
+        _set("category", [_coded("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD")]),
+        "category: coding_missing (http://terminology.hl7.org/CodeSystem/v2-0074#LAB)",
+    ),
+    (Family.LABORATORY_REPORT, _set("status", "done"), "status: code_not_in_value_set"),
+    (Family.CLINICAL_NOTE, _set("status", "superseded"), "status: a new note must be 'current'"),
+    (Family.PROBLEM, _pop("code"), "code: missing"),
+    (Family.PROBLEM, _set("subject", {"reference": "Group/g1"}), "subject.reference: reference"),
+    (
+        Family.PROBLEM,
+        _set("clinicalStatus", _coded(family_samples.CONDITION_CLINICAL, "cured")),
+        "clinicalStatus: code_not_in_value_set",
+    ),
+    (
+        Family.ENCOUNTER_DIAGNOSIS,
+        _set(
+            "verificationStatus", _coded(family_samples.CONDITION_VERIFICATION, "entered-in-error")
+        ),
+        "clinicalStatus: invariant_failed (con-5)",
+    ),
+    (Family.ALLERGY, _pop("code"), "code: missing"),
+    (Family.ALLERGY, _pop("clinicalStatus"), "clinicalStatus: missing"),
+    (Family.ALLERGY, _set("criticality", "severe"), "criticality: code_not_in_value_set"),
+    (Family.MEDICATION_REQUEST, _set("intent", "wish"), "intent: code_not_in_value_set"),
+    (
+        Family.MEDICATION_REQUEST,
+        _set("subject", {"reference": "Group/g1"}),
+        "subject.reference: reference_type_not_allowed (Patient)",
+    ),
+    (Family.MEDICATION_STATEMENT, _set("status", "taking"), "status: code_not_in_value_set"),
+    (Family.IMMUNIZATION, _set("status", "given"), "status: code_not_in_value_set"),
+    (
+        Family.IMMUNIZATION,
+        _set("patient", {"reference": "Practitioner/pr-1"}),
+        "patient.reference: reference_type_not_allowed (Patient)",
+    ),
+    (Family.PROCEDURE, _pop("performedDateTime"), "performed[x]: missing"),
+    (Family.PROCEDURE, _pop("code"), "code: missing"),
+    (
+        Family.CARE_PLAN,
+        _set("category", [_coded(family_samples.CAREPLAN_CATEGORY, "other")]),
+        f"category: coding_missing ({family_samples.CAREPLAN_CATEGORY}#assess-plan)",
+    ),
+    (Family.GOAL, _set("lifecycleStatus", "done"), "lifecycleStatus: code_not_in_value_set"),
+    (Family.GOAL, _set("subject", ORGANIZATION), "subject.reference: reference_type_not"),
+    (Family.REFERRAL, _pop("code"), "code: missing"),
+    (Family.REFERRAL, _set("intent", "wish"), "intent: code_not_in_value_set"),
+    (Family.TASK, _set("status", "started"), "status: code_not_in_value_set"),
+    (Family.COMMUNICATION, _set("status", "sent"), "status: code_not_in_value_set"),
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "change", "expected"), BROKEN, ids=[f"{f}-{e.split(':')[0]}" for f, _, e in BROKEN]
+)
+def test_a_resource_that_breaks_its_profile_is_refused_by_path_and_code(
+    family: Family, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    resource = copy.deepcopy(sample(family))
+    change(resource)
+    found = problems_of(resource)
+    assert any(problem.startswith(expected) for problem in found), found
+    assert not any(CANARY in problem for problem in found)
+
+
+def test_every_family_is_covered_by_a_broken_case() -> None:
+    """Provenance has no rule beyond the R4 structure it could break (its US Core profile adds
+    must-supports only); every other family has a case above."""
+    assert {family for family, _, _ in BROKEN} == set(Family) - {Family.PROVENANCE}
+
+
+def test_a_named_vital_sign_profile_fixes_the_code() -> None:
+    resource = samples.heart_rate("p1", 72)
+    resource["meta"] = {"profile": [US_CORE + "us-core-respiratory-rate|6.1.0"]}
+    assert problems_of(resource) == ["code: coding_missing (http://loinc.org#9279-1)"]
+    resource["meta"] = {"profile": [US_CORE + "us-core-heart-rate"]}
+    assert validate_resource(resource) == "Observation"
+
+
+def test_a_named_profile_of_the_type_is_checked_instead_of_the_family_default() -> None:
+    """A problem-list entry that claims to be an encounter diagnosis is checked as one."""
+    resource = family_samples.problem("p1")
+    resource["meta"] = {"profile": [US_CORE + "us-core-condition-encounter-diagnosis"]}
+    (problem,) = problems_of(resource)
+    assert problem.startswith("category: coding_missing (")
+    assert problem.endswith("#encounter-diagnosis)")
+
+
+def test_a_named_profile_of_another_type_is_refused() -> None:
+    resource = family_samples.procedure("p1")
+    resource["meta"] = {"profile": ["http://example.org/p", US_CORE + "us-core-goal"]}
+    assert problems_of(resource) == ["meta.profile[1]: profile_of_another_type"]
+
+
+def test_a_profile_the_product_does_not_know_leaves_the_default() -> None:
+    resource = family_samples.procedure("p1")
+    resource["meta"] = {"profile": ["http://example.org/StructureDefinition/our-procedure"]}
+    del resource["performedDateTime"]
+    assert problems_of(resource) == ["performed[x]: missing"]
+
+
+def test_an_observation_of_no_family_names_the_families_of_its_type() -> None:
+    resource = samples.heart_rate("p1", 72)
+    resource["category"] = [_coded(family_samples.OBSERVATION_CATEGORY, "social-history")]
+    assert problems_of(resource) == ["category: no_family_written (vital-sign|laboratory-result)"]
+
+
+def test_a_withdrawn_allergy_needs_no_clinical_status_and_may_not_have_one() -> None:
+    resource = family_samples.allergy("p1")
+    resource["verificationStatus"] = _coded(family_samples.ALLERGY_VERIFICATION, "entered-in-error")
+    assert problems_of(resource) == ["clinicalStatus: invariant_failed (ait-2)"]
+    del resource["clinicalStatus"]
+    assert validate_resource(resource) == "AllergyIntolerance"
