@@ -1,6 +1,8 @@
-"""Validation of FHIR R4 resources before anything is sent: R4 structure, then the profile of the
-resource's clinical family (adapters/us_core_profiles.py), then, where the tenant's adapter version
-checks them, the clinical semantics."""
+"""Validation of FHIR R4 resources before anything is sent: R4 structure (fhir.resources' R4B
+models: for the resources written here R4 and R4B have the same elements), then the profile of the
+resource's clinical family (adapters/us_core_profiles.py: which profile, and why an unknown
+declared profile is not refused), then, where the tenant's adapter version checks them, the
+clinical semantics."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 from adapters.clinical_semantics import ClinicalContext, semantic_problems
 from adapters.families import DEFAULT_PROFILE, RESOURCE_TYPE, families_of_type, family_of
 from adapters.problems import Problem, ResourceInvalid, element_path, validation_problems
-from adapters.us_core_profiles import BASE_BINDINGS, PROFILE_FAMILY, PROFILE_RULES
+from adapters.us_core_profiles import PROFILE_CHECKS, PROFILE_FAMILY, TYPE_CHECKS, check_problems
 from adapters.versions import AdapterVersion
 
 __all__ = [
@@ -125,14 +127,13 @@ def profiles_of(resource_type: str, resource: dict[str, Any]) -> tuple[list[str]
 
 
 def _profile_problems(resource_type: str, resource: dict[str, Any]) -> list[Problem]:
-    """The base resource's required bindings, then each profile's rules (a problem once)."""
+    """The checks of the resource's type, then of each of its profiles (a problem once)."""
     profiles, problems = profiles_of(resource_type, resource)
     if problems:
         return problems
-    rules = [*BASE_BINDINGS[resource_type]]
-    rules += [rule for profile in profiles for rule in PROFILE_RULES[profile]]
-    found = [problem for rule in rules for problem in rule(resource)]
-    return list(dict.fromkeys(found))
+    checks = [*TYPE_CHECKS[resource_type]]
+    checks += [check for profile in profiles for check in PROFILE_CHECKS[profile]]
+    return check_problems(checks, resource)
 
 
 def _null_problems(resource: dict[str, Any]) -> list[Problem]:

@@ -165,5 +165,5 @@ def test_a_rule_that_breaks_on_odd_input_makes_it_unprocessable(
     def broken(resource: dict[str, Any]) -> list[Any]:
         raise KeyError(CANARY)
 
-    monkeypatch.setitem(us_core_profiles.PROFILE_RULES, US_CORE + "us-core-vital-signs", (broken,))
+    monkeypatch.setitem(us_core_profiles.PROFILE_CHECKS, US_CORE + "us-core-vital-signs", [broken])
     assert problems_of(samples.heart_rate("p1", 72)) == ["Observation: unprocessable (KeyError)"]
