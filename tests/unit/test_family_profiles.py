@@ -15,46 +15,18 @@ from fhirpathpy.models import models
 
 from adapters.families import DEFAULT_PROFILE, RESOURCE_TYPE, US_CORE, Family, family_of
 from adapters.validation import ResourceInvalid, profiles_of, validate_resource
+from tests.support.family_resources import every_sample, sample
 from workers import family_samples, samples
-from workflows.saga_contract import SagaStep, resolve_step_references
 
 CANARY = "Zq-CANARY-7Jane-Doe"
 CONDITION_VERIFICATION = family_samples.CONDITION_VERIFICATION
 SNOMED, RXNORM, UCUM = family_samples.SNOMED, family_samples.RXNORM, family_samples.UCUM
 
 
-def resolved(steps: list[SagaStep]) -> list[dict[str, Any]]:
-    """A saga's resources as their steps are validated: ``saga:<step>`` resolved to the earlier
-    step's resource, and a Provenance completed with its agent (workflows/clinical_saga.py)."""
-    assigned = {step.name: f"{step.resource['resourceType']}/{step.name}" for step in steps}
-    resources: list[dict[str, Any]] = [
-        resolve_step_references(step.resource, assigned) for step in steps
-    ]
-    for resource in resources:
-        if resource["resourceType"] == "Provenance":
-            resource["agent"] = [{"who": {"reference": "Practitioner/pr-demo-1"}}]
-    return resources
-
-
-def every_sample() -> list[dict[str, Any]]:
-    singles = [make("p1") for make in family_samples.SINGLE_WRITES.values()]
-    sagas = [
-        family_samples.lab_panel("p1"),
-        family_samples.care_plan_saga("p1"),
-        samples.referral("p1"),
-        samples.note_with_provenance("p1", "Synthetic note."),
-    ]
-    return singles + [resource for saga in sagas for resource in resolved(saga)]
-
-
 def problems_of(resource: dict[str, Any]) -> list[str]:
     with pytest.raises(ResourceInvalid) as caught:
         validate_resource(resource)
     return [str(problem) for problem in caught.value.problems]
-
-
-def sample(family: Family) -> dict[str, Any]:
-    return next(r for r in every_sample() if family_of(r) is family)
 
 
 def test_every_family_has_a_sample_that_passes_its_profile() -> None:
