@@ -15,6 +15,7 @@ from typing import Any
 
 from adapters.families import OBSERVATION_CATEGORY
 from adapters.fhirpath_constraints import (
+    MAX_ITEMS,
     MISSING,
     Constraint,
     code_in,
@@ -211,6 +212,11 @@ LAB_REPORT = [
 ]
 
 
+def _items(resource: dict[str, Any], name: str) -> list[Any]:
+    items = resource.get(name)
+    return items[:MAX_ITEMS] if isinstance(items, list) else []
+
+
 def _unit_codes(resource: dict[str, Any]) -> list[tuple[str, Any]]:
     """(path, unit code) of every UCUM quantity of a result: its value, its ranges, its
     components' values."""
@@ -218,11 +224,11 @@ def _unit_codes(resource: dict[str, Any]) -> list[tuple[str, Any]]:
     quantity = resource.get("valueQuantity")
     if isinstance(quantity, dict):
         found.append(("valueQuantity", quantity))
-    for index, each in enumerate((resource.get("referenceRange") or [])[:50]):
+    for index, each in enumerate(_items(resource, "referenceRange")):
         for bound in ("low", "high"):
             if isinstance(each, dict) and isinstance(each.get(bound), dict):
                 found.append((f"referenceRange[{index}].{bound}", each[bound]))
-    for index, component in enumerate((resource.get("component") or [])[:50]):
+    for index, component in enumerate(_items(resource, "component")):
         if isinstance(component, dict) and isinstance(component.get("valueQuantity"), dict):
             found.append((f"component[{index}].valueQuantity", component["valueQuantity"]))
     return [(path, q.get("code")) for path, q in found if q.get("system") == UCUM]

@@ -105,7 +105,9 @@ def profiles_of(resource_type: str, resource: dict[str, Any]) -> tuple[list[str]
     that the product knows for its type, else its family's default (none for a family without a
     US Core profile). Problems instead when it names a known profile of another resource type,
     or when its family cannot be told (an Observation or Condition of no category we write)."""
-    named = (resource.get("meta") or {}).get("profile") or []
+    meta = resource.get("meta")
+    named = meta.get("profile") if isinstance(meta, dict) else None
+    named = named if isinstance(named, list) else []
     claimed: list[str] = []
     problems: list[Problem] = []
     for index, url in enumerate(named):

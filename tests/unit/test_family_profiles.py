@@ -14,6 +14,9 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhirpathpy.models import models
 
 from adapters.families import DEFAULT_PROFILE, RESOURCE_TYPE, US_CORE, Family, family_of
+from adapters.fhirpath_constraints import Constraint
+from adapters.us_core_lab import ucum_problems
+from adapters.us_core_profiles import PROFILE_CHECKS, TYPE_CHECKS, check_problems
 from adapters.validation import ResourceInvalid, profiles_of, validate_resource
 from tests.support.family_resources import every_sample, sample
 from workers import family_samples, samples
@@ -299,3 +302,28 @@ def test_a_withdrawn_allergy_needs_no_clinical_status_and_may_not_have_one() -> 
     assert problems_of(resource) == ["clinicalStatus: invariant_failed (ait-2)"]
     del resource["clinicalStatus"]
     assert validate_resource(resource) == "AllergyIntolerance"
+
+
+def _nested(depth: int) -> Any:
+    node: Any = "x"
+    for level in range(depth):
+        node = {"extension": node} if level % 2 else [node]
+    return node
+
+
+ODD_VALUES = [_nested(30), "A" * (1 << 20), 12345, None, [None], {"coding": "x"}, [[[]]], True]
+
+
+@pytest.mark.parametrize("family", list(Family), ids=str)
+def test_the_profile_checks_never_raise_even_on_input_that_is_not_r4(family: Family) -> None:
+    """Structure is checked first, so the checks see R4 only; but should a check ever see
+    anything else (deep nesting, a megabyte string, any JSON type where an element is), the
+    FHIRPath engine and the UCUM check answer with problems, they do not raise."""
+    base = sample(family)
+    profiles, _ = profiles_of(RESOURCE_TYPE[family], base)
+    checks = [*TYPE_CHECKS[RESOURCE_TYPE[family]]]
+    checks += [check for profile in profiles for check in PROFILE_CHECKS[profile]]
+    ours = [check for check in checks if isinstance(check, Constraint) or check is ucum_problems]
+    for name in [*base, "valueQuantity", "referenceRange", "meta", "component", "interpretation"]:
+        for odd in ODD_VALUES:
+            check_problems(ours, {**base, name: odd})
