@@ -1,5 +1,5 @@
 """Validation before anything is sent: R4 structure, then US Core vital-sign rules (the other
-families: tests/unit/test_family_profiles.py)."""
+families: tests/unit/test_family_profile_validation.py)."""
 
 from __future__ import annotations
 
