@@ -41,18 +41,40 @@ PLAUSIBLE_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("8462-4", "mm[Hg]"): (20, 200),  # diastolic
 }
 
-#: Where each resource type keeps its clinical time and its encounter.
+#: Where each resource type keeps its clinical times: when it happened, was recorded, or was
+#: asked for; never a planned time (a Goal's start, a CarePlan's period may lie ahead).
 _TIME_FIELDS = {
-    "Observation": ("effectiveDateTime", "effectiveInstant", "effectivePeriod"),
-    "Condition": ("onsetDateTime", "recordedDate"),
-    "AllergyIntolerance": ("onsetDateTime", "recordedDate"),
+    "Observation": ("effectiveDateTime", "effectiveInstant", "effectivePeriod", "issued"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod", "issued"),
+    "Condition": ("onsetDateTime", "onsetPeriod", "abatementDateTime", "recordedDate"),
+    "AllergyIntolerance": ("onsetDateTime", "onsetPeriod", "recordedDate"),
     "DocumentReference": ("date",),
+    "MedicationRequest": ("authoredOn",),
+    "MedicationStatement": ("effectiveDateTime", "effectivePeriod", "dateAsserted"),
+    "Immunization": ("occurrenceDateTime", "recorded"),
+    "Procedure": ("performedDateTime", "performedPeriod"),
+    "CarePlan": ("created",),
+    "ServiceRequest": ("authoredOn",),
+    "Task": ("authoredOn",),
+    "Communication": ("sent", "received"),
+    "Provenance": ("recorded",),
 }
+#: Where each resource type keeps its encounter; a type that has none (Goal, Provenance) is not
+#: held to a tenant's ``require_encounter``.
 _ENCOUNTER_PATHS = {
     "Observation": ("encounter",),
+    "DiagnosticReport": ("encounter",),
     "Condition": ("encounter",),
     "AllergyIntolerance": ("encounter",),
     "DocumentReference": ("context", "encounter"),
+    "MedicationRequest": ("encounter",),
+    "MedicationStatement": ("context",),
+    "Immunization": ("encounter",),
+    "Procedure": ("encounter",),
+    "CarePlan": ("encounter",),
+    "ServiceRequest": ("encounter",),
+    "Task": ("encounter",),
+    "Communication": ("encounter",),
 }
 
 
@@ -179,7 +201,8 @@ def semantic_problems(resource: dict[str, Any], context: ClinicalContext) -> lis
     """Problems that make the resource clinically unfit to write (empty when fit)."""
     problems = []
     resource_type = str(resource.get("resourceType"))
-    if context.require_encounter and encounter_reference(resource) is None:
+    needs_encounter = context.require_encounter and resource_type in _ENCOUNTER_PATHS
+    if needs_encounter and encounter_reference(resource) is None:
         problems.append(
             Problem(encounter_path(resource_type), "this tenant requires an encounter reference")
         )

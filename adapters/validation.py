@@ -1,66 +1,39 @@
-"""Validation of FHIR R4 resources before anything is sent: R4 structure, then clinical rules."""
+"""Validation of FHIR R4 resources before anything is sent: R4 structure (fhir.resources' R4B
+models: for the resources written here R4 and R4B have the same elements), then the profile of the
+resource's clinical family (adapters/us_core_profiles.py: which profile, and why an unknown
+declared profile is not refused), then, where the tenant's adapter version checks them, the
+clinical semantics."""
 
 from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from adapters.clinical_notes import check_clinical_note
 from adapters.clinical_semantics import ClinicalContext, semantic_problems
-from adapters.families import Family, family_of
+from adapters.families import DEFAULT_PROFILE, RESOURCE_TYPE, families_of_type, family_of
 from adapters.problems import Problem, ResourceInvalid, element_path, validation_problems
+from adapters.us_core_profiles import PROFILE_CHECKS, PROFILE_FAMILY, TYPE_CHECKS, check_problems
 from adapters.versions import AdapterVersion
-from adapters.vital_signs import check_vital_sign
 
 __all__ = [
     "SUPPORTED_RESOURCE_TYPES",
     "Problem",
     "ResourceInvalid",
     "clinical_context",
+    "profiles_of",
     "validate_resource",
 ]
 
 log = logging.getLogger("writeback.validation")
 
 
-def _structure_only(resource: dict[str, Any]) -> list[Problem]:
-    return []
-
-
-def _vital_sign_unless_laboratory(resource: dict[str, Any]) -> list[Problem]:
-    if family_of(resource) is Family.LABORATORY_RESULT:
-        return []
-    return check_vital_sign(resource)
-
-
-#: Clinical rules per resource type, on top of the R4 structure.
-_CLINICAL_RULES: dict[str, Callable[[dict[str, Any]], list[Problem]]] = {
-    "Observation": _vital_sign_unless_laboratory,
-    # the new families (#20): structure only until their US Core rules land
-    "DiagnosticReport": _structure_only,
-    "Goal": _structure_only,
-    "CarePlan": _structure_only,
-    "Condition": _structure_only,
-    "AllergyIntolerance": _structure_only,
-    "MedicationRequest": _structure_only,
-    "MedicationStatement": _structure_only,
-    "Immunization": _structure_only,
-    "Procedure": _structure_only,
-    "DocumentReference": check_clinical_note,
-    # the other resources of the sagas (workflows/clinical_saga.py): R4 structure only, for now
-    "ServiceRequest": _structure_only,
-    "Task": _structure_only,
-    "Communication": _structure_only,
-    "Provenance": _structure_only,
-}
-
-SUPPORTED_RESOURCE_TYPES = frozenset(_CLINICAL_RULES)
+#: Every resource type a clinical family is written as (adapters/families.py).
+SUPPORTED_RESOURCE_TYPES = frozenset(RESOURCE_TYPE.values())
 
 
 def _structure_problems(resource_type: str, resource: dict[str, Any]) -> list[Problem]:
@@ -109,7 +82,7 @@ def validate_resource(resource: dict[str, Any], context: ClinicalContext | None 
     problems = _null_problems(resource) or _structure_problems(resource_type, resource)
     try:
         if not problems:
-            problems = _CLINICAL_RULES[resource_type](resource)
+            problems = _profile_problems(resource_type, resource)
         if not problems and context is not None:
             problems = semantic_problems(resource, context)
     except Exception as exc:  # a rule tripped over input it did not expect: say so, not what
@@ -125,6 +98,44 @@ def validate_resource(resource: dict[str, Any], context: ClinicalContext | None 
     if problems:
         raise ResourceInvalid(problems)
     return resource_type
+
+
+def profiles_of(resource_type: str, resource: dict[str, Any]) -> tuple[list[str], list[Problem]]:
+    """The profiles ``resource`` is checked against: every profile its ``meta.profile`` names
+    that the product knows for its type, else its family's default (none for a family without a
+    US Core profile). Problems instead when it names a known profile of another resource type,
+    or when its family cannot be told (an Observation or Condition of no category we write)."""
+    meta = resource.get("meta")
+    named = meta.get("profile") if isinstance(meta, dict) else None
+    named = named if isinstance(named, list) else []
+    claimed: list[str] = []
+    problems: list[Problem] = []
+    for index, url in enumerate(named):
+        known = PROFILE_FAMILY.get(str(url).split("|")[0])
+        if known is None:
+            continue
+        if RESOURCE_TYPE[known] != resource_type:
+            problems.append(Problem(f"meta.profile[{index}]", "profile_of_another_type"))
+        else:
+            claimed.append(str(url).split("|")[0])
+    if problems or claimed:
+        return claimed, problems
+    family = family_of(resource)
+    if family is None:
+        families = "|".join(families_of_type(resource_type))
+        return [], [Problem("category", f"no_family_written ({families})")]
+    default = DEFAULT_PROFILE[family]
+    return ([default] if default else []), []
+
+
+def _profile_problems(resource_type: str, resource: dict[str, Any]) -> list[Problem]:
+    """The checks of the resource's type, then of each of its profiles (a problem once)."""
+    profiles, problems = profiles_of(resource_type, resource)
+    if problems:
+        return problems
+    checks = [*TYPE_CHECKS[resource_type]]
+    checks += [check for profile in profiles for check in PROFILE_CHECKS[profile]]
+    return check_problems(checks, resource)
 
 
 def _null_problems(resource: dict[str, Any]) -> list[Problem]:

@@ -3,6 +3,7 @@ encounter required by tenant policy. Each problem names the field, never the val
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from adapters.clinical_semantics import (
     semantic_problems,
 )
 from adapters.validation import ResourceInvalid, validate_resource
-from workers import samples
+from workers import family_samples, samples
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 AT_NOW = ClinicalContext(now=NOW)
@@ -134,3 +135,37 @@ def test_open_encounter_has_no_end() -> None:
 )
 def test_fhir_times_parse(text: Any, expected: datetime | None) -> None:
     assert parse_fhir_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (family_samples.immunization, "occurrenceDateTime: is in the future"),
+        (family_samples.procedure, "performedDateTime: is in the future"),
+        (family_samples.medication_request, "authoredOn: is in the future"),
+        (family_samples.lab_result, "effectiveDateTime: is in the future"),
+        (family_samples.problem, "recordedDate: is in the future"),
+    ],
+)
+def test_every_family_clinical_time_may_not_be_in_the_future(
+    make: Callable[..., dict[str, Any]], expected: str
+) -> None:
+    assert validate_resource(make("p1", when=NOW), AT_NOW)
+    found = problems(make("p1", when=NOW + timedelta(days=400)))
+    assert any(problem.startswith(expected) for problem in found), found
+
+
+def test_a_goal_may_start_in_the_future() -> None:
+    """A goal's start is planned, not a clinical time."""
+    goal = family_samples.goal("p1", when=NOW + timedelta(days=30))
+    assert validate_resource(goal, AT_NOW) == "Goal"
+
+
+def test_tenant_encounter_policy_holds_only_for_types_that_have_an_encounter() -> None:
+    strict = ClinicalContext(now=NOW, require_encounter=True)
+    assert validate_resource(family_samples.goal("p1", when=NOW), strict) == "Goal"
+    assert problems(family_samples.procedure("p1", when=NOW), strict) == [
+        "encounter: this tenant requires an encounter reference"
+    ]
+    statement = family_samples.medication_statement("p1", when=NOW)
+    assert problems(statement, strict) == ["context: this tenant requires an encounter reference"]

@@ -1,4 +1,5 @@
-"""Validation before anything is sent: R4 structure, then US Core vital-sign rules."""
+"""Validation before anything is sent: R4 structure, then US Core vital-sign rules (the other
+families: tests/unit/test_family_profile_validation.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from adapters import validation
+from adapters import us_core_profiles
+from adapters.families import US_CORE
 from adapters.validation import ResourceInvalid, validate_resource
 from workers import samples
 
@@ -70,7 +72,7 @@ def test_blood_pressure_component_unit_must_be_mmhg() -> None:
     ("change", "expected"),
     [
         (lambda r: r.update(status="registered"), "status: must be one of"),
-        (lambda r: r.update(category=[]), "category: needs the 'vital-signs'"),
+        (lambda r: r.update(category=[]), "category: no_family_written (vital-sign|"),
         (
             lambda r: r.update(code={"coding": [{"system": "http://loinc.org", "code": "1-8"}]}),
             "code: needs a LOINC vital-sign code",
@@ -163,5 +165,5 @@ def test_a_rule_that_breaks_on_odd_input_makes_it_unprocessable(
     def broken(resource: dict[str, Any]) -> list[Any]:
         raise KeyError(CANARY)
 
-    monkeypatch.setitem(validation._CLINICAL_RULES, "Observation", broken)
+    monkeypatch.setitem(us_core_profiles.PROFILE_CHECKS, US_CORE + "us-core-vital-signs", [broken])
     assert problems_of(samples.heart_rate("p1", 72)) == ["Observation: unprocessable (KeyError)"]
