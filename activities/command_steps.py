@@ -24,6 +24,7 @@ from activities.models import (
 )
 from adapters.caller_keys import CallerRegistry, load_callers
 from adapters.callers import CredentialRefused, Expected, verify
+from adapters.code_maps import mapped_codes
 from adapters.compensation import can_compensate, withdrawal
 from adapters.fhir_r4 import UnsupportedVendor, prepare_create, prepare_update
 from adapters.policy import AccessRequest, AuthorizationRecord
@@ -82,8 +83,9 @@ class CommandSteps:
         refusal = family_refusal(tenant.adapter(), command.resource)
         if refusal is not None:  # what the vendor has no write API for: before any request
             raise step_failure(ErrorClass.UNSUPPORTED, str(refusal))
-        try:
-            resource_type = validate_resource(command.resource, clinical_context(tenant, now))
+        try:  # checked as it will be sent: local codes joined by the tenant's standard ones
+            resource = mapped_codes(tenant.code_maps, command.resource)
+            resource_type = validate_resource(resource, clinical_context(tenant, now))
         except ResourceInvalid as exc:
             raise step_failure(ErrorClass.VALIDATION, str(exc)) from None
         return ValidatedWrite(

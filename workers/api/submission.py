@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from adapters.code_maps import mapped_codes
 from adapters.problems import ResourceInvalid, validation_problems
 from adapters.validation import clinical_context, validate_resource
 from adapters.vendor import family_refusal
@@ -98,8 +99,9 @@ def check_at_the_door(state: ApiState, command: WriteCommand) -> None:
     if refusal is not None:
         path = [fhir_path(refusal.path, resource_type)]
         raise ApiError(422, "not-supported", str(refusal), path)
-    try:
-        validate_resource(command.resource, clinical_context(tenant, datetime.now(UTC)))
+    try:  # as the worker checks it: with the tenant's code maps applied
+        resource = mapped_codes(tenant.code_maps, command.resource)
+        validate_resource(resource, clinical_context(tenant, datetime.now(UTC)))
     except ResourceInvalid as exc:
         raise resource_problems(exc.problems, resource_type) from None
 
