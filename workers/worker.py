@@ -78,6 +78,15 @@ PASSTHROUGH_MODULES = (
 )
 
 
+#: Workflow tasks one worker process takes at a time. Python runs them one after another (one
+#: interpreter lock), and a task's 10 s start-to-close timeout runs from the moment the worker
+#: takes it. The SDK's default (100) let a worker that had just replaced a killed one take 100
+#: tasks that each replay a whole history: the last ones timed out, and the server then backs a
+#: timed-out task off for minutes between attempts — in the 10,000-write chaos run a write's next
+#: task waited 44 minutes. Tasks this worker does not take stay on the queue for another worker.
+WORKFLOW_TASK_SLOTS = 8
+
+
 def build_workers(
     client: Client,
     tenants: TenantRegistry,
@@ -129,6 +138,7 @@ def build_workers(
                     *PASSTHROUGH_MODULES
                 )
             ),
+            max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
             graceful_shutdown_timeout=timedelta(seconds=10),
             interceptors=[TenantIsolation()],
             deployment_config=deployment,
