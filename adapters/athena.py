@@ -28,11 +28,10 @@ from urllib.parse import quote
 from pydantic import Field
 
 from adapters.clinical_notes import codes_in
+from adapters.code_systems import CONDITION_CLINICAL, SNOMED
 from adapters.families import Family
 from adapters.problems import Problem, ResourceInvalid
 from adapters.proprietary import (
-    CONDITION_CLINICAL,
-    SNOMED,
     AnswerKind,
     VendorCall,
     VendorRefused,

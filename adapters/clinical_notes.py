@@ -15,9 +15,9 @@ import html
 import re
 from typing import Any
 
+from adapters.code_systems import LOINC
 from adapters.problems import Problem
 
-LOINC = "http://loinc.org"
 NOTE_CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
 CLINICAL_NOTE = "clinical-note"
 #: Content types a note may be written in (US Core clinical notes; what Epic and Cerner accept).

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from adapters.code_systems import LOINC
 from adapters.problems import Problem
-from adapters.vital_signs import BLOOD_PRESSURE_PANEL, LOINC
+from adapters.vital_signs import BLOOD_PRESSURE_PANEL
 
 #: How far a clinical time may lie after "now" before it counts as the future (device clocks).
 CLOCK_SKEW = timedelta(minutes=5)

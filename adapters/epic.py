@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.clinical_notes import first_attachment, media_type
+from adapters.code_systems import CONDITION_VERIFICATION
 from adapters.families import Family, category_codes
 from adapters.problems import Problem
 from adapters.vendor import FhirVendor, Vendor
@@ -22,7 +23,6 @@ from adapters.vendor import FhirVendor, Vendor
 #: Epic OperationOutcome code for "Reading already exists" (a replayed vital sign).
 READING_ALREADY_EXISTS = "59189"
 NOTE_CONTENT_TYPES = frozenset({"text/plain", "text/html"})
-CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 #: Types Epic files into its holding tank for review: a new one can stay out of search for days.
 HOLDING_TANK_TYPES = frozenset({"Condition", "AllergyIntolerance"})
 #: The families Epic documents a create API for (docs/vendors.md quirk 16): "Observation.Create

@@ -15,8 +15,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+from adapters.code_systems import CONDITION_CATEGORY, OBSERVATION_CATEGORY
+
 US_CORE_CONDITION_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
 

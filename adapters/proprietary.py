@@ -20,14 +20,13 @@ from pydantic import BaseModel, Field
 
 from adapters.clinical_notes import (
     CLINICAL_NOTE,
-    LOINC,
     NOTE_CATEGORY_SYSTEM,
     codes_in,
     note_text,
 )
+from adapters.code_systems import CONDITION_CLINICAL, LOINC, SNOMED, UCUM
 from adapters.problems import Problem, ResourceInvalid
 
-UCUM = "http://unitsofmeasure.org"
 VITAL_SIGNS_CATEGORY = {
     "coding": [
         {
@@ -37,8 +36,6 @@ VITAL_SIGNS_CATEGORY = {
     ]
 }
 BLOOD_PRESSURE_PANEL = "85354-9"
-SNOMED = "http://snomed.info/sct"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 PROBLEM_LIST_ITEM = {
     "coding": [
         {

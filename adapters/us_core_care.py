@@ -11,6 +11,7 @@ Provenance otherwise adds must-supports only).
 
 from __future__ import annotations
 
+from adapters.code_systems import CAREPLAN_CATEGORY, SNOMED
 from adapters.fhirpath_constraints import (
     Constraint,
     code_in,
@@ -22,11 +23,9 @@ from adapters.fhirpath_constraints import (
 )
 from adapters.us_core_medications import REQUEST_INTENT
 
-SNOMED = "http://snomed.info/sct"
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
 HCPCS = "urn:oid:2.16.840.1.113883.6.285"
-CAREPLAN_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
 
 EVENT_STATUS = [
     "preparation",

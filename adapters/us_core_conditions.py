@@ -11,7 +11,16 @@ problem-list item, is a warning there: not enforced.)
 
 from __future__ import annotations
 
-from adapters.families import CONDITION_CATEGORY, US_CORE_CONDITION_CATEGORY
+from adapters.code_systems import (
+    ALLERGY_CLINICAL,
+    ALLERGY_VERIFICATION,
+    CONDITION_CATEGORY,
+    CONDITION_CLINICAL,
+    CONDITION_VERIFICATION,
+    RXNORM,
+    SNOMED,
+)
+from adapters.families import US_CORE_CONDITION_CATEGORY
 from adapters.fhirpath_constraints import (
     MISSING,
     Constraint,
@@ -23,14 +32,8 @@ from adapters.fhirpath_constraints import (
     required,
 )
 
-SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDFRT = "http://hl7.org/fhir/ndfrt"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
-ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
 
 
 def _entered_in_error(system: str) -> str:

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.families import OBSERVATION_CATEGORY
+from adapters.code_systems import (
+    DIAGNOSTIC_SERVICE,
+    INTERPRETATION,
+    LOINC,
+    OBSERVATION_CATEGORY,
+    UCUM,
+)
 from adapters.fhirpath_constraints import (
     MAX_ITEMS,
     MISSING,
@@ -27,11 +33,6 @@ from adapters.fhirpath_constraints import (
 )
 from adapters.problems import Problem
 from adapters.ucum import well_formed_ucum
-
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-DIAGNOSTIC_SERVICE = "http://terminology.hl7.org/CodeSystem/v2-0074"
-INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 #: LOINC code -> the UCUM units the test is commonly reported in (LOINC's example units).
 LAB_UNITS: dict[str, tuple[str, ...]] = {

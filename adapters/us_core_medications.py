@@ -10,10 +10,8 @@ looked into), CVX for a vaccine.
 
 from __future__ import annotations
 
+from adapters.code_systems import CVX, RXNORM
 from adapters.fhirpath_constraints import code_in, coded_in_systems, patient
-
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-CVX = "http://hl7.org/fhir/sid/cvx"
 
 REQUEST_INTENT = [
     "proposal",

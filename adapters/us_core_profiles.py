@@ -36,10 +36,11 @@ from adapters import us_core_conditions as conditions
 from adapters import us_core_lab as lab
 from adapters import us_core_medications as medications
 from adapters.clinical_notes import check_clinical_note
+from adapters.code_systems import LOINC
 from adapters.families import DEFAULT_PROFILE, US_CORE, Family
 from adapters.fhirpath_constraints import Constraint, Rule, constraint_problems, has_coding
 from adapters.problems import Problem
-from adapters.vital_signs import LOINC, check_vital_sign
+from adapters.vital_signs import check_vital_sign
 
 #: A profile's checks: FHIRPath constraints, or a check in Python.
 Check = Constraint | Rule

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.code_systems import LOINC, OBSERVATION_CATEGORY, UCUM
 from adapters.problems import Problem
-
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 #: LOINC code -> UCUM units US Core accepts for it. 85354-9 is the blood pressure panel, whose
 #: value lives in components 8480-6 (systolic) and 8462-4 (diastolic).

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from adapters.code_maps import CodeMap, CodeMaps, mapped_codes
+from adapters.code_systems import LOINC, RXNORM
 from adapters.fhir_r4 import prepare_create, prepare_update
 from adapters.problems import ResourceInvalid
 from adapters.tenants import TenantConfigError, load_tenants
-from workers.family_samples import LOINC, RXNORM, allergy, lab_result
+from workers.family_samples import allergy, lab_result
 
 LAB = "http://lab.example.org/codes"
 ALLERGENS = "http://allergens.example.org/list"

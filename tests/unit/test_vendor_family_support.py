@@ -15,9 +15,10 @@ from activities.models import CommandInput
 from adapters import athena
 from adapters.athena import AthenaApiSettings
 from adapters.caller_keys import CallerRegistry
+from adapters.code_systems import SNOMED
 from adapters.families import RESOURCE_TYPE, Family
 from adapters.problems import ResourceInvalid
-from adapters.proprietary import SNOMED, AnswerKind, VendorCall
+from adapters.proprietary import AnswerKind, VendorCall
 from adapters.tenants import (
     DEFAULT_TENANTS_FILE,
     Capabilities,

@@ -16,9 +16,10 @@ from support.workers import running_worker
 from support.workflow_runs import command, run_to_end
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.code_systems import LOINC
 from adapters.tenants import Tenant, TenantRegistry
 from workers.client import WritebackClient
-from workers.family_samples import LOINC, lab_result
+from workers.family_samples import lab_result
 from workflows.contract import WriteState
 
 MAPPED = "lab-map-r4"  # a generic R4 tenant whose lab sends its own codes

@@ -19,10 +19,10 @@ from support.family_resources import every_sample
 from support.sandbox_process import SandboxProcess
 from support.workflow_runs import command, run_to_end
 
+from adapters.code_systems import CONDITION_VERIFICATION
 from adapters.families import Family, family_of
 from adapters.tenants import TenantRegistry
 from workers.client import WritebackClient
-from workers.family_samples import CONDITION_VERIFICATION
 from workflows.contract import WriteState
 
 DEMO_TENANTS = ["demo-r4", "demo-epic", "demo-cerner", "demo-athena", "demo-veradigm"]
