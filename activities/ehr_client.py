@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,7 +32,6 @@ from activities.ehr_telemetry import ehr_exchange
 from activities.errors import RETRYABLE, ErrorClass, known_tenant, step_failure
 from activities.fhir_http import (
     MAX_SEARCH_PAGES,
-    STRICT_HANDLING,
     LinkOutsideBase,
     error_class_for_status,
     ignored_criteria,
@@ -45,6 +45,7 @@ from activities.fhir_http import (
 )
 from activities.models import WriteReceipt
 from activities.pacer import Pacer
+from activities.search_pages import read_page
 from activities.smart_auth import SmartBackendAuth
 from adapters.fhir_r4 import FHIR_JSON, fhir_query_params
 from adapters.merge import changed_elements, guarded_patch
@@ -139,7 +140,8 @@ class EhrClient:
         optional: frozenset[str] = frozenset(),
     ) -> list[dict[str, Any]]:
         """The matches on every page of ``query``, sent with ``Prefer: handling=strict``. Raises,
-        never answers "nothing found", when a page fails, is no searchset Bundle, when the server
+        never answers "nothing found", when a page fails (read again first when the failure
+        may pass: activities/search_pages.py) or is no searchset Bundle, when the server
         ignored one of our criteria but ``optional`` ones (fhir_http.ignored_criteria), when a
         next link leads elsewhere (``next_page``) or after MAX_SEARCH_PAGES pages."""
         what = what or f"search {query.split('?')[0]}"
@@ -154,17 +156,9 @@ class EhrClient:
                     "incomplete answer cannot be used, so the search stops here",
                 )
             pages += 1
-            strict = dict(STRICT_HANDLING)
-            response = await self.send(tenant, "GET", path, request_id, headers=strict)
-            if response.status_code != 200:
-                raise self.failure(response, what)
-            bundle = json_body(response)
-            if bundle is None or bundle.get("resourceType") != "Bundle":
-                raise step_failure(
-                    ErrorClass.TRANSIENT,
-                    f"{what}: HTTP 200 without a searchset Bundle",
-                    attempt=activity.info().attempt,
-                )
+            bundle = await read_page(
+                partial(self.send, tenant, request_id=request_id), self.failure, path, what
+            )
             if pages == 1 and (ignored := ignored_criteria(bundle, query, optional)):
                 raise step_failure(
                     ErrorClass.UNSUPPORTED,

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.ehr_client import EhrClient
 from activities.ehr_writes import EhrWrites
 from activities.fhir_http import MAX_SEARCH_PAGES
+from activities.search_pages import PAGE_READ_TRIES
 from adapters.fhir_r4 import CreateRequest, prepare_create
 from adapters.tenants import Capabilities, Tenant, TenantRegistry, Vendor
 from workers import samples
@@ -186,6 +187,92 @@ async def test_a_failed_page_raises_and_never_reads_as_nothing_found(
     with pytest.raises(ApplicationError) as failure:
         await find(ScriptedEhr(answer), request)
     assert failure.value.type == error_class
+
+
+def failing_page_two(
+    request: CreateRequest,
+    copy: dict[str, Any],
+    others: list[dict[str, Any]],
+    failures: int,
+    failed: Callable[[], httpx.Response],
+) -> ScriptedEhr:
+    """Page one lists ``others``; page two (our copy) fails ``failures`` times, then answers."""
+    left = [failures]
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if "_offset" not in r.url.params:
+            page_two = f"{BASE}/Observation?_offset=1"
+            return httpx.Response(200, json=bundle(others, first_self(request), page_two))
+        if left[0] > 0:
+            left[0] -= 1
+            return failed()
+        return httpx.Response(200, json=bundle([copy]))
+
+    return ScriptedEhr(answer)
+
+
+def dropped_connection() -> httpx.Response:
+    raise httpx.ReadError("connection reset")
+
+
+PASSING_FAILURES: dict[str, Callable[[], httpx.Response]] = {
+    "503": lambda: httpx.Response(503),
+    "429 without Retry-After": lambda: httpx.Response(429),
+    "429 with a short Retry-After": lambda: httpx.Response(429, headers={"Retry-After": "1"}),
+    "dropped connection": dropped_connection,
+    "200 that is no Bundle": lambda: httpx.Response(200, text="<html>busy</html>"),
+}
+
+
+@pytest.mark.parametrize("failed", PASSING_FAILURES.values(), ids=PASSING_FAILURES.keys())
+async def test_a_page_that_failed_in_passing_is_read_again_within_the_attempt(
+    failed: Callable[[], httpx.Response],
+) -> None:
+    """One bad page among many does not cost the attempt (and its backoff): a GET is re-read."""
+    request, copy, others = ours_and_others()
+    ehr = failing_page_two(request, copy, others, PAGE_READ_TRIES - 1, failed)
+
+    found = await find(ehr, request)
+
+    assert [r["id"] for r in found] == ["ours"]
+    assert len(ehr.requests) == 1 + PAGE_READ_TRIES
+    assert all(r.method == "GET" for r in ehr.requests)
+
+
+async def test_a_page_that_keeps_failing_fails_the_attempt_after_its_tries() -> None:
+    request, copy, others = ours_and_others()
+    ehr = failing_page_two(request, copy, others, PAGE_READ_TRIES, lambda: httpx.Response(503))
+
+    with pytest.raises(ApplicationError) as failure:
+        await find(ehr, request)
+
+    assert failure.value.type == "transient" and not failure.value.non_retryable
+    assert len(ehr.requests) == 1 + PAGE_READ_TRIES
+
+
+@pytest.mark.parametrize(
+    ("failed", "error_class"),
+    [
+        (lambda: httpx.Response(400), "validation"),
+        (lambda: httpx.Response(403), "authorization"),
+        (lambda: httpx.Response(429, headers={"Retry-After": "30"}), "transient"),
+        (lambda: httpx.Response(503, headers={"Retry-After": "120"}), "transient"),
+    ],
+    ids=["400", "403", "429 asking for 30 s", "503 asking for 2 min"],
+)
+async def test_a_refused_page_or_one_the_ehr_asked_time_for_is_not_read_again(
+    failed: Callable[[], httpx.Response], error_class: str
+) -> None:
+    """A refusal will not change on a re-read, and an EHR that asked for time gets it: the attempt
+    fails and the workflow's backoff (on top of Retry-After) takes over."""
+    request, copy, others = ours_and_others()
+    ehr = failing_page_two(request, copy, others, 1, failed)
+
+    with pytest.raises(ApplicationError) as failure:
+        await find(ehr, request)
+
+    assert failure.value.type == error_class
+    assert len(ehr.requests) == 2
 
 
 async def test_a_search_that_never_ends_is_bounded() -> None:
