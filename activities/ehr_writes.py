@@ -19,6 +19,7 @@ from activities.ehr_client import EhrClient, Revision
 from activities.errors import ErrorClass, step_failure
 from activities.fhir_http import id_of, json_body, meta_of, parse_location, version_of
 from activities.models import (
+    Confirmation,
     Copies,
     EhrCopies,
     EhrLocate,
@@ -94,7 +95,31 @@ class EhrWrites:
     @activity.defn(name="write")
     async def write(self, order: EhrWrite) -> WriteReceipt:
         with attempt_deadline(order.send_by):
-            return await self._write(order)
+            receipt = await self._write(order)
+            if order.confirm:
+                confirmation = await self._confirm(order, receipt)
+                receipt = receipt.model_copy(update={"confirmation": confirmation})
+            return receipt
+
+    async def _confirm(self, order: EhrWrite, receipt: WriteReceipt) -> Confirmation | None:
+        """The acknowledged create's copies and read-back, in the attempt that made it: one
+        search, whose copy of ours serves as the read-back when it holds what we sent (else one
+        read by id, which is the EHR's word). Nothing may fail an acknowledged attempt (it would
+        be sent again), so any failure here answers None: the workflow then confirms in steps of
+        its own, as it does after any attempt."""
+        tenant = self._ehr.tenant(order.tenant)
+        expected = receipt.sent or order.request.comparable_body()
+        try:
+            found = await self._find_existing(tenant, order.request, order.request_id)
+            copies, live = _live_copies(order.request.resource_type, found)
+            shown = live.get(receipt.reference)
+            verification = _compared(expected, shown) if shown is not None else None
+            if verification is None or not verification.matches:
+                verification = await self._read_back(tenant, receipt, expected, order.request_id)
+        except Exception as exc:  # acknowledged: nothing may fail the attempt now
+            activity.logger.info("confirming in the attempt failed: %s", type(exc).__name__)
+            return None
+        return Confirmation(verification=verification, copies=copies)
 
     async def _write(self, order: EhrWrite) -> WriteReceipt:
         tenant = self._ehr.tenant(order.tenant)
@@ -186,18 +211,7 @@ class EhrWrites:
         one-copy check before a create is called ``verified``."""
         tenant = self._ehr.tenant(order.tenant)
         found = await self._find_existing(tenant, order.request, order.request_id)
-        live = sorted(
-            (resource for resource in found if "id" in resource and not is_withdrawn(resource)),
-            key=lambda resource: (
-                str(meta_of(resource).get("lastUpdated", "")),
-                str(resource.get("id")),
-            ),
-        )
-        references = [f"{order.request.resource_type}/{resource['id']}" for resource in live]
-        return Copies(
-            references=references,
-            versions={ref: version_of(res) for ref, res in zip(references, live, strict=True)},
-        )
+        return _live_copies(order.request.resource_type, found)[0]
 
     @activity.defn(name="update")
     async def update(self, order: EhrUpdate) -> WriteReceipt:
@@ -255,19 +269,13 @@ class EhrWrites:
     async def verify(self, order: EhrVerify) -> Verification:
         """Read the resource back and compare it with what we sent (field paths only)."""
         tenant = self._ehr.tenant(order.tenant)
-        stored = await self._ehr.read(tenant, order.receipt.reference, order.request_id)
-        if stored is None:
-            return Verification(found=False)
-        # notes are compared as text: EHRs re-encode them (Cerner stores XHTML as RTF)
-        mismatched = differences(comparable(order.expected), comparable(stored))
-        return Verification(
-            found=True,
-            version=version_of(stored),
-            last_updated=_text(meta_of(stored).get("lastUpdated")),
-            differences=mismatched,
-            # a reviewer needs the EHR's version only when it differs from what we sent
-            stored=stored if mismatched else None,
-        )
+        return await self._read_back(tenant, order.receipt, order.expected, order.request_id)
+
+    async def _read_back(
+        self, tenant: Tenant, receipt: WriteReceipt, expected: dict[str, Any], request_id: str
+    ) -> Verification:
+        stored = await self._ehr.read(tenant, receipt.reference, request_id)
+        return Verification(found=False) if stored is None else _compared(expected, stored)
 
     @activity.defn(name="withdraw")
     async def withdraw(self, order: EhrWithdraw) -> WriteReceipt:
@@ -332,6 +340,38 @@ class EhrWrites:
                 "nothing withdrawn",
             )
         return kept
+
+
+def _compared(expected: dict[str, Any], stored: dict[str, Any]) -> Verification:
+    # notes are compared as text: EHRs re-encode them (Cerner stores XHTML as RTF)
+    mismatched = differences(comparable(expected), comparable(stored))
+    return Verification(
+        found=True,
+        version=version_of(stored),
+        last_updated=_text(meta_of(stored).get("lastUpdated")),
+        differences=mismatched,
+        # a reviewer needs the EHR's version only when it differs from what we sent
+        stored=stored if mismatched else None,
+    )
+
+
+def _live_copies(
+    resource_type: str, found: list[dict[str, Any]]
+) -> tuple[Copies, dict[str, dict[str, Any]]]:
+    """The live (not withdrawn) copies among ``found``, oldest first, and each by reference."""
+    live = sorted(
+        (resource for resource in found if "id" in resource and not is_withdrawn(resource)),
+        key=lambda resource: (
+            str(meta_of(resource).get("lastUpdated", "")),
+            str(resource.get("id")),
+        ),
+    )
+    by_reference = {f"{resource_type}/{resource['id']}": resource for resource in live}
+    copies = Copies(
+        references=list(by_reference),
+        versions={ref: version_of(res) for ref, res in by_reference.items()},
+    )
+    return copies, by_reference
 
 
 def _edited(copy: dict[str, Any], kept: dict[str, Any]) -> bool:

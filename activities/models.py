@@ -75,6 +75,11 @@ class EhrWrite(BaseModel):
         description="no request of this attempt is sent after this instant, and each one is "
         "given only the time left until it (activities/deadline.py)",
     )
+    confirm: bool = Field(
+        default=False,
+        description="once the create is acknowledged, also read it back and count its copies in "
+        "the same attempt (the workflow asks only when the tenant's search can show them at once)",
+    )
 
 
 class EhrLocate(BaseModel):
@@ -131,6 +136,11 @@ class WriteReceipt(BaseModel):
         description="what read-back must find when it is not the planned body: for updates the "
         "body actually written (after a merge); for a reading the EHR already held, that reading",
     )
+    confirmation: Confirmation | None = Field(
+        default=None,
+        description="read-back and copy count made in the attempt itself (EhrWrite.confirm); the "
+        "workflow takes it off before keeping the receipt",
+    )
 
     @property
     def reference(self) -> str:
@@ -172,6 +182,15 @@ class Copies(BaseModel):
 
     references: list[str] = Field(default_factory=list)
     versions: dict[str, str | None] = Field(default_factory=dict)
+
+
+class Confirmation(BaseModel):
+    """A create's read-back and its copies, made right after the EHR acknowledged it, in the same
+    attempt: what the verify and copies steps would have found, two dispatches and (when the
+    search shows the stored copy as sent) one EHR request sooner."""
+
+    verification: Verification
+    copies: Copies
 
 
 class SagaStepInput(BaseModel):
@@ -259,3 +278,6 @@ class SweepPage(BaseModel):
 class SweepSettings(BaseModel):
     lookback_hours: float
     auto_remediate_duplicates: bool
+
+
+WriteReceipt.model_rebuild()  # its confirmation is defined after it

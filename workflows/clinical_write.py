@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import (
         ErrorClass,
     )
-    from activities.models import WriteReceipt
+    from activities.models import Confirmation, WriteReceipt
     from adapters.compensation import is_withdrawn
 
 from workflows.kernel import StepFailed
@@ -86,6 +86,7 @@ class ClinicalWrite(WriteSending):
         self._audit = AuditTrail()
         self._v2 = False  # set by run(): histories recorded before it replay without it
         self._attempt_send_by: datetime | None = None
+        self._in_attempt: Confirmation | None = None
 
     @workflow.query
     def details(self) -> WriteDetails:

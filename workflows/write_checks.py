@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         EhrLocate,
         EhrVerify,
         EhrWithdraw,
+        Verification,
         WriteReceipt,
     )
     from adapters.fhir_r4 import CreateRequest
@@ -33,20 +34,25 @@ from workflows.write_kernel import COPY_SEARCH_WAIT, COPY_SEARCHES, WriteKernel
 
 
 class WriteChecks(WriteKernel):
-    async def _verification_failure(self) -> StepFailed | None:
-        """Read back; None when the EHR holds what we sent."""
+    async def _verification_failure(self, made: Verification | None = None) -> StepFailed | None:
+        """Read back (or take the read-back ``made`` in the attempt); None when the EHR holds
+        what we sent."""
         assert self._record.receipt is not None
         try:
-            verification = await self._ehr(
-                EhrWrites.verify,
-                EhrVerify(
-                    tenant=self._command.tenant,
-                    request_id=self._request_id("verify"),
-                    receipt=self._record.receipt,
-                    expected=self._expected(),
-                ),
-                self._record.ehr_timeout + timedelta(seconds=5),
-                READ_RETRY,
+            verification = (
+                made
+                if made is not None
+                else await self._ehr(
+                    EhrWrites.verify,
+                    EhrVerify(
+                        tenant=self._command.tenant,
+                        request_id=self._request_id("verify"),
+                        receipt=self._record.receipt,
+                        expected=self._expected(),
+                    ),
+                    self._record.ehr_timeout + timedelta(seconds=5),
+                    READ_RETRY,
+                )
             )
         except ActivityError as err:
             return self._read_failed("verify", err)
@@ -87,13 +93,15 @@ class WriteChecks(WriteKernel):
             self._fail(WriteState.PENDING_CONFIRMATION, failure)
 
     async def _confirmation_failure(self) -> StepFailed | None:
-        """None when read-back matches and, for a create, it is the only copy."""
-        failure = await self._verification_failure()
+        """None when read-back matches and, for a create, it is the only copy. The attempt's
+        own read-back and count (Confirmation), if it made them, serve once, right after it."""
+        made, self._in_attempt = self._in_attempt, None
+        failure = await self._verification_failure(made.verification if made else None)
         if failure is None and self._v2:
-            failure = await self._copies_failure()
+            failure = await self._copies_failure(made.copies if made else None)
         return failure
 
-    async def _copies_failure(self) -> StepFailed | None:
+    async def _copies_failure(self, counted: Copies | None = None) -> StepFailed | None:
         """The one-copy check: once every unanswered attempt's quiet period has passed and the
         tenant's index can show our copy, a complete search must find exactly this copy.
         Extra copies are withdrawn where the tenant can (never deleted), else a person decides."""
@@ -109,12 +117,18 @@ class WriteChecks(WriteKernel):
                 "when the EHR's search can show every attempt"
             )
             await workflow.sleep(check_at - workflow.now())
+            counted = None  # counted before the wait: stale now
         withdrawn: set[str] = set()  # extra copies withdrawn here: their index may lag too
         for look in range(COPY_SEARCHES):
             try:
-                copies = await self._copies(plan.create)
+                copies = (
+                    self._logged(counted)
+                    if counted is not None
+                    else await self._copies(plan.create)
+                )
             except StepFailed as search_failed:
                 return search_failed
+            counted = None
             mine = receipt.reference
             live = [reference for reference in copies.references if reference not in withdrawn]
             others = [reference for reference in live if reference != mine]
@@ -152,6 +166,9 @@ class WriteChecks(WriteKernel):
             )
         except ActivityError as err:
             raise self._read_failed("copies", err) from None
+        return self._logged(copies)
+
+    def _logged(self, copies: Copies) -> Copies:
         shown = ", ".join(copies.references[:10]) or "none"
         self._log("copies", 1, f"{len(copies.references)} live: {shown}")
         return copies

@@ -37,6 +37,7 @@ from workflows.person_waits import PersonWaits
 with workflow.unsafe.imports_passed_through():
     from activities.errors import ErrorClass
     from activities.models import (
+        Confirmation,
         WritePlan,
         WriteReceipt,
     )
@@ -126,6 +127,7 @@ class WriteKernel(PersonWaits[WriteStatus]):
     # exactly once where the EHR cannot deduplicate (README: "Write safety")
     _v2: bool  # set by run(): histories recorded before it replay without it
     _attempt_send_by: datetime | None
+    _in_attempt: Confirmation | None  # the last attempt's own read-back and count, unused yet
 
     @property
     def _status(self) -> WriteStatus:

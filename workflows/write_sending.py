@@ -203,6 +203,8 @@ class WriteSending(WriteChecks):
                 write_metrics.joined_existing(self._status)
             how = "created" if receipt.created else "already present"
             self._log("write", attempt, f"HTTP {receipt.status_code}: {how}")
+            self._in_attempt = receipt.confirmation
+            receipt = receipt.model_copy(update={"confirmation": None})
             self._acknowledge(receipt, f"{how} (HTTP {receipt.status_code})")
             return
 
@@ -215,6 +217,20 @@ class WriteSending(WriteChecks):
             and create is not None
             and create.dedup is not DedupStrategy.CONDITIONAL_CREATE
             and self._record.landing.needs_search()
+        )
+
+    def _can_confirm_in_attempt(self) -> bool:
+        """Whether the attempt may read back and count copies as soon as the EHR acknowledges
+        (Confirmation): only when the one-copy check would run at once anyway, i.e. the tenant's
+        search shows a write without lag and no earlier attempt of this write went unanswered.
+        Which steps a write runs depends on the attempt's answer, recorded in history, so
+        histories from before this replay unchanged (their answers carry no confirmation)."""
+        landing = self._record.landing
+        return (
+            self._v2
+            and self._record.search_lag_seconds == 0
+            and landing.until is None
+            and landing.searchable
         )
 
     def _sent_by(self, failure: StepFailed) -> datetime:
@@ -289,6 +305,7 @@ class WriteSending(WriteChecks):
                     request_id=self._request_id("write"),
                     request=self._record.plan.create,
                     send_by=self._attempt_send_by,
+                    confirm=self._can_confirm_in_attempt(),
                 ),
                 timeout,
                 ONE_ATTEMPT,
