@@ -1,4 +1,5 @@
-"""``python -m bench.bare_worker``: a worker process for the bare floor workflow.
+"""``python -m bench.bare_worker``: a worker process for the Temporal baselines (bench/bare.py: the
+minimal durable workflow and the floor of ClinicalWrite's shape).
 
 Reads ``TEMPORAL_ADDRESS`` and ``BENCH_BARE_QUEUE``; prints ``worker ready`` once polling; stops on
 SIGTERM/SIGINT. A process of its own so that its CPU time can be read like the product worker's.
@@ -13,7 +14,7 @@ from contextlib import AsyncExitStack
 
 from temporalio.worker import Worker
 
-from bench.bare import BareWrite, activity_queue, noop
+from bench.bare import BareWrite, MinimalWrite, activity_queue, noop
 from workers.temporal_client import connect
 
 
@@ -26,7 +27,7 @@ async def main() -> None:
     queue = os.environ["BENCH_BARE_QUEUE"]
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
-            Worker(client, task_queue=queue, workflows=[BareWrite], activities=[noop])
+            Worker(client, task_queue=queue, workflows=[BareWrite, MinimalWrite], activities=[noop])
         )
         await stack.enter_async_context(
             Worker(client, task_queue=activity_queue(queue), activities=[noop])

@@ -42,6 +42,32 @@ class Figure:
         return {**asdict(self), "ratio": self.ratio}
 
 
+def at_least(figure: Figure, times: float) -> Figure:
+    """``figure`` with the target value ≥ ``times`` x its baseline (met unknown without one)."""
+    ratio = figure.ratio
+    figure.target = f"≥ {times:g} x {figure.baseline_name}"
+    figure.met = None if ratio is None else ratio >= times
+    return figure
+
+
+def at_most(figure: Figure, times: float) -> Figure:
+    """``figure`` with the target value ≤ ``times`` x its baseline (met unknown without one)."""
+    ratio = figure.ratio
+    figure.target = f"≤ {times:g} x {figure.baseline_name}"
+    figure.met = None if ratio is None else ratio <= times
+    return figure
+
+
+def within(figure: Figure, limit: float) -> Figure:
+    """``figure`` with the target value ≤ its baseline + ``limit`` (same unit)."""
+    figure.target = f"≤ +{limit:g} {figure.unit} over {figure.baseline_name}"
+    if figure.value is None or figure.baseline is None:
+        figure.met = None
+    else:
+        figure.met = figure.value - figure.baseline <= limit
+    return figure
+
+
 @dataclass
 class BenchResult:
     name: str

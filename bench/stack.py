@@ -4,8 +4,10 @@
   file in WAL mode with the project's search attributes (workers/devstack.py's command), headless;
 - the sandbox EHR (``python -m sandbox --port 0``), with one r4 (conditional create) tenant per
   benchmark that needs one, and a tenants TOML pointing the product at it;
-- the product worker as a child process (``python -m workers worker``), and the bare floor's
-  worker (``python -m bench.bare_worker``) as another, so that /proc shows each one's CPU time.
+- the product worker as a child process (``python -m workers worker``), and the Temporal
+  baselines' worker (``python -m bench.bare_worker``: the minimal workflow and the shape floor) as
+  another, so that /proc shows each one's CPU time. The hand-built outbox's worker is started by
+  the benchmarks that measure it (bench/outbox.py ``running``).
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
-"""The three ways a benchmark writes a heart rate: through writeback, through the bare floor
-workflow, and straight to the sandbox over HTTP (POST + GET, what writeback's activities send)."""
+"""The ways a benchmark writes a heart rate: through writeback, through the Temporal baselines
+(bench/bare.py), and straight to the sandbox over HTTP (POST + GET, what writeback's activities
+send). The hand-built outbox's writes are in bench/outbox.py."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from temporalio.client import Client
 
-from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM, FHIR_JSON
-from bench.bare import WORKFLOW_NAME
+from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
+from bench.bare import MINIMAL_WORKFLOW_NAME, WORKFLOW_NAME
+from bench.exchange import create_and_read
+from bench.outbox import Done, Outbox
 from bench.stack import BARE_QUEUE
 from workers import samples
 from workers.client import WritebackClient
@@ -45,8 +47,18 @@ async def product_write(client: WritebackClient, tenant: str, key: str) -> Write
 
 
 async def bare_write(temporal: Client, key: str) -> str:
+    """The floor of ClinicalWrite's shape (bench/bare.py ``BareWrite``), id ``bare:key``."""
+    return await _baseline(temporal, WORKFLOW_NAME, f"bare:{key}", key)
+
+
+async def minimal_write(temporal: Client, key: str) -> str:
+    """The minimal durable workflow (bench/bare.py ``MinimalWrite``), id ``minimal:key``."""
+    return await _baseline(temporal, MINIMAL_WORKFLOW_NAME, f"minimal:{key}", key)
+
+
+async def _baseline(temporal: Client, workflow: str, workflow_id: str, key: str) -> str:
     handle = await temporal.start_workflow(
-        WORKFLOW_NAME, key, id=f"bare:{key}", task_queue=BARE_QUEUE, result_type=str
+        workflow, key, id=workflow_id, task_queue=BARE_QUEUE, result_type=str
     )
     return str(await handle.result())
 
@@ -61,25 +73,9 @@ def direct_body(tenant: str, key: str) -> dict[str, Any]:
 
 async def direct_write(http: httpx.AsyncClient, base_url: str, tenant: str, key: str) -> None:
     """Conditional create then read back, as writeback does for an r4 tenant."""
-    body = direct_body(tenant, key)
-    created = await http.post(
-        f"{base_url}/Observation",
-        json=body,
-        headers={
-            "Content-Type": FHIR_JSON,
-            "Accept": FHIR_JSON,
-            "If-None-Exist": "identifier="
-            + quote(f"{COMMAND_IDENTIFIER_SYSTEM}|{tenant}:{key}", safe=""),
-        },
-    )
-    if created.status_code not in (200, 201):
-        raise RuntimeError(f"direct POST answered {created.status_code}")
-    resource_id = created.json()["id"] if created.content else _id_from(created)
-    read = await http.get(f"{base_url}/Observation/{resource_id}", headers={"Accept": FHIR_JSON})
-    if read.status_code != 200:
-        raise RuntimeError(f"direct GET answered {read.status_code}")
+    await create_and_read(http, base_url, direct_body(tenant, key), f"{tenant}:{key}")
 
 
-def _id_from(response: httpx.Response) -> str:
-    location = response.headers["Location"]
-    return location.split("/Observation/", 1)[1].split("/", 1)[0]
+async def outbox_write(box: Outbox, base_url: str, tenant: str, key: str) -> Done:
+    """The same resource and identifier as ``direct_write``, through the hand-built outbox."""
+    return await box.write(base_url, direct_body(tenant, key), f"{tenant}:{key}")
