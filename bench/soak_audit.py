@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.fhir_r4 import COMMAND_IDENTIFIER_SYSTEM
-from bench.soak_stats import Write
-from workflows.contract import WriteState
+from bench.soak_stats import SETTLED_STATES, Write
 
 WITHDRAWN = frozenset({"entered-in-error", "cancelled"})
-#: Final states that say what happened: the write is in the chart, refused, or waits for a person.
-SETTLED_STATES = frozenset(s.value for s in WriteState if s.is_settled)
 
 
 @dataclass

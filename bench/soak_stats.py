@@ -5,10 +5,15 @@ Times are seconds since the first arrival was due (``t = 0``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bench.measure import percentile
 from bench.report import Figure
+from workflows.contract import WriteState
+
+#: Final states that say what happened: in the chart, refused, or waiting for a person.
+SETTLED_STATES = frozenset(s.value for s in WriteState if s.is_settled)
 
 
 @dataclass
@@ -35,6 +40,11 @@ class Write:
         if self.settled is None or self.state != "verified":
             return None
         return self.settled - self.due
+
+    @property
+    def out(self) -> bool:
+        """No result and no settled state: still moving at the end (or never submitted)."""
+        return self.settled is None and self.state not in SETTLED_STATES
 
 
 @dataclass
@@ -106,9 +116,12 @@ def settled_in(writes: list[Write], start: float, end: float) -> list[Write]:
 
 
 def window_p99(writes: list[Write], span: tuple[float, float]) -> float | None:
-    """p99 latency of the writes due in ``span`` that were verified (however late: a write due
-    in the window and verified in the drain counts, with its whole wait)."""
-    return percentile(latencies(due_in(writes, span)), 99)
+    """p99 latency of the writes due in ``span`` that were verified, however late (a write due
+    in the window and verified in the drain counts with its whole wait); a write still out at the
+    end counts as infinitely late, so that writes that never came back cannot make a window look
+    faster (more than 1% of them out: the p99 is infinite)."""
+    due = due_in(writes, span)
+    return percentile(latencies(due) + [math.inf for w in due if w.out], 99)
 
 
 def mean_rss(samples: list[Sample], span: tuple[float, float], worker: bool) -> float | None:
@@ -142,7 +155,7 @@ def rss_figure(name: str, before: float | None, after: float | None, limit: floa
 
 def p99_figure(first: float | None, last: float | None, factor: float) -> Figure:
     """p99 of the last window against the first: ``met`` when last ≤ factor x first."""
-    met = first is not None and last is not None and last <= factor * first
+    met = first is not None and last is not None and math.isfinite(last) and last <= factor * first
     return Figure(
         "p99 latency, last window",
         None if last is None else last * 1000,

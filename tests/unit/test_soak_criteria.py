@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench.soak_stats import (
@@ -60,6 +62,16 @@ def test_latency_is_due_to_verified_and_none_otherwise() -> None:
     assert late.latency == 10.0  # from when it was due, not from when it got submitted
     assert _write(1, 0, 5.0, state="rejected").latency is None
     assert _write(2, 0, None).latency is None
+
+
+def test_writes_still_out_count_as_infinitely_late() -> None:
+    verified = [_write(i, 100 + i, 1.0) for i in range(99)]
+    out = _write(99, 200, None, state="unsettled (in_flight)")
+    waiting = _write(100, 200, None, state="pending_confirmation")  # settled: no latency
+    assert window_p99([*verified, out, waiting], WINDOWS.first) == 1.0  # 1 of 100: below p99
+    late = [out, Write(101, "t", "r4", due=201.0, submitted=201.0)]  # no result, no state
+    assert window_p99([*verified, *late], WINDOWS.first) == math.inf
+    assert p99_figure(math.inf, math.inf, 1.2).met is False
 
 
 def test_settled_in_is_half_open_on_the_left() -> None:
