@@ -1,20 +1,23 @@
-"""The cheap, pure steps of a write: validate, map, authorize. Run as local activities: they do no
-I/O beyond reading the tenant registry and the caller keys the worker loaded, so a retry is always
-safe. Validate and authorize (and a saga's plan, and a person's decision) first prove the caller
-(adapters/callers.py): nothing reaches the EHR, not even a crosswalk lookup, for a caller that
-did not prove who it is."""
+"""The cheap, pure steps of a write: validate, map, authorize, or all three as one (``prepare``).
+Run as local activities: they do no I/O beyond reading the tenant registry and the caller keys
+the worker loaded, so a retry is always safe. Each write step, like a saga's plan and a person's
+decision, first proves the caller (adapters/callers.py): nothing reaches the EHR, not even a
+crosswalk lookup, for a caller that did not prove who it is."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import ErrorClass, known_tenant, step_failure
 from activities.models import (
     CommandInput,
     DecisionInput,
     DecisionProof,
+    PreparedWrite,
+    Refusal,
     SagaPlan,
     SagaPlanInput,
     SagaStepInput,
@@ -74,10 +77,45 @@ class CommandSteps:
             return DecisionProof(refused=f"decision refused: operator not proved: {exc}")
         return DecisionProof(jti=proof.jti)
 
+    @activity.defn(name="prepare")
+    async def prepare(self, command: CommandInput) -> PreparedWrite:
+        """validate, map and authorize as one pure step: one local activity, the caller proved
+        once. A refusal after validation (the vendor's rules, the tenant, the policy's
+        ``unsupported``) is returned, not raised, so that the write records ``validated``
+        before it ends ``rejected``, as it does with three steps."""
+        tenant = self._tenant(command.tenant)
+        proved = self._prove(tenant, command.credential, command.caller)
+        validated = self._validated(tenant, command)
+        try:
+            plan = self._planned(tenant, command)
+            authorization = self._decided(tenant, command, proved)
+        except ApplicationError as exc:
+            if not exc.non_retryable or exc.type is None:
+                raise
+            refusal = Refusal(error_class=exc.type, reason=exc.message)
+            return PreparedWrite(validated=validated, refused=refusal)
+        return PreparedWrite(validated=validated, plan=plan, authorization=authorization)
+
     @activity.defn(name="validate")
     async def validate(self, command: CommandInput) -> ValidatedWrite:
         tenant = self._tenant(command.tenant)
         self._prove(tenant, command.credential, command.caller)
+        return self._validated(tenant, command)
+
+    @activity.defn(name="map")
+    async def map(self, command: CommandInput) -> WritePlan:
+        return self._planned(self._tenant(command.tenant), command)
+
+    @activity.defn(name="authorize")
+    async def authorize(self, command: CommandInput) -> AuthorizationRecord:
+        """Decide by the tenant's policy (adapters/policy.py). A denial is returned, not raised:
+        the workflow records it (rule, policy version) before it ends ``rejected``."""
+        tenant = self._tenant(command.tenant)
+        proved = self._prove(tenant, command.credential, command.caller)
+        return self._decided(tenant, command, proved)
+
+    @staticmethod
+    def _validated(tenant: Tenant, command: CommandInput) -> ValidatedWrite:
         # the workflow's clock, so every attempt judges "the future" against the same instant
         now = command.requested_at or activity.info().current_attempt_scheduled_time
         refusal = family_refusal(tenant.adapter(), command.resource)
@@ -102,9 +140,8 @@ class CommandSteps:
             adapter_version=tenant.adapter_version.value,
         )
 
-    @activity.defn(name="map")
-    async def map(self, command: CommandInput) -> WritePlan:
-        tenant = self._tenant(command.tenant)
+    @staticmethod
+    def _planned(tenant: Tenant, command: CommandInput) -> WritePlan:
         try:
             if command.interaction is Interaction.UPDATE and command.target:
                 return WritePlan(update=prepare_update(tenant, command.resource, command.target))
@@ -116,12 +153,8 @@ class CommandSteps:
         except ResourceInvalid as exc:  # the vendor's own rules (adapters/epic.py, athena.py...)
             raise step_failure(ErrorClass.VALIDATION, f"{tenant.vendor.value}: {exc}") from None
 
-    @activity.defn(name="authorize")
-    async def authorize(self, command: CommandInput) -> AuthorizationRecord:
-        """Decide by the tenant's policy (adapters/policy.py). A denial is returned, not raised:
-        the workflow records it (rule, policy version) before it ends ``rejected``."""
-        tenant = self._tenant(command.tenant)
-        proved = self._prove(tenant, command.credential, command.caller)
+    @staticmethod
+    def _decided(tenant: Tenant, command: CommandInput, proved: str) -> AuthorizationRecord:
         resource_type = str(command.resource.get("resourceType"))
         interaction = command.interaction
         if not tenant.capabilities.allows(resource_type, interaction):

@@ -12,6 +12,7 @@ from adapters.fhir_r4 import CreateRequest, DedupStrategy, UpdateRequest
 from adapters.findings import Finding as Finding  # re-exported: activities' results
 from adapters.findings import FindingKind as FindingKind  # re-exported: activities' results
 from adapters.findings import SweepCursor as SweepCursor  # re-exported: activities' orders
+from adapters.policy import AuthorizationRecord
 from adapters.tenants import Interaction
 
 
@@ -64,6 +65,23 @@ class WritePlan(BaseModel):
 
     create: CreateRequest | None = None
     update: UpdateRequest | None = None
+
+
+class Refusal(BaseModel):
+    """A step's decided failure, as data: its class in the taxonomy and its PHI-free reason."""
+
+    error_class: str
+    reason: str
+
+
+class PreparedWrite(BaseModel):
+    """validate, map and authorize in one step (CommandSteps.prepare): what validation found and,
+    unless a later step refused the write (``refused``), the plan and the policy's decision."""
+
+    validated: ValidatedWrite
+    plan: WritePlan | None = None
+    authorization: AuthorizationRecord | None = None
+    refused: Refusal | None = None
 
 
 class EhrWrite(BaseModel):

@@ -124,6 +124,7 @@ def build_workers(
                 WebhookDelivery,
             ],
             activities=[
+                command_steps.prepare,
                 command_steps.validate,
                 command_steps.map,
                 command_steps.authorize,

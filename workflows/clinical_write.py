@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.kernel import StepFailed
 from workflows.write_kernel import (
     CONTINUE_AS_NEW_AFTER_EVENTS,
+    CURRENT_SHAPE,
     MISMATCH_ACTIONS,
     RECHECK_DELAYS,
     ContinuedWrite,
@@ -57,11 +58,14 @@ class ClinicalWrite(WriteSending):
     def __init__(self, start: RawValue = NO_ARGUMENT) -> None:
         # the argument arrives raw and is opened here: no input can fail the workflow task
         # (workflows/write_start.py); histories from before the limits replay without them
+        # one marker for everything a write started today does; histories recorded before it
+        # replay with the patches of their time (workflows/write_kernel.py CURRENT_SHAPE)
+        self._current = workflow.patched(CURRENT_SHAPE)
         opened = open_write(
             start,
             ContinuedWrite,
             workflow.payload_converter(),
-            limits=workflow.patched("input-limits"),
+            limits=self._current or workflow.patched("input-limits"),
             continued_run=workflow.info().continued_run_id is not None,
         )
         self._refused = opened if isinstance(opened, Refused) else None
@@ -130,8 +134,8 @@ class ClinicalWrite(WriteSending):
             return self._status
         command = self._command
         # writes recorded before the ledger existed replay without it
-        audited = workflow.patched("audit-ledger")
-        self._v2 = workflow.patched("exactly-once-v2")
+        audited = self._current or workflow.patched("audit-ledger")
+        self._v2 = self._current or workflow.patched("exactly-once-v2")
         recorder = asyncio.create_task(self._audit.run(command, self._status)) if audited else None
         if not self._continued:
             await self._write(command)

@@ -116,7 +116,7 @@ class WriteChecks(WriteKernel):
                 f"read-back matches; copies counted at {check_at:%H:%M:%S} UTC, "
                 "when the EHR's search can show every attempt"
             )
-            await workflow.sleep(check_at - workflow.now())
+            await self._sleep(check_at - workflow.now())
             counted = None  # counted before the wait: stale now
         withdrawn: set[str] = set()  # extra copies withdrawn here: their index may lag too
         for look in range(COPY_SEARCHES):
@@ -145,7 +145,7 @@ class WriteChecks(WriteKernel):
                 self._status.copies = None
                 self._log("copies", look + 1, "search cannot show this type yet (held for review)")
                 return None
-            await workflow.sleep(max(self._record.search_lag, COPY_SEARCH_WAIT) * 2**look)
+            await self._sleep(max(self._record.search_lag, COPY_SEARCH_WAIT) * 2**look)
         return StepFailed(
             ErrorClass.NOT_FOUND.value,
             f"the EHR's search still does not show {receipt.reference} after {COPY_SEARCHES} "

@@ -67,6 +67,12 @@ MISMATCH_ACTIONS = frozenset(
 )
 
 
+#: ``workflow.patched`` id of the write as started today: it stands for every earlier patch a
+#: write meets on its way (input limits, the audit ledger, exactly-once v2) and for the pure
+#: steps run as one (CommandSteps.prepare). Each patch costs a marker and a search-attribute
+#: upsert (the SDK records TemporalChangeVersion) in every history: one instead of three.
+CURRENT_SHAPE = "write-shape-2026-11"
+
 #: A write waiting for weeks re-checks every 4 h; past this many history events it continues as a
 #: new run carrying its state (Temporal warns at 10k events and stops a run at 50k).
 CONTINUE_AS_NEW_AFTER_EVENTS = 2000
@@ -126,6 +132,7 @@ class WriteKernel(PersonWaits[WriteStatus]):
     _audit: AuditTrail
     # exactly once where the EHR cannot deduplicate (README: "Write safety")
     _v2: bool  # set by run(): histories recorded before it replay without it
+    _current: bool  # started with CURRENT_SHAPE (set by __init__)
     _attempt_send_by: datetime | None
     _in_attempt: Confirmation | None  # the last attempt's own read-back and count, unused yet
 
@@ -151,7 +158,17 @@ class WriteKernel(PersonWaits[WriteStatus]):
             # one upsert (one history event, one visibility write) for everything since the last
             workflow.upsert_search_attributes(self._search_updates)
             self._search_updates = []
+            # the ledger takes a write's lines when it settles, or waits (_sleep); a write on
+            # its way hands ``in_flight`` over with those (one hand-over for a quick write)
+            if state.is_settled or not self._current:
+                self._audit.due = True
+
+    async def _sleep(self, duration: timedelta) -> None:
+        """Wait on the write's way (a backoff, a quiet period, an index catching up), with its
+        ledger lines so far handed over first."""
+        if self._current:
             self._audit.due = True
+        await workflow.sleep(duration)
 
     def _fail(self, state: WriteState, failure: StepFailed) -> None:
         self._status.error_class = failure.error_class

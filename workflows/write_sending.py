@@ -31,11 +31,13 @@ with workflow.unsafe.imports_passed_through():
         CommandInput,
         EhrUpdate,
         EhrWrite,
+        ValidatedWrite,
         WriteReceipt,
     )
     from adapters.callers import Expected, expected, saga_of_step, write_binding
     from adapters.fhir_r4 import DedupStrategy
     from adapters.internal_refs import has_internal_refs
+    from adapters.policy import AuthorizationRecord
 
 from workflows.kernel import ONE_ATTEMPT, READ_RETRY, StepFailed, failure_of, pure_step
 from workflows.write_checks import WriteChecks
@@ -93,29 +95,10 @@ class WriteSending(WriteChecks):
             caller=self._caller(),
         )
         try:
-            validated = await pure_step(CommandSteps.validate, step)
-            self._status.vendor = validated.vendor
-            self._status.resource_type = validated.resource_type
-            self._record.ehr_timeout_seconds = validated.ehr_timeout_seconds
-            self._record.search_lag_seconds = validated.search_lag_seconds
-            self._record.reconcile_after_seconds = validated.reconcile_after_seconds
-            self._record.landing = LandingWindow(
-                quiet_seconds=validated.quiet_period_seconds,
-                resend_after_quiet=validated.resend_after_quiet,
-                searchable=validated.searchable,
-            )
-            self._record.withdrawal = validated.withdrawal
-            self._search_updates.extend(
-                [
-                    sa.VENDOR.value_set(validated.vendor),
-                    sa.RESOURCE_TYPE.value_set(validated.resource_type),
-                ]
-            )
-            self._move(WriteState.VALIDATED)
-            if has_internal_refs(step.resource) and workflow.patched("identity-crosswalk"):
-                step = await self._crosswalk(step)
-            self._record.plan = await pure_step(CommandSteps.map, step)
-            authorization = await pure_step(CommandSteps.authorize, step)
+            if self._current and not has_internal_refs(step.resource):
+                authorization = await self._prepared_at_once(step)
+            else:
+                authorization = await self._prepared_in_steps(step)
         except (ActivityError, ApplicationError) as err:
             raise failure_of(err, ErrorClass.TRANSIENT) from None
         self._status.authorization = authorization
@@ -126,6 +109,46 @@ class WriteSending(WriteChecks):
             f"{authorization.summary} for {authorization.requested_by}; "
             f"scopes {' '.join(authorization.scopes)}",
         )
+
+    async def _prepared_at_once(self, step: CommandInput) -> AuthorizationRecord:
+        """validate, map and authorize as one local activity (CommandSteps.prepare)."""
+        prepared = await pure_step(CommandSteps.prepare, step)
+        self._validated(prepared.validated)
+        if prepared.refused is not None:
+            raise StepFailed(prepared.refused.error_class, prepared.refused.reason)
+        assert prepared.plan is not None and prepared.authorization is not None
+        self._record.plan = prepared.plan
+        return prepared.authorization
+
+    async def _prepared_in_steps(self, step: CommandInput) -> AuthorizationRecord:
+        """The three steps one by one: a resource with internal references is translated
+        (the crosswalk, an EHR step) between validation and mapping; and histories from before
+        CURRENT_SHAPE replay this way."""
+        self._validated(await pure_step(CommandSteps.validate, step))
+        if has_internal_refs(step.resource) and workflow.patched("identity-crosswalk"):
+            step = await self._crosswalk(step)
+        self._record.plan = await pure_step(CommandSteps.map, step)
+        return await pure_step(CommandSteps.authorize, step)
+
+    def _validated(self, validated: ValidatedWrite) -> None:
+        self._status.vendor = validated.vendor
+        self._status.resource_type = validated.resource_type
+        self._record.ehr_timeout_seconds = validated.ehr_timeout_seconds
+        self._record.search_lag_seconds = validated.search_lag_seconds
+        self._record.reconcile_after_seconds = validated.reconcile_after_seconds
+        self._record.landing = LandingWindow(
+            quiet_seconds=validated.quiet_period_seconds,
+            resend_after_quiet=validated.resend_after_quiet,
+            searchable=validated.searchable,
+        )
+        self._record.withdrawal = validated.withdrawal
+        self._search_updates.extend(
+            [
+                sa.VENDOR.value_set(validated.vendor),
+                sa.RESOURCE_TYPE.value_set(validated.resource_type),
+            ]
+        )
+        self._move(WriteState.VALIDATED)
 
     def _caller(self) -> Expected:
         """What the command's credential must prove (adapters/callers.py): bound to this
@@ -195,7 +218,7 @@ class WriteSending(WriteChecks):
                 write_metrics.retried(self._status, failure.error_class)
                 if self._v2:  # a write backing off says when it tries next
                     self._status.next_check_at = workflow.now() + delay
-                await workflow.sleep(delay)
+                await self._sleep(delay)
                 if self._v2:
                     self._status.next_check_at = None
                 continue
@@ -272,7 +295,7 @@ class WriteSending(WriteChecks):
                     f"attempt may still land (quiet period until {landing.until:%H:%M:%S} "
                     "UTC); searches found nothing yet and nothing was re-sent",
                 )
-            await workflow.sleep(wait)
+            await self._sleep(wait)
 
     async def _attempt(self, override: bool) -> WriteReceipt:
         assert self._record.plan is not None

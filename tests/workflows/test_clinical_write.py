@@ -80,9 +80,9 @@ async def test_invalid_observation_is_rejected_with_the_field_and_no_retry(
     assert status.reason and status.reason.startswith(field)
     assert "seventy" not in status.reason  # the reason names the field, never its value
     events = await history_events(writeback, cmd.workflow_id)
-    # Markers: the input-limits, audit-ledger and exactly-once version patches, then local
-    # activities validate (attempt 1) and the audit ledger's; nothing to the EHR.
-    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 5
+    # Markers: the write's version patch (workflows/write_kernel.py CURRENT_SHAPE), then local
+    # activities prepare (attempt 1) and the audit ledger's; nothing to the EHR.
+    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 3
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in events
     assert resources_for_command(ehr.db, "demo-r4", cmd.command_identifier) == 0
 
