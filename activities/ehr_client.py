@@ -45,7 +45,7 @@ from activities.fhir_http import (
 )
 from activities.models import WriteReceipt
 from activities.pacer import Pacer
-from activities.search_pages import read_page
+from activities.rereads import read_page, reread
 from activities.smart_auth import SmartBackendAuth
 from adapters.fhir_r4 import FHIR_JSON, fhir_query_params
 from adapters.merge import changed_elements, guarded_patch
@@ -106,7 +106,10 @@ class EhrClient:
 
     async def read(self, tenant: Tenant, path: str, request_id: str) -> dict[str, Any] | None:
         """The resource at ``path`` (None: 404/410), its ``meta.versionId`` filled from the ETag
-        where the body has none."""
+        where the body has none; read again when it fails in passing (activities/rereads.py)."""
+        return await reread(partial(self._read_once, tenant, path, request_id))
+
+    async def _read_once(self, tenant: Tenant, path: str, request_id: str) -> dict[str, Any] | None:
         response = await self.send(tenant, "GET", path, request_id)
         if response.status_code in (404, 410):
             return None
@@ -141,7 +144,7 @@ class EhrClient:
     ) -> list[dict[str, Any]]:
         """The matches on every page of ``query``, sent with ``Prefer: handling=strict``. Raises,
         never answers "nothing found", when a page fails (read again first when the failure
-        may pass: activities/search_pages.py) or is no searchset Bundle, when the server
+        may pass: activities/rereads.py) or is no searchset Bundle, when the server
         ignored one of our criteria but ``optional`` ones (fhir_http.ignored_criteria), when a
         next link leads elsewhere (``next_page``) or after MAX_SEARCH_PAGES pages."""
         what = what or f"search {query.split('?')[0]}"

@@ -15,7 +15,7 @@ from temporalio.api.enums.v1 import EventType
 from activities.ehr_client import EhrClient
 from activities.ehr_writes import EhrWrites
 from activities.models import EhrWrite
-from activities.search_pages import PAGE_READ_TRIES
+from activities.rereads import PAGE_READ_TRIES
 from adapters.fhir_r4 import prepare_create
 from adapters.tenants import TenantRegistry
 from workers.client import WritebackClient

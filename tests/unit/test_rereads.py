@@ -1,6 +1,7 @@
-"""How the EHR client reads a search for dedup (and for the crosswalk), against a scripted EHR:
+"""How the EHR client reads, against a scripted EHR: a search for dedup (and for the crosswalk) —
 every page, next links only on the tenant's own base URL, ``Prefer: handling=strict``, the self
-link's parameters checked, and a failure never taken for "nothing found"."""
+link's parameters checked, a failure never taken for "nothing found" — and any read (a page, a
+resource by id) sent again within the attempt when it failed in passing (activities/rereads.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.ehr_client import EhrClient
 from activities.ehr_writes import EhrWrites
 from activities.fhir_http import MAX_SEARCH_PAGES
-from activities.search_pages import PAGE_READ_TRIES
+from activities.rereads import PAGE_READ_TRIES
 from adapters.fhir_r4 import CreateRequest, prepare_create
 from adapters.tenants import Capabilities, Tenant, TenantRegistry, Vendor
 from workers import samples
@@ -321,3 +322,43 @@ async def test_the_crosswalk_search_is_strict_paged_and_checked() -> None:
         with pytest.raises(ApplicationError, match="'identifier'"):
             await activity_environment().run(client.search, client.tenant("t1"), query, "r-1")
     assert lenient.requests[0].headers["Prefer"] == "handling=strict"
+
+
+async def read_through(ehr: ScriptedEhr, path: str) -> dict[str, Any] | None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
+        client = EhrClient(TenantRegistry([tenant(False)], "test"), http)
+        return await activity_environment().run(client.read, client.tenant("t1"), path, "r-1")
+
+
+@pytest.mark.parametrize("failed", PASSING_FAILURES.values(), ids=PASSING_FAILURES.keys())
+async def test_a_read_by_id_that_failed_in_passing_is_sent_again_within_the_attempt(
+    failed: Callable[[], httpx.Response],
+) -> None:
+    """The read an update makes before it writes (and a read-back): a GET, so re-sent at once."""
+    stored = {**samples.heart_rate("p1", 72), "id": "obs-1", "meta": {"versionId": "3"}}
+    left = [PAGE_READ_TRIES - 1]
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if left[0] > 0:
+            left[0] -= 1
+            response = failed()
+            if response.status_code == 200:  # a read's answer that is no resource at all
+                return httpx.Response(503)
+            return response
+        return httpx.Response(200, json=stored)
+
+    ehr = ScriptedEhr(answer)
+    assert await read_through(ehr, "Observation/obs-1") == stored
+    assert len(ehr.requests) == PAGE_READ_TRIES
+
+
+@pytest.mark.parametrize(("status", "read_as"), [(404, None), (410, None), (400, "validation")])
+async def test_a_read_the_ehr_answered_is_not_sent_again(status: int, read_as: str | None) -> None:
+    ehr = ScriptedEhr(lambda r: httpx.Response(status))
+    if read_as is None:
+        assert await read_through(ehr, "Observation/obs-1") is None
+    else:
+        with pytest.raises(ApplicationError) as failure:
+            await read_through(ehr, "Observation/obs-1")
+        assert failure.value.type == read_as
+    assert len(ehr.requests) == 1
