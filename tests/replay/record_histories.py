@@ -9,7 +9,9 @@ command sequence is guarded by ``workflow.patched``). Synthetic data only.
 With names, only those are recorded (the others stay as their release recorded them):
 ``waited_then_resolved`` (a write that spent its budget, waited for a person and was resolved)
 and ``sweep`` (a reconciliation sweep that raised a finding, and the finding a person settled,
-under ``tests/replay/sweep_histories/``; a sweep needs visibility: the dev server). Payloads are
+under ``tests/replay/sweep_histories/``; a sweep needs visibility: the dev server) and
+``shape_2026_11`` (writes of the shape started since 2026-11: one marker, one pure step, the
+read-back in the attempt; ``shape_2026_11_*.json``). Payloads are
 recorded unencrypted (plain pydantic converter) so that any checkout can replay them.
 """
 
@@ -38,6 +40,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from adapters.caller_keys import CALLER_KEYS_ENV  # noqa: E402
 from adapters.callers import CALLER_KEY_ENV  # noqa: E402
+from adapters.interactions import Interaction  # noqa: E402
 from adapters.tenants import load_tenants  # noqa: E402
 from workers import samples  # noqa: E402
 from workers.audit_config import AUDIT_DB_ENV, AUDIT_KEY_FILE_ENV, CHECKPOINTS_ENV  # noqa: E402
@@ -109,6 +112,40 @@ async def _waited_then_resolved(client: WritebackClient, admin: httpx.AsyncClien
     return path
 
 
+async def _shape_2026_11(client: WritebackClient, admin: httpx.AsyncClient) -> list[Path]:
+    """Writes of the shape started since 2026-11 (workflows/write_kernel.py CURRENT_SHAPE): one
+    verified with its read-back and count made in the attempt, one that backed off after a 503
+    (its ledger lines handed over before the wait), one refused after validation."""
+    refused_once = {"kind": "status", "status": 503, "method": "POST"}
+    update = {"interaction": Interaction.UPDATE, "target": "Observation/obs-1", "base_version": "1"}
+    scenarios: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any]]] = {
+        "shape_2026_11_verified_r4": ("demo-r4", samples.heart_rate("replay-patient", 71), [], {}),
+        "shape_2026_11_backed_off_r4": (
+            "demo-r4",
+            samples.heart_rate("replay-patient", 73),
+            [refused_once],
+            {},
+        ),
+        "shape_2026_11_refused_after_validation_epic": (
+            "demo-epic",
+            samples.heart_rate("replay-patient", 75),
+            [],
+            update,
+        ),
+    }
+    paths = []
+    for name, (tenant, resource, faults, extra) in scenarios.items():
+        await admin.post(f"/_admin/faults/{tenant}", json={"queue": faults})
+        cmd = command(tenant, f"replay-{name}".replace("_", "-"), resource, **extra)
+        print(f"{name}: {(await run_to_end(client, cmd)).state}")
+        path = HISTORIES / f"{name}.json"
+        path.write_text(
+            (await client.temporal.get_workflow_handle(cmd.workflow_id).fetch_history()).to_json()
+        )
+        paths.append(path)
+    return paths
+
+
 async def _sweep(client: WritebackClient, ehr: SandboxProcess) -> list[Path]:
     """A verified write changed in the EHR behind our back: a sweep raises a drift finding, and
     a person acknowledges it."""
@@ -165,6 +202,8 @@ async def record_more(names: list[str]) -> list[Path]:
                     written.append(await _waited_then_resolved(client, admin))
                 if "sweep" in names:
                     written += await _sweep(client, ehr)
+                if "shape_2026_11" in names:
+                    written += await _shape_2026_11(client, admin)
         finally:
             await env.shutdown()
             ehr.stop()
