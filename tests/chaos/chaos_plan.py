@@ -239,9 +239,11 @@ def layout(
 
 
 def commands(slots: list[Slot], seeded: Seeded, run: str) -> list[Planned]:
-    """Each slot's command; readings are taken in the last hour, one second apart, so no two
-    commands hold the same clinical content (the audit's duplicate key)."""
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    """Each slot's command; readings are taken one second apart, so no two commands hold the same
+    clinical content (the audit's duplicate key), and all of them before the run starts: a
+    reading in the future is rightly refused (adapters/clinical_semantics.py), and a run of
+    10,000 writes spans more seconds than it takes to run."""
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1, seconds=len(slots))
     planned = []
     for slot in slots:
         key = f"chaos-{run}-{slot.n}"

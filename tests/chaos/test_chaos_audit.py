@@ -1,9 +1,11 @@
 """The chaos audit's own rules, on a real sandbox file: what counts as a duplicate (live copies by
-command identifier or by clinical content), and a write reported verified beside duplicates."""
+command identifier or by clinical content), and a write reported verified beside duplicates; and
+the plan's readings, which must all be valid when they are sent."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chaos_audit import Verdicts, _create
-from chaos_plan import TENANTS, Planned, Slot
+from chaos_plan import TENANTS, Planned, Seeded, Slot, commands, layout, pick_tenants
 from chaos_trails import Trails
 from support.audit import load_chart, versions
 from support.sandbox_process import SandboxProcess
@@ -99,3 +101,26 @@ async def test_verified_beside_duplicates_is_unexplained(ehr: SandboxProcess) ->
     unexplained = f"{command.workflow_id}: reported verified while 2 copies exist"
     assert verdicts.unexplained == [unexplained]
     assert verdicts.lost == []
+
+
+def test_every_planned_reading_is_taken_before_the_run_starts() -> None:
+    """A 10,000-write plan spans 10,000 s of readings: none may lie in the future, or the
+    product rightly rejects it and the run counts a planned-valid write as rejected."""
+    tenants = pick_tenants(None)
+    slots = layout(
+        10_000,
+        tenants,
+        random.Random(7),
+        invalid_share=0.0,
+        update_share=0.0,
+        saga_share=0.0,
+        crowded_patients=0,
+    )
+    planned = commands(slots, Seeded(), "plan")
+    times = [
+        datetime.fromisoformat(p.command.resource["effectiveDateTime"])
+        for p in planned
+        if isinstance(p.command, WriteCommand)
+    ]
+    assert len(times) == 10_000
+    assert max(times) < datetime.now(UTC)
