@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from bench import ehr_bound, latency, outage_drain, reconcile_cost, throughput
+from bench import ehr_bound, latency, outage_drain, readme_table, reconcile_cost, throughput
 from bench.cli import print_results, timed
 from bench.report import BenchResult, save
 from bench.stack import TenantSpec, open_stack
@@ -69,6 +69,9 @@ def main() -> int:
     parser.add_argument("--outage-seconds", type=float, help="length of the EHR outage")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     parser.add_argument(
+        "--readme", action="store_true", help="rewrite README.md's table with this run's figures"
+    )
+    parser.add_argument(
         "--no-bytecode-cache",
         dest="bytecode_cache",
         action="store_false",
@@ -87,6 +90,8 @@ def main() -> int:
     }
     json_path, md_path = save("latest", results, saved)
     print(f"all done in {time.monotonic() - began:.0f}s; wrote {json_path} and {md_path}")
+    if args.readme:
+        print(f"rewrote the table in {readme_table.update(results)}")
     return 0
 
 
