@@ -5,6 +5,7 @@ through `review resolve` settles it (issue 4, acceptance 6)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -35,27 +36,31 @@ def listed(cli_env: dict[str, str], workflow_id: str, within: float = 60) -> lis
 def test_spent_budget_is_queued_with_context_and_settled_by_a_decision(
     cli_env: dict[str, str], ehr: SandboxProcess, tmp_path: Path
 ) -> None:
-    with httpx.Client(base_url=ehr.url) as admin:
-        admin.post(
-            "/_admin/faults/demo-cerner",
-            json={"queue": [{"kind": "status", "status": 503, "retry_after": 1}] * 5},
-        )
     path = tmp_path / "hr.json"
     path.write_text(json.dumps(samples.heart_rate(f"rv-{uuid.uuid4().hex[:6]}", 90)))
     key = f"rv-{uuid.uuid4().hex[:10]}"
-    submitted = run_cli(
-        "submit",
-        str(path),
-        "--tenant",
-        "demo-cerner",
-        "--key",
-        key,
-        "--urgency",
-        "stat",
-        "--wait",
-        "--json",
-        env=cli_env,
-    )
+    # an EHR down for longer than the stat budget: every attempt fails (its reads are sent
+    # again within the attempt, then the tenant's breaker opens), whatever the timing
+    with httpx.Client(base_url=ehr.url) as admin:
+        unavailable = {"kind": "status", "status": 503}
+        every_request = {"random": {"seed": 1, "rate": 1.0, "kinds": [unavailable]}}
+        admin.post("/_admin/faults/demo-cerner", json=every_request)
+        try:
+            submitted = run_cli(
+                "submit",
+                str(path),
+                "--tenant",
+                "demo-cerner",
+                "--key",
+                key,
+                "--urgency",
+                "stat",
+                "--wait",
+                "--json",
+                env=cli_env,
+            )
+        finally:
+            admin.delete("/_admin/faults/demo-cerner")
     assert submitted.returncode == 3, submitted.stderr  # waiting for a person
     workflow_id = json.loads(submitted.stdout)["workflow_id"]
 
@@ -68,7 +73,9 @@ def test_spent_budget_is_queued_with_context_and_settled_by_a_decision(
 
     shown = run_cli("review", "show", workflow_id, env=cli_env)
     assert shown.returncode == 3
-    assert shown.stdout.count("transient: search for this command's resource: HTTP 503") == 5
+    attempts = re.findall(r" write +#\d+ +(\S+)", shown.stdout)
+    assert attempts == ["transient:"] * 5
+    assert "search for this command's resource: HTTP 503" in shown.stdout
     assert '"resourceType": "Observation"' in shown.stdout  # the payload sent
     assert f'"idempotency_key": "{key}"' in shown.stdout  # the command
 
