@@ -63,7 +63,7 @@ async def run_all(
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller runs: a ~1 minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="smaller runs: a short smoke run")
     parser.add_argument("--only", nargs="+", choices=NAMES, help="run only these benchmarks")
     parser.add_argument("--outage-writes", type=int, help="writes queued through the outage")
     parser.add_argument("--outage-seconds", type=float, help="length of the EHR outage")
