@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.cli import print_results
 from bench.report import BenchResult, Figure, save
@@ -33,19 +34,13 @@ from bench.soak_plot import plot
 from bench.soak_stats import Windows, due_in, mean_rss, p99_figure, rss_figure, window_p99
 from bench.stack import Stack, TenantSpec, open_stack
 from bench.writes import run_tag
+from sandbox.faults import TRANSIENT_MIX
 
 PERSONALITIES = ("r4", "epic", "cerner", "athena", "veradigm")
-#: Transient faults only, the chaos run's first kinds (tests/chaos/chaos_plan.py): the EHR
-#: refuses, drops the connection, commits then drops the answer, or indexes late. Late commits
-#: (the product then waits ``ambiguity.late_commit_seconds`` before deciding) are left to chaos.
-FAULT_KINDS: list[dict[str, object]] = [
-    {"kind": "status", "status": 503},
-    {"kind": "status", "status": 500},
-    {"kind": "status", "status": 429, "retry_after": 1},
-    {"kind": "connection_reset"},
-    {"kind": "commit_then_drop", "method": "POST"},
-    {"kind": "delayed_indexing", "seconds": 2, "method": "POST"},
-]
+#: Transient faults only (sandbox/faults.py TRANSIENT_MIX, the chaos run's first kinds). Late
+#: commits (the product then waits ``ambiguity.late_commit_seconds`` before deciding) are left to
+#: the chaos run.
+FAULT_KINDS: list[dict[str, Any]] = [dict(kind) for kind in TRANSIENT_MIX]
 RSS_LIMIT = 0.10
 P99_FACTOR = 1.2
 RATE_SHARE = 0.95

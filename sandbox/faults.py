@@ -104,6 +104,17 @@ KINDS: tuple[str, ...] = (
     "combo",
 )
 TIMED_KINDS = ("commit_then_hang", "delayed_indexing", "stale_reads", "commit_late")
+#: A mix of passing faults for seeded random injection (``random.kinds``): the EHR refuses, drops
+#: the connection, commits then drops the answer, or indexes a write late. The chaos run draws
+#: from these and harder ones (late commits, combos); the soak from these alone.
+TRANSIENT_MIX: tuple[dict[str, Any], ...] = (
+    {"kind": "status", "status": 503},
+    {"kind": "status", "status": 500},
+    {"kind": "status", "status": 429, "retry_after": 1},
+    {"kind": "connection_reset"},
+    {"kind": "commit_then_drop", "method": "POST"},
+    {"kind": "delayed_indexing", "seconds": 2, "method": "POST"},
+)
 #: Kinds that answer before the store is touched: nothing happens that another kind could change.
 BEFORE_STORE_KINDS = frozenset({"status", "connection_reset"})
 #: Kinds that decide how the answer to a committed request goes out: at most one per combo.

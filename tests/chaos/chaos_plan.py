@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from sandbox.faults import TRANSIENT_MIX
 from workers import samples
 from workflows.contract import Interaction, WriteCommand
 from workflows.saga_contract import SagaCommand
@@ -134,12 +135,7 @@ def fault_mix(tenant: ChaosTenant, late: float, lag: float) -> list[dict[str, An
     """The kinds the tenant's seeded random generator draws from. ``late`` (a late commit) is
     longer than the tenant's timeout; ``lag`` hides a write from search for that long."""
     kinds: list[dict[str, Any]] = [
-        {"kind": "status", "status": 503},
-        {"kind": "status", "status": 500},
-        {"kind": "status", "status": 429, "retry_after": 1},
-        {"kind": "connection_reset"},
-        {"kind": "commit_then_drop", "method": "POST"},
-        {"kind": "delayed_indexing", "seconds": 2, "method": "POST"},
+        *(dict(kind) for kind in TRANSIENT_MIX),
         {"kind": "commit_late", "seconds": late, "method": "POST"},
         {
             "kind": "combo",
