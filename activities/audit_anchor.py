@@ -28,6 +28,10 @@ from activities.audit_chain import LedgerKeys
 PREFIX = "checkpoint-"
 
 
+def _is_checkpoint(name: str) -> bool:
+    return name.startswith(PREFIX) and name.endswith(".json")
+
+
 def has_checkpoints(directory: Path) -> bool:
     return directory.is_dir() and any(directory.glob(f"{PREFIX}*.json"))
 
@@ -93,14 +97,20 @@ class AnchorStore:
 
     def all(self) -> list[Checkpoint]:
         """Every checkpoint, oldest first; CheckpointError for one the ledger did not write."""
-        if not self.directory.is_dir():
-            return []
-        paths = sorted(self.directory.glob(f"{PREFIX}*.json"))
-        return [self._read(path) for path in paths]
+        return [self._read(self.directory / name) for name in sorted(self._names())]
 
     def latest(self) -> Checkpoint | None:
-        paths = sorted(self.directory.glob(f"{PREFIX}*.json")) if self.directory.is_dir() else []
-        return self._read(paths[-1]) if paths else None
+        """The newest checkpoint (names sort by time). A worker writes one every few hundred
+        records for as long as it runs and files are never removed: the directory is scanned
+        for names only, one pass, no sort."""
+        names = self._names()
+        return self._read(self.directory / max(names)) if names else None
+
+    def _names(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        with os.scandir(self.directory) as entries:
+            return [e.name for e in entries if _is_checkpoint(e.name)]
 
     def _read(self, path: Path) -> Checkpoint:
         try:

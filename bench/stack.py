@@ -30,6 +30,7 @@ from adapters.callers import CALLER_KEY_ENV
 from bench.ehr import SandboxAdmin
 from bench.procs import Child, spawn
 from workers.audit_cli import AUDIT_DB_ENV
+from workers.audit_config import CHECKPOINTS_ENV
 from workers.client import WritebackClient
 from workers.devstack import temporal_dev_server_command
 from workers.keys import KEYS_FILE_ENV, create_key_file
@@ -209,6 +210,10 @@ def worker_environment(workdir: Path, address: str, bytecode_cache: bool) -> dic
     built on): Temporal's workflow sandbox re-imports the workflow module for every workflow run,
     and without a cache that means compiling workflows/clinical_write.py from source each time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEMPORAL_ADDRESS": address}
+    # the run's own state (audit checkpoints, discovered profiles): a checkout's state/ grows
+    # from run to run, and a run must not measure against what earlier runs left there
+    env["WRITEBACK_STATE_DIR"] = str(workdir / "state")
+    env.pop(CHECKPOINTS_ENV, None)
     if bytecode_cache:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
