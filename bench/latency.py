@@ -4,8 +4,9 @@ Each round runs, in rotating order, one direct conditional create + read-back ov
 sandbox (what the EHR itself costs), one minimal durable workflow (start + one no-op activity:
 the least Temporal costs), one bare workflow of ClinicalWrite's shape with no-op steps (what the
 shape costs), one write through the hand-built outbox (bench/outbox.py, 1 exchange at a time;
-submit→done from its row's timestamps), and one writeback write. Interleaving keeps them exposed
-to the same background noise.
+submit→done from its row's timestamps), one writeback write, and one writeback write started
+eagerly by a process that runs the workers itself (bench/in_process.py). Interleaving keeps them
+exposed to the same background noise.
 
     python -m bench.latency [--quick] [--writes 50] [--warmup 5]
 """
@@ -22,6 +23,7 @@ import httpx
 
 from bench import history, outbox
 from bench.cli import Benchmark, common_parser, run_alone
+from bench.in_process import in_process_writeback
 from bench.measure import ms, percentile
 from bench.report import BenchResult, Figure, within
 from bench.stack import Stack, TenantSpec
@@ -33,6 +35,7 @@ from bench.writes import (
     product_write,
     run_tag,
 )
+from workers.client import WritebackClient
 from workflows.contract import WriteState, WriteStatus, workflow_id_for
 
 TENANT = "bench-r4"
@@ -40,7 +43,7 @@ P50_OVER_DIRECT_MS = 100.0
 P99_OVER_DIRECT_MS = 150.0
 REQUESTS_PER_WRITE = 2.0
 """A conditional-create tenant: the POST (If-None-Exist) and the read-back GET."""
-VARIANTS = ("direct", "minimal", "bare", "outbox", "writeback")
+VARIANTS = ("direct", "minimal", "bare", "outbox", "writeback", "eager")
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,14 @@ async def run(stack: Stack, options: LatencyOptions) -> BenchResult:
 
     copy_checks: list[float] = []
 
-    async def writeback(key: str) -> float:
+    async def writeback(client: WritebackClient, key: str) -> float:
         nonlocal failures
         began = time.perf_counter()
-        status = await product_write(stack.client, TENANT, key)
+        status = await product_write(client, TENANT, key)
         elapsed = time.perf_counter() - began
         if status.state is not WriteState.VERIFIED:
             failures += 1
-        if (seconds := copy_check_seconds(status)) is not None:
+        if client is stack.client and (seconds := copy_check_seconds(status)) is not None:
             copy_checks.append(seconds)
         return elapsed
 
@@ -90,7 +93,11 @@ async def run(stack: Stack, options: LatencyOptions) -> BenchResult:
         return done.seconds
 
     temporal = stack.client.temporal
-    async with httpx.AsyncClient(timeout=30) as http, outbox.running(stack.workdir, 1) as box:
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        outbox.running(stack.workdir, 1) as box,
+        in_process_writeback(stack) as eager,
+    ):
         for i in range(options.warmup + options.writes):
             key = f"{tag}-{i}"
             calls: list[tuple[str, Callable[[], Awaitable[float]]]] = [
@@ -98,7 +105,8 @@ async def run(stack: Stack, options: LatencyOptions) -> BenchResult:
                 ("minimal", partial(_timed, partial(minimal_write, temporal, key))),
                 ("bare", partial(_timed, partial(bare_write, temporal, key))),
                 ("outbox", partial(through_outbox, box, f"o{key}")),
-                ("writeback", partial(writeback, key)),
+                ("writeback", partial(writeback, stack.client, key)),
+                ("eager", partial(writeback, eager, f"e{key}")),
             ]
             turn = i % len(calls)
             for name, call in calls[turn:] + calls[:turn]:
@@ -115,6 +123,7 @@ async def run(stack: Stack, options: LatencyOptions) -> BenchResult:
         )
         for name, workflow_id in (
             ("writeback", partial(workflow_id_for, TENANT)),
+            ("eager", lambda key: workflow_id_for(TENANT, f"e{key}")),
             ("minimal", "minimal:{}".format),
             ("bare", "bare:{}".format),
         )
@@ -166,6 +175,28 @@ def figures(
             Figure("p99 submit→verified", wb99, "ms", p99["direct"], "direct p99", compare="diff"),
             P99_OVER_DIRECT_MS,
         ),
+        within(
+            Figure(
+                "p50 submit→verified, eager start in the submitting process",
+                p50["eager"],
+                "ms",
+                p50["direct"],
+                "direct",
+                compare="diff",
+            ),
+            P50_OVER_DIRECT_MS,
+        ),
+        within(
+            Figure(
+                "p99 submit→verified, eager start in the submitting process",
+                p99["eager"],
+                "ms",
+                p99["direct"],
+                "direct p99",
+                compare="diff",
+            ),
+            P99_OVER_DIRECT_MS,
+        ),
         Figure("p50 vs minimal workflow", wb50, "ms", p50["minimal"], "start + 1 activity"),
         Figure("p50 vs shape floor", wb50, "ms", p50["bare"], "bare 3 LA + 3 act"),
         Figure("p50 vs hand-built outbox", wb50, "ms", p50["outbox"], "outbox submit→done"),
@@ -189,6 +220,13 @@ def figures(
     ]
 
 
+def _top(where: dict[str, object]) -> str:
+    """The five largest median gaps of a variant's histories."""
+    gaps = where["ms_by_gap"]
+    assert isinstance(gaps, dict)
+    return ", ".join(f"{kind} {value} ms" for kind, value in list(gaps.items())[:5])
+
+
 def _result(
     samples: dict[str, list[float]],
     failures: int,
@@ -198,9 +236,7 @@ def _result(
     requests: float | None,
 ) -> BenchResult:
     where = wheres["writeback"]
-    gaps = where["ms_by_gap"]
-    assert isinstance(gaps, dict)
-    top = ", ".join(f"{kind} {value} ms" for kind, value in list(gaps.items())[:5])
+    top = _top(where)
     shapes = "; ".join(
         f"{name}: {wheres[name]['events']}, {wheres[name]['history_bytes']} bytes"
         for name in ("minimal", "bare")
@@ -210,6 +246,8 @@ def _result(
         f"{failures} not verified (writeback) or not done (outbox)",
         f"history per write: {where['events']} events, {where['history_bytes']} bytes "
         f"({shapes}); median time by history gap: {top}",
+        f"eager start in the submitting process, median time by history gap: "
+        f"{_top(wheres['eager'])}",
     ]
     return BenchResult(
         name="latency",

@@ -34,6 +34,7 @@ from workers.audit_config import CHECKPOINTS_ENV
 from workers.client import WritebackClient
 from workers.devstack import temporal_dev_server_command
 from workers.keys import KEYS_FILE_ENV, create_key_file
+from workers.settings import STATE_DIR_ENV
 from workers.temporal_client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,10 +211,6 @@ def worker_environment(workdir: Path, address: str, bytecode_cache: bool) -> dic
     built on): Temporal's workflow sandbox re-imports the workflow module for every workflow run,
     and without a cache that means compiling workflows/clinical_write.py from source each time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEMPORAL_ADDRESS": address}
-    # the run's own state (audit checkpoints, discovered profiles): a checkout's state/ grows
-    # from run to run, and a run must not measure against what earlier runs left there
-    env["WRITEBACK_STATE_DIR"] = str(workdir / "state")
-    env.pop(CHECKPOINTS_ENV, None)
     if bytecode_cache:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
@@ -276,6 +273,10 @@ async def open_stack(
     os.environ.setdefault(KEYS_FILE_ENV, str(workdir / "keys.json"))
     create_key_file(Path(os.environ[KEYS_FILE_ENV]))  # no process makes one on its own
     os.environ.setdefault(AUDIT_DB_ENV, str(workdir / "audit.db"))
+    # the run's own state (audit checkpoints, discovered profiles): a checkout's state/ grows
+    # from run to run, and a run must not measure against what earlier runs left there
+    os.environ.setdefault(STATE_DIR_ENV, str(workdir / "state"))
+    os.environ.setdefault(CHECKPOINTS_ENV, str(workdir / "state" / "audit-checkpoints"))
     _bench_caller(workdir, callers)
     children: dict[str, Child] = {}
     admin: SandboxAdmin | None = None

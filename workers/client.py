@@ -120,9 +120,15 @@ class WritebackClient:
         task_queue: str = TASK_QUEUE,
         signer: CallerSigner | None = None,
         clock: Callable[[], Awaitable[datetime]] | None = None,
+        eager_start: bool = False,
     ) -> None:
         self.temporal = client
         self.task_queue = task_queue
+        #: ask the server to hand a new write's first workflow task straight back to this process
+        #: (eager workflow start): one dispatch fewer, when this process runs the workflow worker
+        #: on this same ``client`` and task queue (workers/worker.py ``running_workers``).
+        #: Otherwise the server starts the workflow as usual.
+        self.eager_start = eager_start
         #: signs commands and decisions that carry no credential yet (None: sent unsigned)
         self.signer = signer or CallerSigner.from_env()
         #: when credentials are issued (default: this machine's clock; tests on Temporal's
@@ -185,6 +191,7 @@ class WritebackClient:
                 command,
                 id=workflow_id,
                 task_queue=self.task_queue,
+                request_eager_start=self.eager_start,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo=memo,

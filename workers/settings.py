@@ -16,6 +16,10 @@ class SettingsError(WritebackError, ValueError):
     """An environment variable holds something unusable; the message names it."""
 
 
+#: where a process keeps its files (audit ledger, checkpoints, discovered profiles): ./state
+STATE_DIR_ENV = "WRITEBACK_STATE_DIR"
+
+
 @dataclass(frozen=True)
 class Settings:
     temporal_address: str
@@ -36,7 +40,7 @@ class Settings:
             temporal_address=os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
             namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
             task_queue=os.environ.get("WRITEBACK_TASK_QUEUE", TASK_QUEUE),
-            state_dir=Path(os.environ.get("WRITEBACK_STATE_DIR", "state")),
+            state_dir=Path(os.environ.get(STATE_DIR_ENV, "state")),
             health_port=_port("WRITEBACK_HEALTH_PORT"),
             metrics_port=_port("WRITEBACK_METRICS_PORT"),
             deployment_name=os.environ.get("WRITEBACK_DEPLOYMENT") or None,
