@@ -38,6 +38,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         _config(args),
         load_tenants(resolve_tenants_path(args.tenants)),
         on_ready=lambda: print(f"{API_READY} {url}", flush=True),
+        workers=args.workers,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return EXIT_OK
@@ -75,6 +76,12 @@ def add_api_commands(sub: Any) -> None:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=DEFAULT_PORT)
     api.add_argument("--log-level", default="warning", help="uvicorn's (access lines at info)")
+    api.add_argument(
+        "--workers",
+        action="store_true",
+        help="also run the workers in this process and start writes eagerly (one dispatch "
+        "fewer per write; the process then needs a worker's configuration)",
+    )
     api.set_defaults(run=cmd_api)
 
     token = sub.add_parser("api-token", help="mint a dev bearer token for the HTTP API")

@@ -62,7 +62,8 @@ async def _write(
     an ordinary worker on another client takes the queue), and wait for it to settle."""
     starts = _EagerStarts()
     config = dev_server.client.config()
-    client = Client(**{**config, "interceptors": [*config["interceptors"], starts]})
+    config["interceptors"] = [*config["interceptors"], starts]
+    client = Client(**config)
     queue = f"eager-{uuid.uuid4().hex[:8]}"
     # a worker on a connection of its own: a start from ``client`` cannot be handed to it
     other = await connect(temporal_address(dev_server), config["namespace"])

@@ -54,7 +54,14 @@ class ApiProcess:
     """``python -m workers api`` on a free port; ``url`` once it answers."""
 
     def __init__(
-        self, address: str, task_queue: str, config_dir: Path, tenants_file: Path, port: int
+        self,
+        address: str,
+        task_queue: str,
+        config_dir: Path,
+        tenants_file: Path,
+        port: int,
+        *args: str,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.config_dir = config_dir
         self.task_queue = task_queue
@@ -65,11 +72,13 @@ class ApiProcess:
             "TEMPORAL_ADDRESS": address,
             "WRITEBACK_TASK_QUEUE": task_queue,
             "PYTHONPATH": str(ROOT),
+            **(env or {}),
         }
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "workers", "api", "--port", str(port)),
                 *("--config", str(config_dir / "api.toml"), "--tenants", str(tenants_file)),
+                *args,
             ],
             cwd=ROOT,
             env=env,

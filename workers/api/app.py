@@ -1,11 +1,18 @@
 """The app factory: ``create_app(config, tenants)`` builds the FastAPI app; its lifespan connects
 to Temporal (``$TEMPORAL_ADDRESS``, the payload codec of this deployment, and the API's caller
-key to sign with) unless a client is given (tests)."""
+key to sign with) unless a client is given (tests).
+
+``workers=True`` (``writeback api --workers``) also runs the workers in the API's process, on the
+same Temporal connection, and starts writes eagerly: the server hands a new write's first
+workflow task straight back to this process instead of queueing it for a worker to poll (one
+dispatch fewer, README: Benchmarks). The process then needs what a worker needs (the tenants'
+EHR access, the ledger, the caller registry); ``writeback worker`` processes on the same task
+queue share the work and the tenants' rate limits with it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -19,6 +26,9 @@ from workers.api.state import ApiState
 from workers.client import WritebackClient
 from workers.keys import KeyProvider, load_key_provider
 from workers.settings import Settings
+from workers.temporal_client import connect
+from workers.versioning import deployment_config
+from workers.worker import ehr_http_client, require_caller_keys, running_workers
 
 TITLE = "writeback API"
 
@@ -29,6 +39,7 @@ def create_app(
     keys: KeyProvider | None = None,
     client: WritebackClient | None = None,
     on_ready: Callable[[], None] | None = None,
+    workers: bool = False,
 ) -> FastAPI:
     settings = Settings.from_env()
     state = ApiState(
@@ -42,13 +53,31 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if state.client is None:
-            state.client = await WritebackClient.connect(
-                settings.temporal_address, settings.namespace, settings.task_queue, signer
-            )
-        if on_ready is not None:
-            on_ready()
-        yield
+        async with AsyncExitStack() as running:
+            if workers:
+                require_caller_keys(tenants)
+                temporal = await connect(settings.temporal_address, settings.namespace)
+                http = await running.enter_async_context(ehr_http_client())
+                await running.enter_async_context(
+                    running_workers(
+                        temporal,
+                        tenants,
+                        http,
+                        settings.task_queue,
+                        share_limits=True,
+                        deployment=deployment_config(settings),
+                    )
+                )
+                state.client = WritebackClient(
+                    temporal, settings.task_queue, signer, eager_start=True
+                )
+            elif state.client is None:
+                state.client = await WritebackClient.connect(
+                    settings.temporal_address, settings.namespace, settings.task_queue, signer
+                )
+            if on_ready is not None:
+                on_ready()
+            yield
 
     app = FastAPI(
         title=TITLE,
