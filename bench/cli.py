@@ -97,6 +97,7 @@ def print_profile(path: Path) -> None:
     data = json.loads(path.read_text())
     print(f"\nworker CPU profile over {data['seconds']} s ({path}):")
     print(f"  python samples: {data['python_samples']}")
-    for section in ("cpu_ticks_by_thread", "python_busy_by_leaf", "python_busy_inclusive"):
+    sections = ("cpu_ticks_by_thread", "python_busy_by_part", "python_busy_by_leaf")
+    for section in sections:
         top = list(data[section].items())[:12]
         print(f"  {section}: " + ", ".join(f"{k} {v:.0%}" for k, v in top))

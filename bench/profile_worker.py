@@ -27,6 +27,8 @@ from workers.cli import main as cli_main
 _STDLIB = sysconfig.get_paths()["stdlib"]
 _ROOT = str(Path(__file__).resolve().parents[1])
 _INTERVAL = 0.002
+#: innermost frames kept per busy sample in ``python_busy_by_stack`` (who calls a hot leaf)
+_STACK_DEPTH = 8
 #: (file name ending, function) of innermost frames that mean "waiting, not working"
 _IDLE = {
     ("selectors.py", "select"),
@@ -35,6 +37,36 @@ _IDLE = {
     ("queue.py", "get"),
     ("thread.py", "_worker"),
 }
+
+
+#: What a busy sample is spent on: the first rule, from the innermost frame outwards, whose
+#: marker is in a frame's file path names the part (the leaf's own part wins over its callers').
+_PARTS = (
+    ("payload codec (AES-GCM, zlib)", ("workers/codec.py",)),
+    ("audit ledger (SQLite, chain)", ("activities/audit_", "activities/write_records.py")),
+    ("telemetry", ("opentelemetry", "workers/telemetry.py", "workflows/write_metrics.py")),
+    ("caller proof (JWT)", ("/jwt/", "adapters/callers.py", "adapters/caller_keys.py")),
+    ("EHR HTTP (httpx, SMART tokens)", ("/httpx/", "/httpcore/", "/h11/", "/anyio/")),
+    ("validate, map, authorize", ("/fhirpathpy/", "/fhir/", "/fhir_core/", "/adapters/")),
+    ("EHR activities", ("/activities/",)),
+    ("workflow code", ("/workflows/",)),
+    ("workflow sandbox", ("temporalio/worker/workflow_sandbox",)),
+    (
+        "payload conversion (pydantic, protobuf)",
+        ("temporalio/converter", "contrib/pydantic", "/pydantic", "/google/"),
+    ),
+    ("Temporal SDK", ("/temporalio/",)),
+    ("event loop, threads", ("asyncio/", "concurrent/", "threading.py", "selectors.py")),
+)
+
+
+def part_of(filenames: list[str]) -> str:
+    """The part a sample's stack (innermost first) is spent on (``_PARTS``), else ``other``."""
+    for filename in filenames:
+        for part, markers in _PARTS:
+            if any(marker in filename for marker in markers):
+                return part
+    return "other"
 
 
 def package_of(filename: str) -> str:
@@ -74,6 +106,8 @@ class Sampler(threading.Thread):
         self.inclusive: Counter[str] = Counter()
         self.leaf: Counter[str] = Counter()
         self.leaf_functions: Counter[str] = Counter()
+        self.stacks: Counter[str] = Counter()
+        self.parts: Counter[str] = Counter()
         self.busy = 0
         self.idle = 0
         self._halt = threading.Event()
@@ -89,11 +123,16 @@ class Sampler(threading.Thread):
             self.idle += 1
             return
         self.busy += 1
-        packages = []
+        files: list[str] = []
+        names: list[str] = []
         current: FrameType | None = frame
         while current is not None:
-            packages.append(package_of(current.f_code.co_filename))
+            files.append(current.f_code.co_filename)
+            names.append(f"{files[-1].rsplit('/', 1)[-1]}:{current.f_code.co_name}")
             current = current.f_back
+        packages = [package_of(filename) for filename in files]
+        self.stacks[" < ".join(names[:_STACK_DEPTH])] += 1
+        self.parts[part_of(files)] += 1
         self.leaf[packages[0]] += 1
         self.leaf_functions[f"{packages[0]}:{code.co_name}:{frame.f_lineno}"] += 1
         for package in set(packages):
@@ -123,6 +162,8 @@ class Sampler(threading.Thread):
             "python_busy_by_leaf": shares(self.leaf),
             "python_busy_inclusive": shares(self.inclusive),
             "python_busy_by_leaf_function": shares(self.leaf_functions),
+            "python_busy_by_stack": shares(self.stacks),
+            "python_busy_by_part": shares(self.parts),
         }
 
 
