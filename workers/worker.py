@@ -13,8 +13,12 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker, WorkerDeploymentConfig
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowRunner,
+)
 
 from activities.audit_ledger import AuditLedger, AuditSteps
 from activities.capability_discovery import CapabilityDiscovery, ProfileStore
@@ -53,26 +57,17 @@ log = logging.getLogger("writeback.worker")
 #: Printed on stdout once the worker polls its task queue (the dev stack waits for it).
 WORKER_READY = "worker ready"
 
-#: Modules the workflow sandbox shares with the worker instead of re-importing per workflow run
-#: (docs/toolchain.md: fhir.resources re-imported in the sandbox made workflows 5x slower). They are
-#: deterministic to import and hold no per-workflow state. All of workflows/ is among them, the
-#: modules that define a workflow too: re-importing the kernel and ClinicalWrite's layers held two
-#: fifths of a write's worker CPU (pydantic models rebuilt per run), and re-importing the module
-#: of the workflow alone still cost a tenth (finding, reading and running it per run). What the
-#: sandbox would refuse in code it re-imports (clocks, randomness, I/O) is checked across all of
-#: workflows/ by tests/unit/test_workflow_determinism.py instead; the sandbox still refuses them
-#: in anything else a workflow imports.
-PASSTHROUGH_MODULES = (
-    "pydantic",
-    "pydantic_core",
-    "fhir",
-    "fhir_core",
-    "httpx",
-    "activities",
-    "adapters",
-    "workflows",
-    "opentelemetry",
-)
+
+def workflow_runner() -> WorkflowRunner:
+    """How the worker runs workflow code: in the worker's own interpreter, without Temporal's
+    workflow sandbox. The sandbox re-imports per workflow run every module it does not pass
+    through, and refuses clocks, randomness and I/O only in those: re-importing the workflows'
+    modules held two fifths of a write's worker CPU, so all of them (and the libraries they use)
+    were passed through, after which the sandbox checked none of this project's code and still
+    cost an eighth of the worker's busy time per activation (bench/README.md, profile).
+    tests/unit/test_workflow_determinism.py checks every module of workflows/ for what the
+    sandbox would refuse, and tests/replay replays recorded histories on this runner."""
+    return UnsandboxedWorkflowRunner()
 
 
 #: Workflow tasks one worker process takes at a time. Python runs them one after another (one
@@ -131,11 +126,7 @@ def build_workers(
                 audit.record,
                 WebhookPost(webhooks, http).post,
             ],
-            workflow_runner=SandboxedWorkflowRunner(
-                restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                    *PASSTHROUGH_MODULES
-                )
-            ),
+            workflow_runner=workflow_runner(),
             max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
             graceful_shutdown_timeout=timedelta(seconds=10),
             interceptors=[TenantIsolation()],

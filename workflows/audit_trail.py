@@ -19,11 +19,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps, Notice
 from adapters.ids import tenant_of_workflow
 from workflows.contract import Resolution, WriteCommand, WriteStatus
-
-with workflow.unsafe.imports_passed_through():
-    from activities.audit_ledger import AuditBatch, AuditEvent, AuditSteps, Notice
 
 #: The ledger must not lose a line: keep trying (appends are idempotent per entry key).
 _AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))

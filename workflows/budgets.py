@@ -7,13 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from activities.errors import NON_RETRYABLE_TYPES
 from workflows.contract import Urgency
-
-with workflow.unsafe.imports_passed_through():
-    from activities.errors import NON_RETRYABLE_TYPES
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,13 @@ from temporalio.common import RawValue, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
+from activities.command_steps import CommandSteps
+from activities.errors import ErrorClass
+from activities.models import SagaPlan, SagaPlanInput, SagaStepInput
+from adapters.callers import expected, saga_binding
 from adapters.ids import command_identifier
+from adapters.policy import AuthorizationRecord
+from adapters.provenance import with_authority
 from workflows import search_attributes as sa
 from workflows import write_metrics
 from workflows.audit_trail import SettledMoves, hand_over, withdrawal_event
@@ -48,14 +54,6 @@ from workflows.saga_contract import (
 )
 from workflows.saga_withdrawal import COMPENSATION_ACTIONS, OUT_OF_CHART, StepWithdrawal, may_land
 from workflows.write_start import NO_ARGUMENT, Refused, open_saga, unread_saga
-
-with workflow.unsafe.imports_passed_through():
-    from activities.command_steps import CommandSteps
-    from activities.errors import ErrorClass
-    from activities.models import SagaPlan, SagaPlanInput, SagaStepInput
-    from adapters.callers import expected, saga_binding
-    from adapters.policy import AuthorizationRecord
-    from adapters.provenance import with_authority
 
 #: ``workflow.patched`` ids: sagas that passed these points on earlier code replay as they ran.
 #: Compensation covers every step the EHR may hold, not only the verified ones.

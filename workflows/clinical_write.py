@@ -17,6 +17,11 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue, SearchAttributeUpdate
 
+from activities.errors import (
+    ErrorClass,
+)
+from activities.models import Confirmation, WriteReceipt
+from adapters.compensation import is_withdrawn
 from workflows import search_attributes as sa
 from workflows.audit_trail import AuditTrail
 from workflows.contract import (
@@ -29,15 +34,6 @@ from workflows.contract import (
     WriteStatus,
 )
 from workflows.decisions import DecisionInbox
-from workflows.write_start import NO_ARGUMENT, Refused, open_write, unread_command
-
-with workflow.unsafe.imports_passed_through():
-    from activities.errors import (
-        ErrorClass,
-    )
-    from activities.models import Confirmation, WriteReceipt
-    from adapters.compensation import is_withdrawn
-
 from workflows.kernel import StepFailed
 from workflows.write_kernel import (
     CONTINUE_AS_NEW_AFTER_EVENTS,
@@ -48,6 +44,7 @@ from workflows.write_kernel import (
     WriteRecord,
 )
 from workflows.write_sending import WriteSending
+from workflows.write_start import NO_ARGUMENT, Refused, open_write, unread_command
 
 __all__ = ["CONTINUE_AS_NEW_AFTER_EVENTS", "ClinicalWrite", "ContinuedWrite"]
 

@@ -17,11 +17,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from activities.errors import NON_RETRYABLE_TYPES, RETRYABLE, TAXONOMY, ErrorClass
+from adapters.reasons import safe_reason
 from workflows.task_queues import ehr_task_queue
-
-with workflow.unsafe.imports_passed_through():
-    from activities.errors import NON_RETRYABLE_TYPES, RETRYABLE, TAXONOMY, ErrorClass
-    from adapters.reasons import safe_reason
 
 #: The pure steps retry only on infrastructure hiccups, never on a decided failure.
 PURE_STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_TYPES)

@@ -31,15 +31,13 @@ from typing import ClassVar, Generic, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from activities.command_steps import CommandSteps
+from activities.models import DecisionInput
+from adapters.callers import decision_binding, expected
 from workflows.audit_trail import decision_event, hand_over
 from workflows.contract import Resolution, Transition, WriteState, WriteStatus
 from workflows.decisions import DecisionInbox
 from workflows.kernel import pure_step, reason_of
-
-with workflow.unsafe.imports_passed_through():
-    from activities.command_steps import CommandSteps
-    from activities.models import DecisionInput
-    from adapters.callers import decision_binding, expected
 
 S = TypeVar("S", bound=WriteStatus)
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from activities.ehr_writes import EhrWrites
+from activities.models import EhrWithdraw
+from adapters.compensation import withdrawal
 from workflows import search_attributes as sa
 from workflows import write_metrics
 from workflows.audit_trail import SettledMoves, hand_over, withdrawal_event
@@ -27,11 +30,6 @@ from workflows.decisions import DecisionInbox
 from workflows.kernel import SAGA_WITHDRAW_TIMEOUT, ehr_step, reason_of, request_id
 from workflows.person_waits import PersonWaits
 from workflows.reconcile_contract import Finding, FindingKind
-
-with workflow.unsafe.imports_passed_through():
-    from activities.ehr_writes import EhrWrites
-    from activities.models import EhrWithdraw
-    from adapters.compensation import withdrawal
 
 #: who asks for an automatic remediation (in the ledger, and checked against the tenant's settings)
 TENANT_POLICY = "tenant-policy"

@@ -16,6 +16,9 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from activities.command_steps import CommandSteps
+from activities.models import SweepPageOrder, SweepSettings, SweepWindowOrder
+from activities.sweep_reads import SweepReads
 from workflows.kernel import (
     ONE_ATTEMPT,
     PURE_STEP_TIMEOUT,
@@ -34,11 +37,6 @@ from workflows.reconcile_contract import (
     finding_workflow_id,
 )
 from workflows.reconcile_finding import ReconcileFinding
-
-with workflow.unsafe.imports_passed_through():
-    from activities.command_steps import CommandSteps
-    from activities.models import SweepPageOrder, SweepSettings, SweepWindowOrder
-    from activities.sweep_reads import SweepReads
 
 #: Pages one run of the workflow examines before it continues as new: about 6 events and 1.6 KB
 #: of history per page (bench/sweep_scale.py), so a run stays near 150 KB, 0.5 MB as JSON.

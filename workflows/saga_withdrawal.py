@@ -32,6 +32,19 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from activities.command_steps import CommandSteps
+from activities.ehr_writes import EhrWrites
+from activities.errors import ErrorClass
+from activities.models import (
+    CommandInput,
+    EhrLocate,
+    EhrVerify,
+    EhrWithdraw,
+    SagaPlan,
+    Verification,
+    WriteReceipt,
+)
+from adapters.compensation import is_withdrawn, withdrawal
 from workflows.budgets import BUDGETS
 from workflows.contract import ResolutionAction, Urgency, WriteCommand, WriteState, WriteStatus
 from workflows.kernel import (
@@ -43,21 +56,6 @@ from workflows.kernel import (
     reason_of,
 )
 from workflows.saga_contract import SagaStepStatus
-
-with workflow.unsafe.imports_passed_through():
-    from activities.command_steps import CommandSteps
-    from activities.ehr_writes import EhrWrites
-    from activities.errors import ErrorClass
-    from activities.models import (
-        CommandInput,
-        EhrLocate,
-        EhrVerify,
-        EhrWithdraw,
-        SagaPlan,
-        Verification,
-        WriteReceipt,
-    )
-    from adapters.compensation import is_withdrawn, withdrawal
 
 #: Decisions a person may take on a saga whose withdrawal failed.
 COMPENSATION_ACTIONS = frozenset(

@@ -11,10 +11,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from activities.capability_discovery import CapabilityDiscovery, DiscoveryReport
 from workflows.task_queues import ehr_task_queue
-
-with workflow.unsafe.imports_passed_through():
-    from activities.capability_discovery import CapabilityDiscovery, DiscoveryReport
 
 MISMATCH_ERROR_TYPE = "capability_mismatch"
 

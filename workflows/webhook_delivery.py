@@ -19,10 +19,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-with workflow.unsafe.imports_passed_through():
-    from activities.webhook_events import DeliveryOrder
-    from activities.webhook_post import PostOutcome, WebhookPost
-    from adapters.webhooks import RetrySettings
+from activities.webhook_events import DeliveryOrder
+from activities.webhook_post import PostOutcome, WebhookPost
+from adapters.webhooks import RetrySettings
 
 #: The failure type a delivery that gave up ends with.
 DELIVERY_FAILED = "WebhookDeliveryFailed"

@@ -8,27 +8,24 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from activities.ehr_writes import EhrWrites
+from activities.errors import (
+    ErrorClass,
+)
+from activities.models import (
+    Copies,
+    EhrCopies,
+    EhrLocate,
+    EhrVerify,
+    EhrWithdraw,
+    Verification,
+    WriteReceipt,
+)
+from adapters.fhir_r4 import CreateRequest
+from adapters.schema_drift import dropped_extensions
 from workflows.audit_trail import hand_over, withdrawal_event
 from workflows.budgets import BUDGETS
 from workflows.contract import WriteState
-
-with workflow.unsafe.imports_passed_through():
-    from activities.ehr_writes import EhrWrites
-    from activities.errors import (
-        ErrorClass,
-    )
-    from activities.models import (
-        Copies,
-        EhrCopies,
-        EhrLocate,
-        EhrVerify,
-        EhrWithdraw,
-        Verification,
-        WriteReceipt,
-    )
-    from adapters.fhir_r4 import CreateRequest
-    from adapters.schema_drift import dropped_extensions
-
 from workflows.kernel import READ_RETRY, StepFailed
 from workflows.write_kernel import COPY_SEARCH_WAIT, COPY_SEARCHES, WriteKernel
 

@@ -20,6 +20,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError
 
+from activities.errors import ErrorClass
+from activities.models import (
+    Confirmation,
+    WritePlan,
+    WriteReceipt,
+)
 from workflows import search_attributes as sa
 from workflows import write_metrics
 from workflows.audit_trail import AuditTrail
@@ -33,14 +39,6 @@ from workflows.contract import (
 from workflows.kernel import StepFailed, ehr_step, failure_of, request_id
 from workflows.landing import LandingWindow
 from workflows.person_waits import PersonWaits
-
-with workflow.unsafe.imports_passed_through():
-    from activities.errors import ErrorClass
-    from activities.models import (
-        Confirmation,
-        WritePlan,
-        WriteReceipt,
-    )
 
 A = TypeVar("A")
 R = TypeVar("R")

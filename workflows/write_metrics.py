@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from activities import metrics
+from activities.errors import ErrorClass
 from workflows.contract import WriteState, WriteStatus
-
-with workflow.unsafe.imports_passed_through():
-    from activities import metrics
-    from activities.errors import ErrorClass
 
 #: Read-back outcomes that mean "the EHR does not hold what we wrote".
 _MISMATCH_CLASSES = frozenset({ErrorClass.MISMATCH.value, ErrorClass.NOT_FOUND.value})

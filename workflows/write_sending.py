@@ -10,36 +10,33 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
+from activities.command_steps import CommandSteps
+from activities.crosswalk import Crosswalk, CrosswalkInput
+from activities.deadline import CLOCK_SKEW
+from activities.ehr_writes import EhrWrites
+from activities.errors import (
+    ErrorClass,
+    full_jitter_delay,
+)
+from activities.models import (
+    CommandInput,
+    EhrUpdate,
+    EhrWrite,
+    ValidatedWrite,
+    WriteReceipt,
+)
+from adapters.callers import Expected, expected, saga_of_step, write_binding
+from adapters.fhir_r4 import DedupStrategy
+from adapters.internal_refs import has_internal_refs
+from adapters.policy import AuthorizationRecord
 from workflows import search_attributes as sa
 from workflows import write_metrics
 from workflows.budgets import BUDGETS
 from workflows.contract import (
     WriteState,
 )
-from workflows.landing import LandingWindow
-
-with workflow.unsafe.imports_passed_through():
-    from activities.command_steps import CommandSteps
-    from activities.crosswalk import Crosswalk, CrosswalkInput
-    from activities.deadline import CLOCK_SKEW
-    from activities.ehr_writes import EhrWrites
-    from activities.errors import (
-        ErrorClass,
-        full_jitter_delay,
-    )
-    from activities.models import (
-        CommandInput,
-        EhrUpdate,
-        EhrWrite,
-        ValidatedWrite,
-        WriteReceipt,
-    )
-    from adapters.callers import Expected, expected, saga_of_step, write_binding
-    from adapters.fhir_r4 import DedupStrategy
-    from adapters.internal_refs import has_internal_refs
-    from adapters.policy import AuthorizationRecord
-
 from workflows.kernel import ONE_ATTEMPT, READ_RETRY, StepFailed, failure_of, pure_step
+from workflows.landing import LandingWindow
 from workflows.write_checks import WriteChecks
 
 

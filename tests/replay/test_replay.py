@@ -19,10 +19,9 @@ from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
-from workers.worker import PASSTHROUGH_MODULES
+from workers.worker import workflow_runner
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import WriteStatus
 from workflows.write_start import NO_ARGUMENT
@@ -35,9 +34,7 @@ def _replayer(*workflows: type) -> Replayer:
     return Replayer(
         workflows=list(workflows),
         data_converter=pydantic_data_converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 

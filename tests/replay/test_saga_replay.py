@@ -12,9 +12,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from workers.worker import PASSTHROUGH_MODULES
+from workers.worker import workflow_runner
 from workflows.clinical_saga import ClinicalSaga
 
 HISTORIES = sorted((Path(__file__).parent / "saga_histories").glob("*.json"))
@@ -25,9 +24,7 @@ def _replayer() -> Replayer:
     return Replayer(
         workflows=[ClinicalSaga],
         data_converter=pydantic_data_converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 

@@ -9,9 +9,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from workers.worker import PASSTHROUGH_MODULES
+from workers.worker import workflow_runner
 from workflows.reconcile_finding import ReconcileFinding
 from workflows.reconcile_sweep import ReconcileSweep
 
@@ -29,8 +28,6 @@ async def test_recorded_reconciliation_history_replays_on_current_code(name: str
     replayer = Replayer(
         workflows=[ReconcileSweep, ReconcileFinding],
         data_converter=pydantic_data_converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)

@@ -36,13 +36,12 @@ from support.workflow_runs import command, result_of
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from adapters.tenants import TenantRegistry, load_tenants
 from workers import samples
 from workers.client import WritebackClient
 from workers.temporal_client import default_data_converter
-from workers.worker import PASSTHROUGH_MODULES
+from workers.worker import workflow_runner
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import (
     Resolution,
@@ -339,9 +338,7 @@ async def test_an_override_with_a_forged_by_and_no_valid_credential_is_refused(
     replayer = Replayer(
         workflows=[ClinicalWrite],
         data_converter=default_data_converter(),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(await handle.fetch_history())
 

@@ -1,8 +1,7 @@
-"""Workflow code must replay the same way every time. The workflow sandbox refuses clocks,
-randomness and I/O only in the modules it re-imports per run; the worker passes all of
-workflows/ through (workers/worker.py PASSTHROUGH_MODULES: re-importing it cost up to two fifths
-of a write's worker CPU), so this checks every module of workflows/ for what the sandbox would
-refuse."""
+"""Workflow code must replay the same way every time. The worker runs it without Temporal's
+workflow sandbox (workers/worker.py ``workflow_runner``: the sandbox checked only modules it
+re-imports per run, and re-importing workflows/ cost two fifths of a write's worker CPU), so this
+checks every module of workflows/ for what the sandbox would refuse: clocks, randomness, I/O."""
 
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
-from workers.worker import PASSTHROUGH_MODULES
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 MODULES = sorted(path for path in WORKFLOWS.glob("*.py") if path.name != "__init__.py")
@@ -72,11 +69,3 @@ def test_workflow_code_has_no_clock_randomness_or_io(path: Path) -> None:
 )
 def test_the_check_finds_each_kind(source: str) -> None:
     assert violations(source)
-
-
-@pytest.mark.parametrize("path", MODULES, ids=[path.stem for path in MODULES])
-def test_each_workflow_module_is_passed_through(path: Path) -> None:
-    """Passed through, a module is not re-imported per run: these checks are what stands in for
-    the sandbox's."""
-    name = f"workflows.{path.stem}"
-    assert any(name == m or name.startswith(f"{m}.") for m in PASSTHROUGH_MODULES)

@@ -19,13 +19,12 @@ from support.workflow_runs import command, wait_until_settled
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput, Replayer, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workers.worker
 from adapters.tenants import TenantRegistry
 from workers.client import WritebackClient
 from workers.temporal_client import default_data_converter
-from workers.worker import PASSTHROUGH_MODULES
+from workers.worker import workflow_runner
 from workflows.clinical_write import ClinicalWrite
 from workflows.contract import Resolution, ResolutionAction, Urgency, WriteState
 
@@ -85,7 +84,5 @@ async def test_decisions_after_the_release_are_proved_and_the_run_replays(
     await Replayer(
         workflows=[ClinicalWrite],
         data_converter=default_data_converter(),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
     ).replay_workflow(history)
