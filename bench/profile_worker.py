@@ -18,7 +18,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from types import FrameType
 
@@ -100,6 +100,13 @@ def _thread_ticks() -> dict[str, tuple[str, int]]:
     return found
 
 
+def _pool_name(thread_name: str) -> str:
+    """A thread's name without its number in the pool (``asyncio_3`` -> ``asyncio``): the event
+    loop is ``MainThread``, workflow activations run in ``temporal_workflow``, blocking
+    activities (the audit ledger) in the loop's default executor."""
+    return thread_name.rstrip("0123456789").rstrip("_-") or thread_name
+
+
 class Sampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="bench-sampler", daemon=True)
@@ -108,16 +115,22 @@ class Sampler(threading.Thread):
         self.leaf_functions: Counter[str] = Counter()
         self.stacks: Counter[str] = Counter()
         self.parts: Counter[str] = Counter()
+        self.thread_parts: dict[str, Counter[str]] = defaultdict(Counter)
         self.busy = 0
         self.idle = 0
         self._halt = threading.Event()
         self._ticks_before = _thread_ticks()
+        # threads end before the report (the SDK stops its executors at shutdown): their last
+        # ticks and names are kept as they are seen, once a second
+        self._ticks_seen: dict[str, tuple[str, int]] = {}
+        self._python_names: dict[str, str] = {}
+        self._thread_names: dict[int, str] = {}
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
 
-    def _sample(self, frame: FrameType) -> None:
+    def _sample(self, frame: FrameType, thread: str) -> None:
         code = frame.f_code
         if (code.co_filename.rsplit("/", 1)[-1], code.co_name) in _IDLE:
             self.idle += 1
@@ -132,7 +145,9 @@ class Sampler(threading.Thread):
             current = current.f_back
         packages = [package_of(filename) for filename in files]
         self.stacks[" < ".join(names[:_STACK_DEPTH])] += 1
-        self.parts[part_of(files)] += 1
+        part = part_of(files)
+        self.parts[part] += 1
+        self.thread_parts[thread][part] += 1
         self.leaf[packages[0]] += 1
         self.leaf_functions[f"{packages[0]}:{code.co_name}:{frame.f_lineno}"] += 1
         for package in set(packages):
@@ -140,17 +155,29 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         own = threading.get_ident()
+        rounds = 0
+        self._see_threads()
         while not self._halt.wait(_INTERVAL):
             for ident, frame in sys._current_frames().items():
                 if ident != own:
-                    self._sample(frame)
+                    self._sample(frame, self._thread_names.get(ident, "?"))
+            rounds += 1
+            if rounds % round(1 / _INTERVAL) == 0:
+                self._see_threads()
+
+    def _see_threads(self) -> None:
+        self._ticks_seen.update(_thread_ticks())
+        threads = threading.enumerate()
+        self._python_names.update({str(t.native_id): _pool_name(t.name) for t in threads})
+        self._thread_names.update({t.ident: _pool_name(t.name) for t in threads if t.ident})
 
     def report(self) -> dict[str, object]:
-        python = {str(t.native_id) for t in threading.enumerate()}
+        self._see_threads()
+        python = self._python_names
         ticks: Counter[str] = Counter()
-        for tid, (name, after) in _thread_ticks().items():
+        for tid, (name, after) in self._ticks_seen.items():
             spent = after - self._ticks_before.get(tid, (name, 0))[1]
-            ticks["python threads" if tid in python else f"native: {name}"] += spent
+            ticks[f"python: {python[tid]}" if tid in python else f"native: {name}"] += spent
         total = sum(ticks.values()) or 1
 
         def shares(counter: Counter[str]) -> dict[str, float]:
@@ -164,6 +191,11 @@ class Sampler(threading.Thread):
             "python_busy_by_leaf_function": shares(self.leaf_functions),
             "python_busy_by_stack": shares(self.stacks),
             "python_busy_by_part": shares(self.parts),
+            "python_busy_by_thread_and_part": {
+                thread: {k: round(v / total_samples, 4) for k, v in parts.most_common()}
+                for thread, parts in self.thread_parts.items()
+                if (total_samples := sum(parts.values()))
+            },
         }
 
 
