@@ -6,7 +6,7 @@ is a comparison per payload, and bound the workflow id into its associated data 
 
     .venv/bin/python -m bench.security_checks [--rounds 2000] [--write-cpu-ms 50.3]
 
-Per write, counted as a verified create runs them: one credential built and verified twice, one
+Per write, counted as a verified create runs them: one credential built and verified once, one
 keyed content key (client), LEDGER_RECORDS ledger records sealed with the keyed chain (the
 unkeyed hash they replaced is subtracted), one reason passed through the grammar, and
 LOG_RECORDS log records through the filters. Prints µs per write for each, their sum, and the
