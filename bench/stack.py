@@ -208,8 +208,9 @@ def _start_processes(
 def worker_environment(workdir: Path, address: str, bytecode_cache: bool) -> dict[str, str]:
     """The workers' environment. With ``bytecode_cache``, compiled modules are cached under
     ``workdir`` even where PYTHONDONTWRITEBYTECODE is set (as on the machines this project is
-    built on): Temporal's workflow sandbox re-imports the workflow module for every workflow run,
-    and without a cache that means compiling workflows/clinical_write.py from source each time."""
+    built on): the baselines' worker runs Temporal's workflow sandbox, which re-imports the
+    workflow module for every workflow run, and without a cache that means compiling
+    bench/bare.py from source each time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEMPORAL_ADDRESS": address}
     if bytecode_cache:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
