@@ -78,25 +78,22 @@ async def _write(
     return status.state, starts.eager
 
 
-async def test_an_eager_start_hands_the_first_task_to_this_process(
-    dev_server: WorkflowEnvironment, tenants: TenantRegistry, key: str
+@pytest.mark.parametrize(
+    ("eager_start", "worker_here", "handed_back"),
+    [
+        pytest.param(True, True, True, id="eager-with-a-worker-here"),
+        pytest.param(False, True, False, id="without-the-option"),
+        pytest.param(True, False, False, id="eager-without-a-worker-here"),
+    ],
+)
+async def test_the_first_task_comes_back_only_to_an_eager_start_with_a_worker_here(
+    dev_server: WorkflowEnvironment,
+    tenants: TenantRegistry,
+    key: str,
+    eager_start: bool,
+    worker_here: bool,
+    handed_back: bool,
 ) -> None:
-    state, eager = await _write(dev_server, tenants, key, eager_start=True, worker_here=True)
+    state, eager = await _write(dev_server, tenants, key, eager_start, worker_here)
     assert state is WriteState.VERIFIED
-    assert eager == [True]
-
-
-async def test_a_start_is_ordinary_without_the_option(
-    dev_server: WorkflowEnvironment, tenants: TenantRegistry, key: str
-) -> None:
-    state, eager = await _write(dev_server, tenants, key, eager_start=False, worker_here=True)
-    assert state is WriteState.VERIFIED
-    assert eager == [False]
-
-
-async def test_an_eager_start_without_a_worker_here_is_ordinary_and_still_verified(
-    dev_server: WorkflowEnvironment, tenants: TenantRegistry, key: str
-) -> None:
-    state, eager = await _write(dev_server, tenants, key, eager_start=True, worker_here=False)
-    assert state is WriteState.VERIFIED
-    assert eager == [False]
+    assert eager == [handed_back]
