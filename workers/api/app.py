@@ -6,8 +6,9 @@ key to sign with) unless a client is given (tests).
 same Temporal connection, and starts writes eagerly: the server hands a new write's first
 workflow task straight back to this process instead of queueing it for a worker to poll (one
 dispatch fewer, README: Benchmarks). The process then needs what a worker needs (the tenants'
-EHR access, the ledger, the caller registry); ``writeback worker`` processes on the same task
-queue share the work and the tenants' rate limits with it."""
+EHR access, the ledger, the caller registry; its metrics and traces are exported as a worker's,
+``$WRITEBACK_METRICS_PORT`` / ``$OTEL_EXPORTER_OTLP_ENDPOINT``); ``writeback worker`` processes on
+the same task queue share the work and the tenants' rate limits with it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from workers.api.state import ApiState
 from workers.client import WritebackClient
 from workers.keys import KeyProvider, load_key_provider
 from workers.settings import Settings
+from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
 from workers.versioning import deployment_config
 from workers.worker import ehr_http_client, require_caller_keys, running_workers
@@ -56,6 +58,9 @@ def create_app(
         async with AsyncExitStack() as running:
             if workers:
                 require_caller_keys(tenants)
+                # the workers' metrics and traces, as `writeback worker` exports them
+                telemetry = configure_from_env(settings, service_name="writeback-api")
+                running.callback(telemetry.shutdown)
                 temporal = await connect(settings.temporal_address, settings.namespace)
                 http = await running.enter_async_context(ehr_http_client())
                 await running.enter_async_context(
