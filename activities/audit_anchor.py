@@ -28,12 +28,17 @@ from activities.audit_chain import LedgerKeys
 PREFIX = "checkpoint-"
 
 
-def _is_checkpoint(name: str) -> bool:
-    return name.startswith(PREFIX) and name.endswith(".json")
+def checkpoint_names(directory: Path) -> list[str]:
+    """The names of the checkpoint files in ``directory`` (none when it does not exist), in no
+    order: one scan of the directory, no ``Path`` per file."""
+    if not directory.is_dir():
+        return []
+    with os.scandir(directory) as entries:
+        return [e.name for e in entries if e.name.startswith(PREFIX) and e.name.endswith(".json")]
 
 
 def has_checkpoints(directory: Path) -> bool:
-    return directory.is_dir() and any(directory.glob(f"{PREFIX}*.json"))
+    return bool(checkpoint_names(directory))
 
 
 class CheckpointError(Exception):
@@ -97,20 +102,15 @@ class AnchorStore:
 
     def all(self) -> list[Checkpoint]:
         """Every checkpoint, oldest first; CheckpointError for one the ledger did not write."""
-        return [self._read(self.directory / name) for name in sorted(self._names())]
+        names = sorted(checkpoint_names(self.directory))
+        return [self._read(self.directory / name) for name in names]
 
     def latest(self) -> Checkpoint | None:
         """The newest checkpoint (names sort by time). A worker writes one every few hundred
         records for as long as it runs and files are never removed: the directory is scanned
         for names only, one pass, no sort."""
-        names = self._names()
+        names = checkpoint_names(self.directory)
         return self._read(self.directory / max(names)) if names else None
-
-    def _names(self) -> list[str]:
-        if not self.directory.is_dir():
-            return []
-        with os.scandir(self.directory) as entries:
-            return [e.name for e in entries if _is_checkpoint(e.name)]
 
     def _read(self, path: Path) -> Checkpoint:
         try:

@@ -211,6 +211,27 @@ async def running_workers(
                     await sharing
 
 
+@asynccontextmanager
+async def deployed_workers(
+    client: Client, settings: Settings, tenants: TenantRegistry
+) -> AsyncIterator[None]:
+    """The workers of a deployed process (``writeback worker``, ``writeback api --workers``):
+    on the configured task queue and Worker Deployment Version, each tenant paced at this
+    process's share of its limit among all the processes polling its queue."""
+    async with (
+        ehr_http_client() as http,
+        running_workers(
+            client,
+            tenants,
+            http,
+            settings.task_queue,
+            share_limits=True,
+            deployment=deployment_config(settings),
+        ),
+    ):
+        yield
+
+
 def ehr_http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -240,17 +261,7 @@ async def run_worker(settings: Settings, tenants: TenantRegistry) -> None:
 async def _serve_until_stopped(
     client: Client, settings: Settings, tenants: TenantRegistry, health: Health, stop: asyncio.Event
 ) -> None:
-    async with (
-        ehr_http_client() as http,
-        running_workers(
-            client,
-            tenants,
-            http,
-            settings.task_queue,
-            share_limits=True,
-            deployment=deployment_config(settings),
-        ),
-    ):
+    async with deployed_workers(client, settings, tenants):
         health.ready = True
         log.info(
             "worker ready: task queue %s, tenants %s from %s",

@@ -65,9 +65,10 @@ async def _write(
     config["interceptors"] = [*config["interceptors"], starts]
     client = Client(**config)
     queue = f"eager-{uuid.uuid4().hex[:8]}"
-    # a worker on a connection of its own: a start from ``client`` cannot be handed to it
-    other = await connect(temporal_address(dev_server), config["namespace"])
-    worker_client = client if worker_here else other
+    # else a worker on a connection of its own: a start from ``client`` cannot be handed to it
+    worker_client = client
+    if not worker_here:
+        worker_client = await connect(temporal_address(dev_server), config["namespace"])
     writeback = WritebackClient(client, queue, clock=server_clock(client), eager_start=eager_start)
     command = WriteCommand(
         tenant="demo-r4", idempotency_key=key, resource=samples.heart_rate("eager", 61)

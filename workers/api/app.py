@@ -29,8 +29,7 @@ from workers.keys import KeyProvider, load_key_provider
 from workers.settings import Settings
 from workers.telemetry import configure_from_env
 from workers.temporal_client import connect
-from workers.versioning import deployment_config
-from workers.worker import ehr_http_client, require_caller_keys, running_workers
+from workers.worker import deployed_workers, require_caller_keys
 
 TITLE = "writeback API"
 
@@ -62,17 +61,7 @@ def create_app(
                 telemetry = configure_from_env(settings, service_name="writeback-api")
                 running.callback(telemetry.shutdown)
                 temporal = await connect(settings.temporal_address, settings.namespace)
-                http = await running.enter_async_context(ehr_http_client())
-                await running.enter_async_context(
-                    running_workers(
-                        temporal,
-                        tenants,
-                        http,
-                        settings.task_queue,
-                        share_limits=True,
-                        deployment=deployment_config(settings),
-                    )
-                )
+                await running.enter_async_context(deployed_workers(temporal, settings, tenants))
                 state.client = WritebackClient(
                     temporal, settings.task_queue, signer, eager_start=True
                 )
