@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zlib
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,45 @@ async def test_a_refusal_reads_as_the_refusal_through_the_data_converter(
     with pytest.raises(PayloadRefused, match="does not belong to tenant 'beta'") as refused:
         await converter.decode([acme], [dict])
     assert refused.value.code == "wrong_tenant"
+
+
+@pytest.mark.parametrize("size", [300, 1_000, 5_000, 40_000, 1_000_000])
+async def test_compression_sets_up_no_larger_window_than_the_payload_needs(
+    keys: LocalKeyProvider, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """zlib.compress sets up a 32 KiB window whatever the size (tens of µs per small payload);
+    the codec's window just holds the payload, compresses it as well, and any zlib reader
+    takes it (payloads written before, with the full window, read the same way)."""
+    from workers import codec as codec_module
+
+    text = json.dumps([{"code": "8867-4", "value": n % 97, "note": "stable"} for n in range(size)])
+    payload = plain(text[: size - 20])
+    data = payload.SerializeToString()
+    codec = in_workflow(EncryptionCodec(keys), "wb:acme:k1")
+    [sealed] = await codec.encode([payload])
+    streams: list[bytes] = []
+    inflate = codec_module._inflate
+    monkeypatch.setattr(
+        "workers.codec._inflate", lambda packed, key: streams.append(packed) or inflate(packed, key)
+    )
+    assert codec.decrypt(sealed) == payload
+    [packed] = streams  # the zlib stream inside the encryption
+    window_bits = (packed[0] >> 4) + 8  # zlib header: CINFO is log2(window) - 8
+    assert 2**window_bits >= min(len(data), 2**15)
+    assert window_bits <= max(10, len(data).bit_length())
+    assert len(packed) <= len(zlib.compress(data, 1)) * 1.02
+    assert zlib.decompressobj().decompress(packed) == data
+    assert zlib.decompress(zlib.compress(data, 1)) == data  # the old streams: the same reader
+
+
+async def test_a_payload_compressed_with_the_full_window_still_opens(
+    keys: LocalKeyProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Histories hold payloads compressed before the window was sized (zlib.compress)."""
+    big = plain(CANARY * 100)
+    sealer = in_workflow(EncryptionCodec(keys), "wb:acme:k1")
+    with monkeypatch.context() as patched:  # how payloads were written then
+        patched.setattr("workers.codec.deflate", lambda data: zlib.compress(data, 1))
+        [old] = await sealer.encode([big])
+    assert old.metadata["compression"] == b"zlib"
+    assert sealer.decrypt(old) == big
