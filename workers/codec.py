@@ -44,7 +44,7 @@ import os
 import re
 import zlib
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -362,12 +362,25 @@ class _RefusedPayloadConverter(EncodingPayloadConverter):
 
 
 class WritebackPayloadConverter(PydanticPayloadConverter):
-    """Pydantic JSON, and the codec's refusal marker read as the refusal it stands for."""
+    """Pydantic JSON, and the codec's refusal marker read as the refusal it stands for.
+
+    The SDK clones its data converter for every serialization context it encodes or decodes in
+    (several per workflow activation and activity) and each clone constructs one of these, only
+    to replace it with the original's at once (``DataConverter.with_context``). Its encoding
+    converters hold no state of their own but caches, so every instance shares the first one's:
+    a clone costs a dictionary, not a pydantic serializer and a type-adapter cache."""
+
+    _shared: ClassVar[dict[bytes, EncodingPayloadConverter]] = {}
 
     def __init__(self) -> None:
-        super().__init__()
-        refused = _RefusedPayloadConverter()
-        self.converters = {refused.encoding.encode(): refused, **self.converters}
+        if not WritebackPayloadConverter._shared:
+            super().__init__()
+            refused = _RefusedPayloadConverter()
+            WritebackPayloadConverter._shared = {
+                refused.encoding.encode(): refused,
+                **self.converters,
+            }
+        self.converters = WritebackPayloadConverter._shared
 
 
 def writeback_data_converter(

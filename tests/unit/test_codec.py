@@ -18,6 +18,7 @@ from workers.codec import (
     KEY_ID,
     EncryptionCodec,
     PayloadRefused,
+    WritebackPayloadConverter,
     is_encrypted,
     writeback_data_converter,
 )
@@ -30,7 +31,7 @@ from workers.keys import (
     create_key_file,
     load_key_provider,
 )
-from workflows.write_start import REFUSED_CODE
+from workflows.write_start import REFUSED_CODE, REFUSED_ENCODING
 
 CANARY = "CANARY-codec-7f3a Zzyzx Quuxley"
 
@@ -350,3 +351,12 @@ async def test_a_payload_compressed_with_the_full_window_still_opens(
         [old] = await sealer.encode([big])
     assert old.metadata["compression"] == b"zlib"
     assert sealer.decrypt(old) == big
+
+
+def test_a_data_converter_cloned_for_a_context_builds_no_new_json_converter() -> None:
+    """The SDK clones the data converter for each serialization context (several per activation)
+    and each clone constructs a payload converter, to throw it away: they share the first one's
+    encoders (pydantic's serializer, the type-adapter cache), the refusal marker's first."""
+    first, clone = WritebackPayloadConverter(), WritebackPayloadConverter()
+    assert clone.converters[b"json/plain"] is first.converters[b"json/plain"]
+    assert next(iter(clone.converters)) == REFUSED_ENCODING
