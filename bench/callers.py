@@ -3,7 +3,7 @@ command once; the worker builds what the credential must prove once (workflow co
 it once (the pure steps, run as one: CommandSteps.prepare); the credential rides in the command's
 payload.
 
-    .venv/bin/python -m bench.callers [--rounds 2000] [--write-cpu-ms 44.3]
+    .venv/bin/python -m bench.callers [--rounds 2000] [--write-cpu-ms 47.1]
 
 Prints µs per write for each part, their sum for the worker and for the client, the extra bytes
 and codec time of the command payload, and the share of a write's CPU (worker + server) —
@@ -32,7 +32,7 @@ from workers.keys import LocalKeyProvider
 from workflows.contract import WriteCommand
 
 #: throughput benchmark, CPU of worker + server per write at 50 in flight (README, Benchmarks)
-WRITE_CPU_MS = 44.3
+WRITE_CPU_MS = 47.1
 
 
 def best_of(rounds: int, step: Callable[[], Any]) -> float:

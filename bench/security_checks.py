@@ -4,7 +4,7 @@ ledger chain, the reasons grammar and the log filters. The payload codec's own c
 ``python -m bench.codec``: #17 made it refuse more (plain, system-sealed, foreign payloads), which
 is a comparison per payload, and bound the workflow id into its associated data (a few bytes).
 
-    .venv/bin/python -m bench.security_checks [--rounds 2000] [--write-cpu-ms 44.3]
+    .venv/bin/python -m bench.security_checks [--rounds 2000] [--write-cpu-ms 47.1]
 
 Per write, counted as a verified create runs them: one credential built and verified once, one
 keyed content key (client), LEDGER_RECORDS ledger records sealed with the keyed chain (the
