@@ -66,6 +66,11 @@ def clock_unlocked(client: Client) -> AbstractAsyncContextManager[None]:
     return unlock() if unlock is not None else nullcontext()
 
 
+def skips_time(client: Client) -> bool:
+    """Whether ``client`` talks to a time-skipping test server (one this module started)."""
+    return client.service_client in _CLOCKS
+
+
 def client_of(handle: WorkflowHandle[Any, Any]) -> Client:
     """The client a handle talks through (the SDK keeps it private and offers no accessor)."""
     client: Client = handle._client

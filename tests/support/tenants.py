@@ -20,7 +20,6 @@ class TenantSpec:
     writable: str = '["create", "update"]'
     drops_identifiers: bool = False
     rate_limit: float | None = None
-    breaker_failures: int = 5
     patch: bool = False
     #: SMART Backend Services: (client id, algorithm, scope style); keys come from smart_keys
     smart: tuple[str, str, str] | None = None
@@ -73,8 +72,7 @@ TEST_TENANTS = [
     ),
     TenantSpec("demo-cerner", "cerner", "cerner", False, True, extra=SANDBOX_QUIET),
     # short HTTP timeouts, so that commit-then-hang faults become ambiguous outcomes quickly
-    # (its breaker stays closed: workflow tests skip time, the breaker's cooldown is real time)
-    TenantSpec("fast-r4", "generic_r4", "r4", True, True, timeout=1.0, breaker_failures=100),
+    TenantSpec("fast-r4", "generic_r4", "r4", True, True, timeout=1.0),
     TenantSpec("fast-epic", "epic", "epic", False, False, timeout=1.0, writable='["create"]'),
     TenantSpec("fast-cerner", "cerner", "cerner", False, True, timeout=1.0),
     # an EHR that strips our command identifier: deduplication by content fingerprint
@@ -245,7 +243,6 @@ def write_tenants_file(path: Path, sandbox_url: str, keys_dir: Path | None = Non
                 f'private_key_file = "{keys_dir / client_id}.pem", algorithm = "{algorithm}", '
                 f'key_id = "{client_id}-1", scope_style = "{style}" }}\n'
             )
-        block += f"breaker = {{ failures = {t.breaker_failures} }}\n"
         if "[tenant.policy]" not in t.extra:
             block += 'allowed_callers = ["*"]  # every caller with a registered key\n'
         if t.rate_limit:

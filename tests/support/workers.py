@@ -17,9 +17,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from adapters.tenants import TenantRegistry
+from adapters.tenants import BreakerSettings, TenantRegistry
 from support.callers import SigningInterceptor
-from support.temporal import server_clock
+from support.temporal import server_clock, skips_time
 from workers.client import WritebackClient
 from workers.worker import ehr_http_client, running_workers
 
@@ -59,10 +59,30 @@ async def _terminate_running(client: Client, ids: list[str]) -> None:
                 await handle.terminate(reason="the test that started it has ended")
 
 
+#: A failure count no test reaches: the breaker stays closed.
+_NEVER_OPENS = BreakerSettings(failures=2**31)
+
+
+def breakers_kept_closed(tenants: TenantRegistry) -> TenantRegistry:
+    """The tenants with circuit breakers that never open, for workers on the time-skipping
+    server. A breaker's cooldown runs in real time, but the retry delay an open breaker asks
+    for is workflow time, which that server skips: the tenant's activities were refused attempt
+    after attempt, tens a second, for the whole real cooldown, while their workflows' clocks raced
+    through quiet periods and budgets. Under seeded chaos the refusals reopened the breaker as
+    soon as it closed, and a saga test spun for its whole 300 s timeout (7,483 refused attempts
+    of one write). The breaker is tested where time is real: tests/unit/test_merge_and_breaker.py,
+    tests/integration/test_outage.py."""
+    kept = [tenant.model_copy(update={"breaker": _NEVER_OPENS}) for tenant in tenants]
+    return TenantRegistry(kept, tenants.source)
+
+
 @asynccontextmanager
 async def running_worker(client: Client, tenants: TenantRegistry) -> AsyncIterator[WritebackClient]:
     """Start a worker on a fresh task queue; yield a WritebackClient that submits to it. What
-    the test started and left running is terminated when it ends."""
+    the test started and left running is terminated when it ends. On the time-skipping server
+    the tenants' breakers stay closed (``breakers_kept_closed``)."""
+    if skips_time(client):
+        tenants = breakers_kept_closed(tenants)
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     started = _StartedWorkflows()
     config = client.config()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from support.interleave import Interleave
 from support.temporal import server_clock
-from support.workers import running_worker
+from support.workers import breakers_kept_closed, running_worker
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.tenants import TenantRegistry
@@ -38,7 +38,7 @@ async def racing(
     task_queue = f"race-{uuid.uuid4().hex[:8]}"
     async with (
         interleave.client() as http,
-        running_workers(time_skipping.client, tenants, http, task_queue),
+        running_workers(time_skipping.client, breakers_kept_closed(tenants), http, task_queue),
     ):
         yield WritebackClient(
             time_skipping.client, task_queue=task_queue, clock=server_clock(time_skipping.client)

@@ -21,10 +21,16 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import httpx
 from support.workflow_runs import result_of
 from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from workers import samples
+from workers.client import WritebackClient
+from workflows.clinical_write import ClinicalWrite
+from workflows.contract import WriteCommand, WriteState
 
 
 @workflow.defn(sandboxed=False)
@@ -71,3 +77,27 @@ async def test_a_result_awaited_through_any_handle_lets_the_clock_skip(
         handle = client.get_workflow_handle_for(Sleeper.run, started.id)  # as tests look one up
         # a locked clock would take a day; the bound is the condition's patience
         assert await asyncio.wait_for(result_of(handle), timeout=120) == day
+
+
+async def test_a_tenants_breaker_stays_closed_where_time_skips(
+    writeback: WritebackClient, faults: httpx.AsyncClient, key: str
+) -> None:
+    """Five refusals in a row open a tenant's breaker (its default). Its cooldown is real time
+    and the retry delay it asks for is skipped here, so the write's next attempts were refused by
+    our own breaker, one after another, instead of being sent (support/workers.py
+    ``breakers_kept_closed``)."""
+    refusals = [{"kind": "status", "status": 503, "method": "POST"}] * 5
+    await faults.post("/_admin/faults/demo-r4", json={"queue": refusals})
+    command = WriteCommand(
+        tenant="demo-r4", idempotency_key=key, resource=samples.heart_rate("breaker", 64)
+    )
+    submission = await writeback.submit(command)
+    handle = writeback.temporal.get_workflow_handle_for(ClinicalWrite.run, submission.workflow_id)
+    # the clock skips while it waits; the bound is the condition's patience (without the fix the
+    # refusals spent the write's budget and it waited for a person)
+    status = await asyncio.wait_for(result_of(handle), timeout=120)
+
+    outcomes = [exchange.outcome for exchange in status.ehr_log]
+    assert not [outcome for outcome in outcomes if "circuit open" in outcome], outcomes
+    assert status.state is WriteState.VERIFIED, outcomes
+    assert status.attempts == 6, outcomes
