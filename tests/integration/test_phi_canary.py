@@ -20,6 +20,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +126,16 @@ async def finding_sinks(
     raw: Any, fhir: httpx.AsyncClient, cli_env: dict[str, str]
 ) -> dict[str, bytes]:
     """An orphan planted in the EHR with a command identifier carrying the canary (a token, so the
-    sweep takes it as one of ours): the finding it raises is listed in visibility by its id."""
+    sweep takes it as one of ours): the finding it raises is listed in visibility by its id.
+    The sweep covers only the minute of the orphan: the tenant's lookback would also take in
+    every write of the session to this tenant, and in one CI run that sweep outlasted the CLI's
+    120 s."""
+    since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     orphan = samples.heart_rate("orphan", 70)
     orphan["identifier"] = [{"system": COMMAND_IDENTIFIER_SYSTEM, "value": f"demo-r4:x{TOKEN}"}]
     assert (await fhir.post("/fhir/demo-r4/Observation", json=orphan)).status_code == 201
-    swept = await asyncio.to_thread(run_cli, "reconcile", "run", "--tenant", "demo-r4", env=cli_env)
+    sweep = ("reconcile", "run", "--tenant", "demo-r4", "--since", since)
+    swept = await asyncio.to_thread(run_cli, *sweep, env=cli_env)
     assert swept.returncode == 3, swept.stderr  # findings, the orphan among them
     query = f"WorkflowId STARTS_WITH '{FINDING_PREFIX}:demo-r4:'"
     found = [e async for e in raw.list_workflows(query)]
