@@ -111,6 +111,9 @@ def review_query(tenant: str | None = None, error_class: str | None = None) -> s
 class Submission:
     workflow_id: str
     run_id: str | None
+    #: the write already existed (running or finished) and this submission joined it; False:
+    #: this submission started it, with its own command and memo
+    joined: bool = False
 
 
 class WritebackClient:
@@ -192,7 +195,10 @@ class WritebackClient:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 request_eager_start=self.eager_start,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                # a resubmission, running or finished, is refused as already started and joins
+                # the write below; FAIL rather than USE_EXISTING so that a caller knows which
+                # submission started it (the HTTP API then compares only joined requests)
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo=memo,
                 search_attributes=TypedSearchAttributes(
@@ -203,9 +209,9 @@ class WritebackClient:
                     ]
                 ),
             )
-        except WorkflowAlreadyStartedError:
-            # The same command already ran to completion: it is the same write, not a new one.
-            return Submission(workflow_id=workflow_id, run_id=None)
+        except WorkflowAlreadyStartedError as started:
+            # the same command, running or already finished: the same write, not a new one
+            return Submission(workflow_id=workflow_id, run_id=started.run_id, joined=True)
         return Submission(workflow_id=handle.id, run_id=handle.result_run_id)
 
     def _handle(self, workflow_id: str) -> WorkflowHandle[ClinicalWrite, WriteStatus]:

@@ -25,6 +25,7 @@ async def test_concurrent_duplicates_make_one_workflow_and_one_resource(
 
     assert {s.workflow_id for s in submissions} == {cmd.workflow_id}
     assert len({s.run_id for s in submissions}) == 1
+    assert sorted(s.joined for s in submissions) == [False] + [True] * 9  # one started it
     status = await writeback.wait(cmd.workflow_id)
     assert status.state is WriteState.VERIFIED
     assert resources_for_command(ehr.db, tenant, cmd.command_identifier) == 1
@@ -39,6 +40,7 @@ async def test_sequential_resubmission_after_completion_writes_nothing_new(
     again = await writeback.submit(cmd)
     second = await writeback.wait(again.workflow_id)
 
+    assert again.joined  # the finished write, not a new one
     assert first.state is second.state is WriteState.VERIFIED
     assert second.resource == first.resource
     workflows = [

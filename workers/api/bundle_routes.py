@@ -99,7 +99,7 @@ async def _transaction(
         state.keys.id_secret(saga.tenant), saga.tenant, signed_content(saga, _SAGA_REQUEST)
     )
     submission = await state.writeback.submit_saga(saga, memo={MEMO_FIELD: digest})
-    await check_same_request(state.writeback, state.keys, submission.workflow_id, digest)
+    await check_same_request(state.writeback, state.keys, submission, digest)
     saga_id = submission.workflow_id
     if wait > 0:
         try:

@@ -24,7 +24,7 @@ from fastapi import Request
 from adapters.callers import WRITE_FIELDS, signed_content
 from adapters.ids import TOKEN, content_key
 from workers.api.outcomes import ApiError, invalid
-from workers.client import WritebackClient
+from workers.client import Submission, WritebackClient
 from workers.keys import KeyProvider
 from workflows.contract import WriteCommand, WriteDetails
 
@@ -61,9 +61,14 @@ def reused_with_another_request() -> ApiError:
 
 
 async def check_same_request(
-    client: WritebackClient, keys: KeyProvider, workflow_id: str, digest: str
+    client: WritebackClient, keys: KeyProvider, submission: Submission, digest: str
 ) -> None:
-    """422 unless the write ``workflow_id`` was started for the request of ``digest``."""
+    """422 unless the write was started for the request of ``digest``. A submission that
+    started it recorded ``digest`` itself: only a joined one is compared (one read of the
+    workflow fewer per new write)."""
+    if not submission.joined:
+        return
+    workflow_id = submission.workflow_id
     handle = client.temporal.get_workflow_handle(workflow_id)
     description = await handle.describe()
     recorded = await description.memo_value(MEMO_FIELD, None)

@@ -111,7 +111,7 @@ async def start_write(state: ApiState, command: WriteCommand) -> str:
     check_at_the_door(state, command)
     digest = request_digest(state.keys, command)
     submission = await state.writeback.submit(command, memo={MEMO_FIELD: digest})
-    await check_same_request(state.writeback, state.keys, submission.workflow_id, digest)
+    await check_same_request(state.writeback, state.keys, submission, digest)
     return submission.workflow_id
 
 
