@@ -39,11 +39,14 @@ async def test_outage_drains_spread_out_within_the_rate_limit_exactly_once(
         for n in range(WRITES)
     ]
     await asyncio.gather(*(writeback.submit(cmd) for cmd in commands))
-    # all 300 are in flight (and retrying against the outage); from now on it lasts 30 s more
+    # the outage lasts until all 300 are in flight (retrying against it), then 30 s more: it is
+    # re-armed while they get there (on a loaded box that took 132 s, longer than one outage,
+    # and the EHR served writes in between)
     in_flight = f"WritebackState = 'in_flight' AND WorkflowId STARTS_WITH 'wb:{TENANT}:out-{run}'"
-    for _ in range(120):
+    for _ in range(300):
         if (await writeback.temporal.count_workflows(in_flight)).count == WRITES:
             break
+        await faults.post(f"/_admin/faults/{TENANT}", json=outage)
         await asyncio.sleep(1)
     outage_ends = time.time() + OUTAGE_SECONDS
     await faults.post(f"/_admin/faults/{TENANT}", json=outage)
